@@ -1,0 +1,253 @@
+"""The codebook artifact: its on-disk format and the numpy-only reader.
+
+This module owns the artifact contract. It imports numpy only, so the filter service and the
+GRPO reward can decode semantic IDs (SIDs) without torch.
+
+Layout of an artifact directory::
+
+    codebook.npz    codewords [D, K, latent], encoder MLP weights, meta (JSON)
+    item_sids.npz   item_ids [N] (unicode), codes [N, D] (uint16), codebook_version
+
+``codebook_version`` is a content hash of the codewords, so any two artifacts with the same
+version decode every SID to the same vector; the prediction store records it next to each run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+CODEBOOK_FILE = "codebook.npz"
+ITEM_SIDS_FILE = "item_sids.npz"
+
+
+class InvalidSIDError(ValueError):
+    """Codes that do not name a codeword of this codebook (wrong shape, out of range)."""
+
+
+class ArtifactError(RuntimeError):
+    """The artifact on disk is missing, corrupt or of an unsupported format version."""
+
+
+@dataclass(frozen=True)
+class EncoderWeights:
+    """The RQ-VAE encoder MLP as plain arrays, for torch-free encoding of new items."""
+
+    weights: tuple[np.ndarray, ...]  # each [out, in], torch.nn.Linear layout
+    biases: tuple[np.ndarray, ...]  # each [out]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Map item embeddings [N, in_dim] to latents [N, latent_dim] (ReLU between layers)."""
+        h = np.asarray(x, dtype=np.float32)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = h @ w.T + b
+            if i < last:
+                np.maximum(h, 0.0, out=h)
+        return h
+
+
+def codebook_version(codewords: np.ndarray) -> str:
+    """Content hash naming a set of codewords (first 12 hex digits of sha256)."""
+    data = np.ascontiguousarray(codewords, dtype=np.float32)
+    digest = hashlib.sha256(str(data.shape).encode() + data.tobytes()).hexdigest()
+    return digest[:12]
+
+
+@dataclass
+class Codebook:
+    """Decodes and validates SIDs. Immutable after load; safe to share between threads."""
+
+    codewords: np.ndarray  # [D, K, latent] float32
+    meta: dict[str, Any] = field(default_factory=dict)
+    encoder: EncoderWeights | None = None
+
+    def __post_init__(self) -> None:
+        self.codewords = np.ascontiguousarray(self.codewords, dtype=np.float32)
+        if self.codewords.ndim != 3:
+            shape = self.codewords.shape
+            raise ArtifactError(f"codewords must be [levels, size, dim], got {shape}")
+        self.codewords.setflags(write=False)
+        self.version = self.meta.get("codebook_version") or codebook_version(self.codewords)
+        # Decoding is a gather + sum over levels; flattening the table and offsetting each level
+        # turns it into one np.take, which is what keeps the service's scoring vectorised.
+        d, k, _ = self.codewords.shape
+        self._flat = self.codewords.reshape(d * k, -1)
+        self._offsets = np.arange(d, dtype=np.int64) * k
+
+    @property
+    def levels(self) -> int:
+        return self.codewords.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.codewords.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.codewords.shape[2]
+
+    def validate(self, codes: Any) -> np.ndarray:
+        """Return ``codes`` as int64 [..., D], or raise InvalidSIDError saying what is wrong."""
+        try:
+            arr = np.asarray(codes)
+        except (TypeError, ValueError) as exc:
+            raise InvalidSIDError(f"SID codes are not an integer array: {exc}") from exc
+        if arr.size == 0:
+            raise InvalidSIDError("SID codes are empty")
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.floor(arr)):
+                arr = arr.astype(np.int64)
+            else:
+                raise InvalidSIDError(f"SID codes must be integers, got dtype {arr.dtype}")
+        if arr.ndim == 0 or arr.shape[-1] != self.levels:
+            raise InvalidSIDError(
+                f"a SID has {self.levels} codes (one per level), got shape {arr.shape}"
+            )
+        arr = arr.astype(np.int64, copy=False)
+        bad = (arr < 0) | (arr >= self.size)
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            raise InvalidSIDError(
+                f"SID code {int(arr[tuple(where)])} at level {int(where[-1])} is out of range "
+                f"[0, {self.size})"
+            )
+        return arr
+
+    def decode(self, codes: Any, *, validate: bool = True) -> np.ndarray:
+        """Reconstructed latents X-hat = sum of the chosen codewords: [..., D] -> [..., dim]."""
+        arr = self.validate(codes) if validate else np.asarray(codes, dtype=np.int64)
+        flat_idx = arr + self._offsets  # [..., D]
+        return np.take(self._flat, flat_idx, axis=0).sum(axis=-2, dtype=np.float32)
+
+    def decode_normalized(self, codes: Any, *, validate: bool = True) -> np.ndarray:
+        """Decoded latents scaled to unit L2 norm, ready for cosine similarity."""
+        vecs = self.decode(codes, validate=validate)
+        norms = np.linalg.norm(vecs, axis=-1, keepdims=True)
+        return vecs / np.maximum(norms, 1e-12)
+
+
+@dataclass
+class ItemSIDTable:
+    """The catalogue's item id -> SID mapping written next to the codebook."""
+
+    item_ids: np.ndarray  # [N] unicode
+    codes: np.ndarray  # [N, D] uint16
+    codebook_version: str
+
+    def __post_init__(self) -> None:
+        self._index = {str(item): row for row, item in enumerate(self.item_ids.tolist())}
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return str(item_id) in self._index
+
+    def lookup(self, item_ids: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Codes [len(found), D] for the known ids and the list of unknown ids."""
+        rows, missing = [], []
+        for item in item_ids:
+            row = self._index.get(str(item))
+            if row is None:
+                missing.append(str(item))
+            else:
+                rows.append(row)
+        return self.codes[np.asarray(rows, dtype=np.int64)], missing
+
+    def sid_of(self, item_id: str) -> tuple[int, ...] | None:
+        row = self._index.get(str(item_id))
+        return None if row is None else tuple(int(c) for c in self.codes[row])
+
+    def items_by_sid(self) -> dict[tuple[int, ...], list[str]]:
+        """Inverse mapping; a list because a collision policy of 'allow' may share a SID."""
+        out: dict[tuple[int, ...], list[str]] = {}
+        for item, codes in zip(self.item_ids.tolist(), self.codes.tolist(), strict=True):
+            out.setdefault(tuple(codes), []).append(str(item))
+        return out
+
+
+def save_artifact(
+    out_dir: str | Path,
+    codewords: np.ndarray,
+    encoder: EncoderWeights,
+    item_ids: list[str] | np.ndarray,
+    codes: np.ndarray,
+    meta: dict[str, Any],
+) -> str:
+    """Write codebook.npz and item_sids.npz atomically; return the codebook version."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    codewords = np.ascontiguousarray(codewords, dtype=np.float32)
+    version = codebook_version(codewords)
+    if codes.ndim != 2 or codes.shape[1] != codewords.shape[0]:
+        raise ValueError(f"codes must be [N, {codewords.shape[0]}], got {codes.shape}")
+    if codes.size and int(codes.max()) >= codewords.shape[1]:
+        raise ValueError("codes exceed the codebook size")
+    full_meta = {**meta, "format_version": FORMAT_VERSION, "codebook_version": version}
+    arrays: dict[str, np.ndarray] = {
+        "codewords": codewords,
+        "meta": np.array(json.dumps(full_meta, sort_keys=True)),
+    }
+    for i, (w, b) in enumerate(zip(encoder.weights, encoder.biases, strict=True)):
+        arrays[f"encoder_w{i}"] = np.asarray(w, dtype=np.float32)
+        arrays[f"encoder_b{i}"] = np.asarray(b, dtype=np.float32)
+    _atomic_savez(out / CODEBOOK_FILE, arrays)
+    _atomic_savez(
+        out / ITEM_SIDS_FILE,
+        {
+            "item_ids": np.asarray([str(i) for i in item_ids], dtype=np.str_),
+            "codes": np.asarray(codes, dtype=np.uint16),
+            "codebook_version": np.array(version),
+        },
+    )
+    return version
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    # Write then rename, so a reader (or a hot-reloading service) never sees half a file.
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    tmp.replace(path)
+
+
+def load_codebook(artifact_dir: str | Path) -> Codebook:
+    """Load codewords, meta and encoder weights; raises ArtifactError with the reason."""
+    path = Path(artifact_dir) / CODEBOOK_FILE
+    if not path.is_file():
+        raise ArtifactError(f"no codebook artifact at {path} (run `conrec codebook train`)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            codewords = npz["codewords"]
+            n_layers = sum(1 for key in npz.files if key.startswith("encoder_w"))
+            encoder = EncoderWeights(
+                tuple(npz[f"encoder_w{i}"] for i in range(n_layers)),
+                tuple(npz[f"encoder_b{i}"] for i in range(n_layers)),
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"cannot read codebook artifact {path}: {exc}") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path} has format version {meta.get('format_version')}, this reader supports "
+            f"{FORMAT_VERSION}"
+        )
+    return Codebook(codewords, meta, encoder if n_layers else None)
+
+
+def load_item_sids(artifact_dir: str | Path) -> ItemSIDTable:
+    path = Path(artifact_dir) / ITEM_SIDS_FILE
+    if not path.is_file():
+        raise ArtifactError(f"no item -> SID table at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return ItemSIDTable(npz["item_ids"], npz["codes"], str(npz["codebook_version"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"cannot read item -> SID table {path}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""CoNRec negative-feedback filter: the `conrec` command line ties the parts together."""

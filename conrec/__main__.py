@@ -1,0 +1,3 @@
+from conrec.cli import app
+
+app()

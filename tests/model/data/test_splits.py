@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+
+from model.data.splits import (
+    global_cutoffs,
+    midpoint_cutoffs,
+    training_cutoffs,
+    user_windows,
+)
+from model.data.tables import DAY_SECONDS
+
+DAY = DAY_SECONDS
+
+
+def _events():
+    rows = [
+        ("u", "h1", 0 * DAY, "pos"),
+        ("u", "h2", 1 * DAY, "neg"),
+        ("u", "h3", 2 * DAY, "neg"),  # cutoff here: history = first three events
+        ("u", "f1", 3 * DAY, "pos"),
+        ("u", "f2", 4 * DAY, "neg"),  # next negative
+        ("u", "f3", 5 * DAY, "exposure"),
+        ("u", "f4", 9 * DAY, "neg"),  # exactly cutoff + 7 days: inside the window
+        ("u", "f5", 9 * DAY + 1, "neg"),  # one second later: outside
+        ("w", "x", 5, "neg"),
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"]).assign(reason="")
+
+
+def test_window_sides_on_a_hand_checked_user():
+    events = _events()
+    (window,) = user_windows(events, pd.Series({"u": 2 * DAY}))
+    assert window.history_items.tolist() == ["h1", "h2", "h3"]
+    assert window.negatives() == ["h2", "h3"]
+    assert window.positives() == ["h1"]
+    assert window.recent_negatives(days=1) == ["h2", "h3"]
+    assert window.recent_negatives(days=0.5) == ["h3"]
+    assert window.next_negative == "f2"
+    assert window.future_negatives == ("f2", "f4")
+    assert window.future_positives == ("f1",)
+    assert window.future_exposures == ("f3",)
+
+
+def test_until_caps_the_future_window_and_next_negative():
+    frame = pd.DataFrame({"user_id": ["u"], "cutoff": [2 * DAY], "until": [3 * DAY]})
+    (window,) = user_windows(_events(), frame)
+    assert window.future_positives == ("f1",)
+    assert window.future_negatives == ()
+    assert window.next_negative is None
+
+
+def test_midpoint_cutoffs_keep_the_first_half_as_history():
+    cut = midpoint_cutoffs(_events())
+    assert cut.to_dict() == {"u": 3 * DAY, "w": 5}
+
+
+def test_no_future_event_leaks_into_history_on_ml100k(ml100k):
+    events = ml100k.events
+    cutoffs = midpoint_cutoffs(events)
+    windows = list(user_windows(events, cutoffs))
+    assert len(windows) == 943
+    by_user = {user: g for user, g in events.groupby("user_id")}
+    for w in windows:
+        g = by_user[w.user_id]
+        assert (w.history_ts <= w.cutoff).all()
+        later = g[g["ts"] > w.cutoff]
+        assert set(w.future_negatives) <= set(later.loc[later["polarity"] == "neg", "item_id"])
+        assert len(w.history_items) + len(later) == len(g)
+    # The figures ../shared/data/README.md gives for the per-user midpoint.
+    assert sum(bool(w.future_negatives) for w in windows) == 809
+    assert sum(len(w.future_negatives) >= 3 for w in windows) == 587
+
+
+def test_training_windows_never_see_past_the_eval_cutoff(ml100k):
+    events = ml100k.events
+    eval_cut = midpoint_cutoffs(events)
+    frame = training_cutoffs(events, eval_cut, max_per_user=4)
+    assert len(frame) > 2000
+    assert (frame.groupby("user_id").size() <= 4).all()
+    assert (frame["cutoff"] < frame["until"]).all()
+    assert (frame["until"] == frame["user_id"].map(eval_cut)).all()
+    by_user = events.groupby("user_id")
+    for w in user_windows(events, frame.sample(200, random_state=0)):
+        g = by_user.get_group(w.user_id)
+        visible = g[(g["ts"] > w.cutoff) & (g["ts"] <= eval_cut[w.user_id])]
+        assert w.next_negative in set(visible.loc[visible["polarity"] == "neg", "item_id"])
+        assert set(w.future_negatives) <= set(visible["item_id"])
+        assert len(w.negatives()) >= 1
+
+
+def test_global_cutoff_on_kuairand_gives_a_week_of_future(kuairand_file):
+    from model.data.sources import load_kuairand
+
+    events = load_kuairand(kuairand_file).events
+    cutoff = int(pd.Timestamp("2022-04-14", tz="UTC").timestamp())
+    windows = list(user_windows(events, global_cutoffs(events, cutoff)))
+    assert len(windows) == 664
+    assert all(np.all(w.history_ts <= cutoff) for w in windows)
+    assert sum(bool(w.future_negatives) for w in windows) > 300
