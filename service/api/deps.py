@@ -1,0 +1,34 @@
+"""FastAPI dependencies: the service state and the optional API key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+
+from service.core.state import ServiceState
+
+
+# Dependencies are async: FastAPI runs a plain `def` dependency in its threadpool, a thread hop
+# per request for what is an attribute lookup.
+async def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+async def require_api_key(
+    state: StateDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
+    expected = state.settings.api_key
+    if expected is None:
+        return
+    if x_api_key is None or not secrets.compare_digest(
+        x_api_key.encode(), expected.get_secret_value().encode()
+    ):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong X-API-Key header")
+
+
+ApiKeyDep = Annotated[None, Depends(require_api_key)]

@@ -1,0 +1,75 @@
+"""POST /filter.
+
+The body is read and validated by hand (see ``service.api.schemas``) rather than declared as a
+FastAPI body parameter, which would parse the JSON to Python objects and validate them after.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from fastapi import APIRouter, HTTPException, Request, Response, status
+
+from service.api.deps import ApiKeyDep, StateDep
+from service.api.schemas import FilterRequest, decode_request, encode_response
+from service.filtering import BadRequest, NotReady, run_filter
+
+router = APIRouter(tags=["filter"])
+
+_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FilterRequest"}}},
+    },
+    "responses": {
+        "200": {
+            "description": "Kept and dropped candidates",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/FilterResponse"}}
+            },
+        }
+    },
+}
+
+
+@router.post("/filter", openapi_extra=_OPENAPI)
+async def filter_candidates(request: Request, state: StateDep, _: ApiKeyDep) -> Response:
+    """Drop the candidates that resemble the user's predicted negatives.
+
+    Redis trouble or a user without predictions never fails the call: every candidate is
+    kept and ``fail_open`` says why. Bad input is a 4xx whose ``detail`` says what is wrong.
+    """
+    body = await read_body(request, state.settings.max_body_bytes)
+    payload = parse_request(body)
+    try:
+        result = await run_filter(state, payload)
+    except BadRequest as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except NotReady as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"not ready: {exc}") from exc
+    return Response(encode_response(result), media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    too_large = HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE, f"request body exceeds {limit} bytes"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_request(body: bytes) -> FilterRequest:
+    try:
+        return decode_request(body)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed JSON body: {exc}") from exc

@@ -1,0 +1,59 @@
+"""Request and response bodies of /filter, as msgspec structs.
+
+msgspec decodes and validates a 1,000-candidate body in one pass about 3x faster than a
+pydantic model (which made parsing the largest cost of a request); its errors name the field
+(``Expected `int`, got `float` - at `$.candidates[3].sid[1]```), which is what callers need.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+# gc=False: a request holds a thousand of these; untracked, they do not trigger the cyclic
+# garbage collector (which otherwise cost more than the decoding). They hold no cycles.
+class Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    item_id: Id
+    # The item's semantic ID, one code per codebook level; if absent, looked up by item id.
+    sid: list[int] | None = None
+
+
+class FilterRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    user_id: Id
+    candidates: Annotated[list[Candidate], msgspec.Meta(min_length=1)]
+    surface: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    # Overrides the surface's threshold; must lie in the config's override_range.
+    threshold: float | None = None
+
+
+class DroppedItem(msgspec.Struct):
+    item_id: str
+    score: float
+
+
+class FilterResponse(msgspec.Struct):
+    kept: list[str]
+    dropped: list[DroppedItem]
+    threshold: float
+    prediction_version: str | None
+    config_version: str
+    fail_open: bool
+    fail_open_reason: str | None = None
+    # Kept without a score: no SID given and the item id is not in the SID table (a new item).
+    unscored: list[str] = []
+
+
+decode_request = msgspec.json.Decoder(FilterRequest).decode
+encode_response = msgspec.json.Encoder().encode
+
+
+def openapi_components() -> dict[str, Any]:
+    """JSON schemas of the bodies, for the OpenAPI document's components."""
+    _, components = msgspec.json.schema_components(
+        [FilterRequest, FilterResponse], ref_template="#/components/schemas/{name}"
+    )
+    return components

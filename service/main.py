@@ -1,0 +1,105 @@
+"""The filter service's app factory and entry point (`conrec serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CollectorRegistry
+
+from service.api.middleware import MetricsMiddleware
+from service.api.routes import filter as filter_routes
+from service.api.routes import ops
+from service.api.schemas import openapi_components
+from service.core.config import Settings
+from service.core.state import ServiceState
+from service.metrics import create_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """Build the app; metrics go to ``registry`` (a fresh one by default, so that several apps
+    can live in one process, as they do in tests)."""
+    settings = Settings() if settings is None else settings
+    metrics = create_metrics(registry)
+    state = ServiceState.build(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_reload_loop(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await state.store.client.aclose()
+
+    app = FastAPI(title="CoNRec negative filter", version="0.1.0", lifespan=lifespan)
+    app.state.service = state
+    app.include_router(filter_routes.router)
+    app.include_router(ops.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_body_schemas(app)
+    return app
+
+
+def _add_body_schemas(app: FastAPI) -> None:
+    # /filter's bodies are msgspec structs, which FastAPI does not know: add their schemas.
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                openapi_components()
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+async def _reload_loop(state: ServiceState) -> None:
+    """Poll the thresholds file (hot reload) and retry a codebook that failed to load."""
+    while True:
+        await asyncio.sleep(state.settings.thresholds_reload_s)
+        try:
+            state.thresholds.refresh()
+            state.load_codebook()
+        except Exception:
+            logger.exception("reload failed; keeping the current config")
+
+
+def run(settings: Settings | None = None) -> None:
+    """`conrec serve`: build the app from ``settings`` (default: the environment) and serve."""
+    settings = Settings() if settings is None else settings
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(create_app(settings), settings)
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Serve ``app`` with uvicorn (uvloop and httptools when installed) until interrupted."""
+    import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    # The scoring matmuls are small ([1000, dim] x [dim, 20]) and requests arrive concurrently:
+    # BLAS threads only contend for the cores (10x slower on a busy 2-core machine).
+    threadpool_limits(limits=1, user_api="blas")
+    # Everything alive now (modules, codebook, app) lives as long as the process; moving it out
+    # of the collector's generations makes each collection triggered by a request cheap.
+    gc.freeze()
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=settings.access_log,
+        log_level="info",
+    )

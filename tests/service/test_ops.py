@@ -1,0 +1,122 @@
+"""Liveness, readiness, metrics exposition, the import boundary and `conrec serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from service.core.config import Settings
+from service.main import create_app
+from tests.service.support import free_port
+
+BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}]}
+
+
+def test_healthz_and_readyz(server: Callable[..., httpx.Client], codebook_version: str) -> None:
+    api = server()
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["codebook_version"] == codebook_version
+    assert ready.json()["config_version"] == "builtin"
+
+
+def test_missing_codebook_is_unready_until_it_appears(
+    server: Callable[..., httpx.Client], artifact_dir: Path, tmp_path: Path
+) -> None:
+    later = tmp_path / "codebook"
+    api = server(codebook_dir=later, thresholds_reload_s=0.05)
+    ready = api.get("/readyz")
+    assert ready.status_code == 503
+    assert "no codebook artifact" in ready.json()["reasons"][0]
+    assert api.post("/filter", json=BODY).status_code == 503
+
+    shutil.copytree(artifact_dir, later)
+    deadline = time.monotonic() + 5
+    while api.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert api.get("/readyz").status_code == 200
+    assert api.post("/filter", json=BODY).json()["fail_open_reason"] == "no_prediction"
+
+
+def test_metrics_are_named_with_units_and_exposed(server: Callable[..., httpx.Client]) -> None:
+    api = server()
+    api.post("/filter", json=BODY)
+    text = api.get("/metrics").text
+    for name in (
+        "conrec_http_request_duration_seconds_bucket",
+        "conrec_http_requests_total",
+        "conrec_filter_candidates_seen_total",
+        "conrec_filter_candidates_dropped_total",
+        "conrec_filter_fail_open_total",
+        "conrec_redis_errors_total",
+        "conrec_redis_request_duration_seconds_bucket",
+        "conrec_prediction_age_seconds",
+        "conrec_thresholds_config_info",
+    ):
+        assert name in text, name
+    assert "user_id" not in text
+
+
+def test_apps_get_their_own_registries(artifact_dir: Path) -> None:
+    settings = Settings(codebook_dir=artifact_dir, redis_url="redis://127.0.0.1:6379/0")
+    registry = CollectorRegistry()
+    create_app(settings, registry)
+    create_app(settings)  # would raise "Duplicated timeseries" on a shared registry
+    assert registry.get_sample_value("conrec_thresholds_config_valid") == 1.0
+
+
+def test_service_imports_no_ml_framework() -> None:
+    code = (
+        "import sys, service.main, service.filtering; "
+        "print(sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_conrec_serve_starts_the_service(artifact_dir: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CONREC_CODEBOOK_DIR": str(artifact_dir),
+        "CONREC_REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conrec", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/readyz")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, "conrec serve exited"
+                assert time.monotonic() < deadline, "conrec serve did not start in 30 s"
+                time.sleep(0.1)
+        assert response.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_openapi_documents_the_filter_bodies(server: Callable[..., httpx.Client]) -> None:
+    doc = server().get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    assert {"FilterRequest", "Candidate", "FilterResponse"} <= set(schemas)
+    body = doc["paths"]["/filter"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/FilterRequest"
