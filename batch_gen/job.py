@@ -35,7 +35,10 @@ class BatchJobConfig:
     run_id: str = field(metadata={"help": "Names the run; rerunning it resumes or is a no-op."})
     k: int = field(default=20, metadata={"help": "SIDs predicted per user."})
     batch_size: int = field(default=64, metadata={"help": "Users per generate/write batch."})
-    context: str = field(default="full", metadata={"help": "recent | negatives | full"})
+    context: str | None = field(
+        default=None,
+        metadata={"help": "recent | negatives | full; None: the context the model was trained on"},
+    )
     no_negatives: str = field(default="skip", metadata={"help": "skip | generate"})
     max_failure_fraction: float = field(
         default=0.01,
@@ -120,20 +123,27 @@ class BatchJob:
                 results = self.engine.generate_topk([u.prompt for u in batch], self.cfg.k)
             except Exception:  # one bad batch must not sink the night's run
                 log.exception("batch %d failed; its %d users get no prediction", index, len(batch))
-                progress["failed"] += len(batch)
+                progress["failed_batches"][str(index)] = len(batch)
                 self.metrics.failures.inc(len(batch))
                 continue
-            written, codes = self._codes(batch, results)
+            written, codes, invalid, failed = topk_codes(
+                [u.user_id for u in batch], results, self.catalogue, self.cfg.k, self.levels
+            )
+            self.metrics.add_invalid(invalid)
+            self.metrics.failures.inc(failed)
             if written:
                 writer.write_batch(written, codes)
             progress["done"].append(index)
             progress["written"] += len(written)
+            progress["unusable"] += failed
+            progress["failed_batches"].pop(str(index), None)
             self._save_progress(progress)
             self.metrics.users.inc(len(written))
             bar.set_postfix(users=progress["written"], invalid=self.metrics.invalid_count)
         seconds = time.perf_counter() - start
-        total = progress["written"] + progress["failed"]
-        failed_share = progress["failed"] / total if total else 0.0
+        failed_users = progress["unusable"] + sum(progress["failed_batches"].values())
+        total = progress["written"] + failed_users
+        failed_share = failed_users / total if total else 0.0
         status = "not_published"
         if progress["written"] and failed_share <= self.cfg.max_failure_fraction:
             writer.publish(user_count=progress["written"])
@@ -152,44 +162,49 @@ class BatchJob:
             status,
             progress["written"],
             skipped_users,
-            progress["failed"],
+            failed_users,
             self.metrics.invalid_count,
             round(seconds, 2),
             round(rate, 2),
         )
 
-    def _codes(
-        self, batch: Sequence[UserPrompt], results: list[list[ScoredSID]]
-    ) -> tuple[list[str], np.ndarray]:
-        """[N, K, D] codes of the users that got at least one valid SID."""
-        user_ids, rows = [], []
-        for user, scored in zip(batch, results, strict=True):
-            valid = [sid for sid, _ in scored if tuple(sid) in self.catalogue]
-            self.metrics.add_invalid(len(scored) - len(valid))
-            if not valid:
-                self.metrics.failures.inc()
-                continue
-            # A store value holds exactly K SIDs; repeating the last one leaves the max cosine
-            # the service computes unchanged.
-            valid += [valid[-1]] * (self.cfg.k - len(valid))
-            user_ids.append(user.user_id)
-            rows.append(valid[: self.cfg.k])
-        codes = np.asarray(rows, dtype=np.uint16).reshape(len(rows), self.cfg.k, self.levels)
-        return user_ids, codes
-
     def _load_progress(self) -> dict:
         if self._progress_file.is_file():
             progress = json.loads(self._progress_file.read_text())
-            progress["failed"] = 0  # failed batches are not in "done": this run retries them
             log.info("resuming run %s after %d batches", self.cfg.run_id, len(progress["done"]))
             return progress
-        return {"done": [], "written": 0, "failed": 0}
+        # failed_batches: index -> users, for batches that raised; a resumed run retries them.
+        return {"done": [], "written": 0, "unusable": 0, "failed_batches": {}}
 
     def _save_progress(self, progress: dict) -> None:
         self._progress_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._progress_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(progress))
         tmp.replace(self._progress_file)
+
+
+def topk_codes(
+    user_ids: Sequence[str],
+    results: list[list[ScoredSID]],
+    catalogue: set[tuple[int, ...]],
+    k: int,
+    levels: int,
+) -> tuple[list[str], np.ndarray, int, int]:
+    """Store rows for an engine's results: (users with a prediction, codes [N, K, D],
+    SIDs dropped as not in the catalogue, users left without any valid SID)."""
+    written, rows, invalid = [], [], 0
+    for user_id, scored in zip(user_ids, results, strict=True):
+        valid = [tuple(sid) for sid, _ in scored if tuple(sid) in catalogue]
+        invalid += len(scored) - len(valid)
+        if not valid:
+            continue
+        # A store value holds exactly K SIDs; repeating the last one leaves the max cosine the
+        # service computes unchanged.
+        valid += [valid[-1]] * (k - len(valid))
+        written.append(user_id)
+        rows.append(valid[:k])
+    codes = np.asarray(rows, dtype=np.uint16).reshape(len(rows), k, levels)
+    return written, codes, invalid, len(user_ids) - len(written)
 
 
 def build_user_prompts(

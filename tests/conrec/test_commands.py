@@ -27,7 +27,7 @@ def test_data_prepare_writes_tables_and_reports(ml100k_dir, tmp_path):
 def test_codebook_train_and_encode_on_a_generic_catalogue(tmp_path):
     rng = np.random.default_rng(0)
     ids = [f"sku{i}" for i in range(300)]
-    pd.DataFrame({"item_id": ids + [""], "title": ["x"] * 301}).to_csv(
+    pd.DataFrame({"item_id": [*ids, ""], "title": ["x"] * 301}).to_csv(
         tmp_path / "items.csv", index=False
     )
     emb = rng.normal(size=(300, 24)).astype(np.float32)

@@ -14,13 +14,12 @@ import pytest
 from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_codebook
 from service.core.config import Settings
-from service.main import create_app
+from service.main import create_app, serving
 from tests.service.support import (
     SHARED_REDIS_URL,
     build_artifact,
     isolated_prefix,
     private_redis,
-    serving,
 )
 
 

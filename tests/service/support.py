@@ -1,5 +1,5 @@
 """Helpers shared by the service, store and benchmark tests: a synthetic codebook whose cosines
-are easy to compute by hand, run publishing, private Redis servers and uvicorn in a thread."""
+are easy to compute by hand, run publishing and private Redis servers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import redis
-import uvicorn
-from fastapi import FastAPI
 
 from batch_gen.store import PredictionStore
 from codebook.artifact import EncoderWeights, save_artifact
@@ -105,23 +102,3 @@ def private_redis(directory: Path, *extra: str) -> Iterator[tuple[subprocess.Pop
         proc.kill()
         proc.wait()
 
-
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread on a free port; yield its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)

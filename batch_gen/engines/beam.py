@@ -1,0 +1,86 @@
+"""Beam bookkeeping over SID tokens: data containers and pure functions, no model calls.
+
+Engines compute, per live beam, the best allowed next tokens and their log-probs; `expand` keeps
+the best extensions per prompt. Every SID has the trie's depth in tokens, so beams all finish
+together and need no length normalisation. An EOS after a complete SID is the only token the
+trie allows there, so its masked log-prob is 0 and the search stops at the trie's depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.trie import SIDTrie
+
+
+@dataclass(frozen=True)
+class Beams:
+    """The beams of a batch of prompts after some SID tokens.
+
+    tokens: [prompts, width, steps] token ids generated so far.
+    scores: [prompts, width] cumulative log-probs, best first; -inf marks an empty slot (the trie
+        had fewer continuations than the width).
+    parents: [prompts, width] slot in the previous step's beams each beam extends; engines
+        follow them to find a beam's earlier SID tokens in their KV cache.
+    """
+
+    tokens: np.ndarray
+    scores: np.ndarray
+    parents: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.scores.shape[1]
+
+
+def initial_beams(num_prompts: int) -> Beams:
+    return Beams(
+        tokens=np.zeros((num_prompts, 1, 0), dtype=np.int64),
+        scores=np.zeros((num_prompts, 1), dtype=np.float64),
+        parents=np.zeros((num_prompts, 1), dtype=np.int64),
+    )
+
+
+def allowed_mask(trie: SIDTrie, prefixes: np.ndarray, vocab_size: int) -> np.ndarray:
+    """[beams, vocab] bool: the tokens the trie allows after each prefix ([beams, steps])."""
+    # Beams of one level share few distinct prefixes; ask the trie once per distinct prefix.
+    unique, inverse = np.unique(prefixes, axis=0, return_inverse=True)
+    mask = np.zeros((len(unique), vocab_size), dtype=bool)
+    for row, prefix in enumerate(unique):
+        mask[row, trie.allowed(prefix)] = True
+    return mask[inverse.reshape(-1)]
+
+
+def expand(beams: Beams, top_tokens: np.ndarray, top_logprobs: np.ndarray, width: int) -> Beams:
+    """The `width` best one-token extensions of each prompt's beams.
+
+    top_tokens, top_logprobs: [prompts, beams.width, n] each beam's best allowed next tokens and
+    their log-probs (-inf pads rows with fewer than n allowed tokens).
+    Ties are broken by token id, then parent slot, so engines agreeing on scores agree on order.
+    """
+    num_prompts, old_width, n = top_tokens.shape
+    candidates = (beams.scores[:, :, None] + top_logprobs).reshape(num_prompts, old_width * n)
+    tokens = top_tokens.reshape(num_prompts, old_width * n)
+    parents = np.broadcast_to(np.arange(old_width)[None, :, None], top_tokens.shape).reshape(
+        num_prompts, old_width * n
+    )
+    order = np.lexsort((parents, tokens, -candidates), axis=-1)[:, :width]
+    new_parents = np.take_along_axis(parents, order, axis=1)
+    history = np.take_along_axis(beams.tokens, new_parents[:, :, None], axis=1)
+    new_tokens = np.take_along_axis(tokens, order, axis=1)
+    return Beams(
+        tokens=np.concatenate([history, new_tokens[:, :, None]], axis=2),
+        scores=np.take_along_axis(candidates, order, axis=1),
+        parents=new_parents,
+    )
+
+
+def best_sequences(beams: Beams, k: int) -> list[list[tuple[tuple[int, ...], float]]]:
+    """Per prompt, the token ids and scores of its k best complete beams, best first."""
+    tokens, scores = beams.tokens[:, :k].tolist(), beams.scores[:, :k].tolist()
+    return [
+        [(tuple(t), s) for t, s in zip(row_tokens, row_scores, strict=True) if s != -np.inf]
+        for row_tokens, row_scores in zip(tokens, scores, strict=True)
+    ]

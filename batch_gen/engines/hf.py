@@ -1,0 +1,146 @@
+"""Trie-constrained beam search on an HF transformers causal LM, prefilling each prompt once.
+
+The prompts are prefilled in one batched forward pass; each later SID level is one forward pass
+that feeds every beam's newest token as one more token of its prompt's row, with a tree
+attention mask so that a beam sees its prompt and its own SID tokens only. The prompt KV cache
+is never copied per beam: with D SID tokens the search costs one prefill plus D - 1 passes of
+`width` tokens per prompt. The model's attention must take a custom 4D mask (sdpa and eager
+do; flash-attention does not).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from batch_gen.engines.base import (
+    BeamSearchEngine,
+    EngineConfig,
+    ScoredSID,
+    SIDDecoder,
+    chunks,
+    encode_prompts,
+)
+from batch_gen.engines.beam import Beams, allowed_mask, best_sequences, expand, initial_beams
+from model.trie import SIDTrie
+
+
+def constrained_logprobs(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """log-softmax over the allowed tokens only; rows with nothing allowed are all -inf."""
+    masked = logits.float().masked_fill(~allowed, float("-inf"))
+    # A row with no allowed token would be NaN after log_softmax; it must stay impossible.
+    return masked.log_softmax(dim=-1).masked_fill(~allowed, float("-inf"))
+
+
+def tree_attention_mask(
+    prompt_mask: torch.Tensor, columns: torch.Tensor, kv_length: int
+) -> torch.Tensor:
+    """Additive [prompts, 1, beams, kv_length] mask: each beam's newest token sees its prompt's
+    real tokens and the key columns of its own SID tokens (`columns`: [prompts, beams, steps]),
+    never its sibling beams."""
+    num_prompts, num_beams, _ = columns.shape
+    visible = torch.zeros(num_prompts, num_beams, kv_length, dtype=torch.bool)
+    visible[:, :, : prompt_mask.shape[1]] = prompt_mask[:, None, :]
+    visible.scatter_(2, columns, True)
+    additive = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
+    return additive[:, None]
+
+
+class HFBeamEngine(BeamSearchEngine):
+    def __init__(self, config: EngineConfig, trie: SIDTrie, model=None, tokenizer=None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config
+        self.trie = trie
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
+            config.model_path, local_files_only=True
+        )
+        self.model = model or AutoModelForCausalLM.from_pretrained(
+            config.model_path, local_files_only=True, dtype=getattr(torch, config.dtype)
+        )
+        self.model.eval()
+        self.decode_sid = SIDDecoder(self.tokenizer, trie.depth)
+
+    def _left_padded(self, prompt_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        longest = max(len(ids) for ids in prompt_ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (longest - len(ids)) + ids for ids in prompt_ids])
+        mask = torch.tensor([[0] * (longest - len(ids)) + [1] * len(ids) for ids in prompt_ids])
+        return input_ids, mask
+
+    def _forward(self, input_ids, mask, positions, cache=None, keep: int = 1):
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        return out.logits, out.past_key_values
+
+    def _prefill(self, prompt_ids: list[list[int]]):
+        input_ids, mask = self._left_padded(prompt_ids)
+        # Positions count real tokens only, so a padded prompt sees what it would alone.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits, cache = self._forward(input_ids, mask, positions)
+        return logits[:, -1], cache, mask.bool(), positions[:, -1]
+
+    @torch.inference_mode()
+    def prefill(self, prompts: list[str]) -> None:
+        for batch in chunks(encode_prompts(self.tokenizer, prompts), self.config.batch_size):
+            self._prefill(batch)
+
+    @torch.inference_mode()
+    def generate_topk(self, prompts: list[str], k: int) -> list[list[ScoredSID]]:
+        width = self.config.width_for(k)
+        results: list[list[ScoredSID]] = []
+        for batch in chunks(encode_prompts(self.tokenizer, prompts), self.config.batch_size):
+            beams = self._search(batch, width)
+            results.extend(
+                [(self.decode_sid(tokens), score) for tokens, score in row]
+                for row in best_sequences(beams, k)
+            )
+        return results
+
+    def _search(self, prompt_ids: list[list[int]], width: int) -> Beams:
+        logits, cache, prompt_mask, last_position = self._prefill(prompt_ids)
+        beams = initial_beams(len(prompt_ids))
+        # Key columns in the cache of each beam's SID tokens: tree attention lets the beams of a
+        # prompt share one copy of its prompt KV instead of one copy per beam.
+        columns = np.zeros((len(prompt_ids), 1, 0), dtype=np.int64)
+        for step in range(self.trie.depth):
+            if step:
+                fed = prompt_mask.shape[1] + (step - 1) * beams.width + np.arange(beams.width)
+                columns = np.concatenate(
+                    [
+                        np.take_along_axis(columns, beams.parents[:, :, None], axis=1),
+                        np.broadcast_to(fed, beams.parents.shape)[:, :, None],
+                    ],
+                    axis=2,
+                )
+                mask = tree_attention_mask(prompt_mask, torch.from_numpy(columns), fed[-1] + 1)
+                positions = (last_position[:, None] + step).expand(-1, beams.width)
+                logits, cache = self._forward(
+                    torch.from_numpy(beams.tokens[:, :, -1]),
+                    mask.to(self.model.dtype),
+                    positions,
+                    cache,
+                    keep=0,
+                )
+                logits = logits.reshape(-1, logits.shape[-1])
+            beams = self._expand(beams, logits, width)
+        return beams
+
+    def _expand(self, beams: Beams, logits: torch.Tensor, width: int) -> Beams:
+        num_prompts, old_width, steps = beams.tokens.shape
+        prefixes = beams.tokens.reshape(num_prompts * old_width, steps)
+        allowed = torch.from_numpy(allowed_mask(self.trie, prefixes, logits.shape[-1]))
+        top = constrained_logprobs(logits, allowed).topk(min(width, logits.shape[-1]), dim=-1)
+        shape = (*beams.scores.shape, -1)
+        return expand(
+            beams,
+            top.indices.view(shape).numpy(),
+            top.values.view(shape).double().numpy(),
+            width,
+        )

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from batch_gen.engines.beam import Beams, allowed_mask, best_sequences, expand, initial_beams
+from model.trie import SIDTrie
+
+NEG = -np.inf
+
+
+def test_expand_keeps_the_best_extensions_across_beams():
+    beams = Beams(
+        tokens=np.array([[[1], [2]]]), scores=np.array([[-1.0, -2.0]]), parents=np.zeros((1, 2))
+    )
+    top_tokens = np.array([[[10, 11], [20, 21]]])
+    top_logprobs = np.array([[[-3.0, -0.5], [-0.1, -5.0]]])
+    out = expand(beams, top_tokens, top_logprobs, width=3)
+    assert out.tokens.tolist() == [[[1, 11], [2, 20], [1, 10]]]
+    assert out.scores.tolist() == [[-1.5, -2.1, -4.0]]
+    assert out.parents.tolist() == [[0, 1, 0]]
+
+
+def test_expand_breaks_ties_by_token_id_then_parent():
+    beams = Beams(tokens=np.array([[[1], [2]]]), scores=np.zeros((1, 2)), parents=np.zeros((1, 2)))
+    top_tokens = np.array([[[7, 5], [5, 9]]])
+    top_logprobs = np.full((1, 2, 2), -1.0)
+    out = expand(beams, top_tokens, top_logprobs, width=4)
+    assert out.tokens[0, :, 1].tolist() == [5, 5, 7, 9]
+    assert out.parents.tolist() == [[0, 1, 0, 1]]
+
+
+def test_padding_stays_impossible_and_is_dropped_from_results():
+    top_tokens = np.array([[[4, 0, 0]], [[5, 6, 0]]])
+    top_logprobs = np.array([[[-0.2, NEG, NEG]], [[-1.0, -2.0, NEG]]])
+    out = expand(initial_beams(2), top_tokens, top_logprobs, width=3)
+    assert np.isneginf(out.scores[0, 1:]).all()
+    best = best_sequences(out, k=3)
+    assert best[0] == [((4,), pytest.approx(-0.2))]
+    assert [tokens for tokens, _ in best[1]] == [(5,), (6,)]
+
+
+def test_best_sequences_returns_at_most_k_best_first():
+    out = expand(initial_beams(1), np.array([[[3, 1, 2]]]), np.array([[[-3.0, -1.0, -2.0]]]), 3)
+    assert best_sequences(out, k=2) == [[((1,), -1.0), ((2,), -2.0)]]
+
+
+def test_allowed_mask_follows_the_trie_and_masks_everything_off_it():
+    trie = SIDTrie([(3, 5), (3, 6), (4, 5)])
+    mask = allowed_mask(trie, np.array([[3], [4], [9]]), vocab_size=8)
+    assert np.flatnonzero(mask[0]).tolist() == [5, 6]
+    assert np.flatnonzero(mask[1]).tolist() == [5]
+    assert not mask[2].any()

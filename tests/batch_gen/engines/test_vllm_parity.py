@@ -1,0 +1,34 @@
+"""The vLLM engine (real vLLM CPU) against the HF engine on the same checkpoint."""
+
+import pytest
+
+from batch_gen.engines.hf import HFBeamEngine
+from batch_gen.engines.vllm_engine import VLLMBeamEngine
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(config, trie) -> VLLMBeamEngine:
+    return VLLMBeamEngine(config, trie)
+
+
+@pytest.fixture(scope="module")
+def hf_engine(config, trie) -> HFBeamEngine:
+    return HFBeamEngine(config, trie)
+
+
+def test_vllm_and_hf_return_the_same_top20(vllm_engine, hf_engine, tiny, assert_same_topk):
+    # Six prompts with batch_size 4: also covers a partial last batch.
+    prompts = tiny.prompts(6, seed=3)
+    from_vllm = vllm_engine.generate_topk(prompts, 20)
+    from_hf = hf_engine.generate_topk(prompts, 20)
+    catalogue = set(tiny.sids)
+    assert len(from_vllm) == len(prompts)
+    for got, expected in zip(from_vllm, from_hf, strict=True):
+        assert len(got) == 20
+        assert {sid for sid, _ in got} <= catalogue
+        assert_same_topk(got, expected)
+
+
+def test_vllm_beam_width_over_max_logprobs_is_refused(vllm_engine, tiny):
+    with pytest.raises(ValueError, match="max_logprobs"):
+        vllm_engine.generate_topk(tiny.prompts(1), vllm_engine.config.max_logprobs + 1)

@@ -1,0 +1,159 @@
+"""The nightly job end to end: real ml-100k histories, a real tiny model, the HF engine, a real
+Redis; predictions read back through the store reader the service uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from batch_gen.engines.base import EngineConfig
+from batch_gen.job import BatchJobConfig, UserPrompt, build_user_prompts
+from batch_gen.nightly import NightlyConfig, cutoffs_for, run_nightly
+from batch_gen.store import PredictionStore, connect
+from codebook.artifact import load_codebook, load_item_sids
+from model.data.splits import user_windows
+from model.prompts import next_negative_prompt
+from tests.service.support import SHARED_REDIS_URL, isolated_prefix
+
+
+@pytest.fixture
+def store():
+    with isolated_prefix() as prefix:
+        yield PredictionStore(connect(SHARED_REDIS_URL), prefix=prefix, pointer_cache_s=0.0)
+
+
+def _config(model_dir, artifact_dir, tmp_path, run_id, **job) -> NightlyConfig:
+    return NightlyConfig(
+        model_dir=str(model_dir),
+        codebook_dir=str(artifact_dir),
+        job=BatchJobConfig(run_id=run_id, checkpoint_dir=str(tmp_path / "ckpt"), **job),
+        engine="hf",
+        cutoff="midpoint",
+        metrics_file=str(tmp_path / "batch.prom"),
+        max_users=48,
+    )
+
+
+def test_a_run_publishes_catalogue_sids_that_the_service_reader_sees(
+    ml100k, model_dir, artifact_dir, store, tmp_path
+):
+    cfg = _config(model_dir, artifact_dir, tmp_path, "night1", batch_size=16)
+    summary = run_nightly(cfg, ml100k.events, EngineConfig(str(model_dir), batch_size=16), store)
+    assert summary.status == "published"
+    assert summary.users == 48
+    assert summary.invalid_sids == 0
+    assert summary.failed_users == 0
+    assert summary.skipped_users > 0  # users without negatives at their midpoint
+
+    run = store.current_run()
+    assert run.run_id == "night1"
+    assert run.user_count == 48
+    assert run.codebook_version == load_codebook(artifact_dir).version
+    catalogue = set(map(tuple, load_item_sids(artifact_dir).codes.tolist()))
+    windows = user_windows(ml100k.events, cutoffs_for(ml100k.events, "midpoint"))
+    users, _ = build_user_prompts(
+        windows, load_item_sids(artifact_dir), "full", "skip", next_negative_prompt
+    )
+    predictions = store.get_many([u.user_id for u in users[:48]])
+    assert all(p is not None for p in predictions)
+    for p in predictions:
+        assert p.codes.shape == (20, 3)
+        assert {tuple(c) for c in p.codes.tolist()} <= catalogue
+        assert len({tuple(c) for c in p.codes.tolist()}) == 20  # distinct top-20
+    assert store.get(users[60].user_id) is None  # beyond max_users: no prediction
+
+    prom = (tmp_path / "batch.prom").read_text()
+    assert "conrec_batch_users_written_total 48.0" in prom
+    assert "conrec_batch_invalid_sids_total 0.0" in prom
+    assert "conrec_batch_last_success_timestamp_seconds" in prom
+
+    again = run_nightly(cfg, ml100k.events, EngineConfig(str(model_dir)), store)
+    assert again.status == "already_published"  # idempotent per run id
+
+
+def test_users_policy_skips_empty_histories_and_users_without_negatives(ml100k, artifact_dir):
+    table = load_item_sids(artifact_dir)
+    windows = list(user_windows(ml100k.events, cutoffs_for(ml100k.events, "midpoint")))
+    no_neg = sum(1 for w in windows if not w.negatives())
+    kept, skipped = build_user_prompts(windows, table, "full", "skip", next_negative_prompt)
+    assert skipped == no_neg
+    assert len(kept) + skipped == len(windows)
+    every, none_skipped = build_user_prompts(
+        windows, table, "recent", "generate", next_negative_prompt
+    )
+    assert none_skipped == 0
+    assert len(every) == len(windows)
+
+
+class _BrokenEngine:
+    def generate_topk(self, prompts, k):
+        raise RuntimeError("device lost")
+
+
+def test_a_run_with_too_many_failures_is_not_published(artifact_dir, store, tmp_path):
+    from batch_gen.job import BatchJob
+
+    table = load_item_sids(artifact_dir)
+    job = BatchJob(
+        BatchJobConfig(run_id="broken", checkpoint_dir=str(tmp_path)),
+        _BrokenEngine(),
+        store,
+        set(map(tuple, table.codes.tolist())),
+        codebook_version="v",
+        model_version="m",
+        levels=3,
+    )
+    summary = job.run([UserPrompt("u1", "dislikes : none . next dislike :")])
+    assert summary.status == "not_published"
+    assert summary.failed_users == 1
+    assert store.current_run() is None
+
+
+def test_sigkill_mid_run_keeps_the_previous_version_and_a_rerun_resumes(
+    ml100k_dir, model_dir, artifact_dir, store, tmp_path
+):
+    previous = store.begin_run("previous", codebook_version="v", model_version="m")
+    previous.write_batch(["196"], np.zeros((1, 20, 3), dtype=np.uint16))
+    previous.publish()
+
+    cmd = [
+        sys.executable, "-m", "conrec", "batch-gen",
+        "--model-dir", str(model_dir), "--codebook-dir", str(artifact_dir),
+        "--data-path", str(ml100k_dir), "--run-id", "crashy", "--engine", "hf",
+        "--batch-size", "4", "--max-users", "200", "--cutoff", "midpoint",
+        "--checkpoint-dir", str(tmp_path / "ckpt"),
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "CONREC_REDIS_URL": SHARED_REDIS_URL,
+        "CONREC_STORE_PREFIX": store.keys.prefix,
+    }
+    progress = tmp_path / "ckpt" / "crashy" / "progress.json"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if progress.is_file() and len(json.loads(progress.read_text())["done"]) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(json.loads(progress.read_text())["done"])
+    assert 3 <= done_at_kill < 50
+
+    assert store.current_run().run_id == "previous"  # the killed run is not served
+    assert store.get("196") is not None
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming run crashy after {done_at_kill} batches" in rerun.stderr
+    assert store.current_run().run_id == "crashy"
+    assert store.current_run().user_count == 200
+    assert len(json.loads(progress.read_text())["done"]) == 50
