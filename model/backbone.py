@@ -24,7 +24,8 @@ class TinyBackboneConfig:
     num_hidden_layers: int = field(default=2, metadata={"help": "Transformer blocks."})
     num_attention_heads: int = field(default=4, metadata={"help": "Query heads."})
     num_key_value_heads: int = field(default=2, metadata={"help": "KV heads (GQA)."})
-    head_dim: int = field(default=16, metadata={"help": "Per-head width."})
+    # vLLM's CPU attention supports head sizes 32, 64, 80, ... only; 16 fails at engine start.
+    head_dim: int = field(default=32, metadata={"help": "Per-head width (>= 32 for vLLM CPU)."})
     intermediate_size: int = field(default=128, metadata={"help": "MLP width."})
     max_position_embeddings: int = field(default=1024, metadata={"help": "Context length."})
     seed: int = field(default=0, metadata={"help": "Weight initialisation seed."})

@@ -22,6 +22,11 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 async def require_api_key(
     state: StateDep, x_api_key: Annotated[str | None, Header()] = None
 ) -> None:
+    check_api_key(state, x_api_key)
+
+
+def check_api_key(state: ServiceState, x_api_key: str | None) -> None:
+    """Raise 401 unless no key is configured or ``x_api_key`` (the header's value) matches."""
     expected = state.settings.api_key
     if expected is None:
         return

@@ -1,0 +1,135 @@
+"""Progressive GRPO (paper section 3): TRL's GRPOTrainer with trie-constrained generation.
+
+Each of the three stages (context `recent` -> `negatives` -> `full`) trains a fresh LoRA adapter
+on the previous stage's merged model, so the KL reference (adapter disabled) is the previous
+stage's policy, with its own beta. Per-step logs (TRL): `reward`, `reward_std`, `kl`, and
+`rewards/<name>/mean` per reward function; `valid_sid_reward` has weight 0 and is the valid-SID
+rate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from transformers import LogitsProcessorList
+from trl import GRPOConfig, GRPOTrainer
+
+from model.constrained import SIDLogitsProcessor
+from model.prompts import Context
+from model.stages import LoraSettings, attach_lora, finish_stage, resume_checkpoint
+from model.trie import SIDTrie
+
+
+@dataclass
+class GRPOStageConfig:
+    context: Context = field(
+        default="negatives", metadata={"help": "Prompt context: recent | negatives | full."}
+    )
+    beta: float = field(default=0.04, metadata={"help": "KL coefficient of this stage."})
+    max_steps: int = field(default=10, metadata={"help": "Optimizer steps of the stage."})
+    prompts_per_step: int = field(default=4, metadata={"help": "Distinct prompts per step."})
+    num_generations: int = field(default=4, metadata={"help": "Group size G per prompt."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    loss_type: str = field(
+        default="grpo", metadata={"help": "TRL loss type; 'grpo' is the paper's eq. (3)."}
+    )
+    save_steps: int = field(default=5, metadata={"help": "Checkpoint every this many steps."})
+    seed: int = field(default=0, metadata={"help": "Sampling and data order seed."})
+
+
+class ConstrainedGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose HF-generate rollouts only produce catalogue SIDs (trie, then EOS)."""
+
+    def __init__(self, *args, sid_trie: SIDTrie, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sid_trie = sid_trie
+
+    def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+        # TRL calls `unwrapped_model.generate(**inputs, generation_config=...)` and a
+        # GenerationConfig cannot carry a LogitsProcessor, so bind one (fresh per call: it reads
+        # the prompt length on its first step) to the model's generate for this rollout only.
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        processors = LogitsProcessorList([SIDLogitsProcessor(self.sid_trie)])
+        generate = model.generate
+        model.generate = lambda *a, **kw: generate(*a, logits_processor=processors, **kw)
+        try:
+            return super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        finally:
+            del model.generate
+
+
+def run_grpo_stage(
+    model,
+    tokenizer,
+    samples: Sequence[dict],
+    stage_dir: str | Path,
+    cfg: GRPOStageConfig,
+    lora: LoraSettings,
+    reward_funcs: Sequence[Callable],
+    reward_weights: Sequence[float],
+    sid_trie: SIDTrie,
+):
+    """One progressive-GRPO stage on `samples` (prompt, gt_sids, future_pos_sids).
+
+    Returns (merged model, metrics); resumes from the stage's newest checkpoint.
+    """
+    from datasets import Dataset
+
+    if not samples:
+        raise ValueError(f"GRPO stage {stage_dir} has no samples")
+    stage_dir = Path(stage_dir)
+    args = GRPOConfig(
+        output_dir=str(stage_dir / "checkpoints"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        num_generations=cfg.num_generations,
+        max_completion_length=sid_trie.depth + 1,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        loss_type=cfg.loss_type,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant",
+        reward_weights=list(reward_weights),
+        logging_steps=1,
+        save_steps=cfg.save_steps,
+        save_total_limit=1,
+        seed=cfg.seed,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        dataloader_num_workers=0,
+    )
+    # TRL's fused logprob forward reads `lm_head.bias`, which peft's trainable-token wrapper
+    # (SID embedding rows, trained in the SFT stages) does not expose: GRPO trains LoRA only.
+    policy = attach_lora(model, tokenizer, replace(lora, train_sid_embeddings=False))
+    trainer = ConstrainedGRPOTrainer(
+        model=policy,
+        reward_funcs=list(reward_funcs),
+        args=args,
+        train_dataset=Dataset.from_list(list(samples)),
+        processing_class=tokenizer,
+        sid_trie=sid_trie,
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir))
+    metrics = {
+        "samples": len(samples),
+        "steps": trainer.state.global_step,
+        "seconds": time.perf_counter() - start,
+        "log": step_log(trainer.state.log_history, trainer.reward_func_names),
+    }
+    return finish_stage(trainer.model, tokenizer, stage_dir, metrics), metrics
+
+
+def step_log(history: Sequence[dict], reward_names: Sequence[str]) -> list[dict]:
+    """Per-step reward mean/std, KL and each reward function's mean from TRL's log history."""
+    keys = ["reward", "reward_std", "kl", *(f"rewards/{n}/mean" for n in reward_names)]
+    return [
+        {"step": entry["step"], **{k: entry[k] for k in keys if k in entry}}
+        for entry in history
+        if "reward" in entry
+    ]

@@ -1,0 +1,101 @@
+"""Every prompt the model sees, for training and for the nightly batch job (one source, no drift).
+
+Items appear only as their SIDs (`model.sids.format_sid`). Prompts are short lowercase word
+sequences because the demo backbone has a word-level vocabulary built from `prompt_vocabulary()`
+and the item texts. Completions are an SID or a title; the trainer appends the EOS token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+from model.data.splits import UserWindow
+from model.sids import SID, format_sid
+
+Context = Literal["recent", "negatives", "full"]
+CONTEXTS: tuple[Context, ...] = ("recent", "negatives", "full")
+
+EMPTY = "none"
+PROMPT_CONFIG_FILE = "conrec_prompt.json"
+
+
+class SIDLookup(Protocol):
+    """Anything mapping item id -> SID codes (e.g. `codebook.artifact.ItemSIDTable`)."""
+
+    def sid_of(self, item_id: str) -> tuple[int, ...] | None: ...
+
+
+def sid_to_title_prompt(sid: Sequence[int]) -> str:
+    """Translation SID -> title; the completion is the item's title."""
+    return f"item {format_sid(sid)} title :"
+
+
+def title_to_sid_prompt(title: str) -> str:
+    """Translation title -> SID; the completion is the item's SID."""
+    return f"title {title} item :"
+
+
+def alignment_prompt(candidates: Sequence[Sequence[int]]) -> str:
+    """Item-level alignment (paper section 3): which of four SIDs is the disliked one?
+
+    One candidate was dismissed with "not interested", the others were liked; the completion is
+    the disliked candidate's SID.
+    """
+    options = " , ".join(format_sid(c) for c in candidates)
+    return f"a user disliked one item and liked the others : {options} . disliked item :"
+
+
+def next_negative_prompt(
+    window: UserWindow,
+    item_sids: SIDLookup,
+    context: Context = "negatives",
+    max_negatives: int = 20,
+    max_positives: int = 20,
+    recent_days: float = 3.0,
+) -> str:
+    """Next-negative prediction from a user's history; the completion is one SID.
+
+    `context` selects progressive GRPO's stage: `recent` = negatives of the last `recent_days`,
+    `negatives` = all negatives, `full` = negatives and positives. Lists keep the most recent
+    `max_negatives` / `max_positives` items (oldest first); items without a SID are skipped.
+    """
+    if context == "recent":
+        negatives = window.recent_negatives(days=recent_days)
+    elif context in ("negatives", "full"):
+        negatives = window.negatives()
+    else:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+    text = f"dislikes : {_sid_list(negatives, item_sids, max_negatives)}"
+    if context == "full":
+        text += f" ; likes : {_sid_list(window.positives(), item_sids, max_positives)}"
+    return f"{text} . next dislike :"
+
+
+def save_prompt_config(model_dir: str | Path, **prompt_kwargs) -> None:
+    """Store the `next_negative_prompt` keyword arguments a model was trained with."""
+    (Path(model_dir) / PROMPT_CONFIG_FILE).write_text(json.dumps(prompt_kwargs, indent=2))
+
+
+def load_prompt_config(model_dir: str | Path) -> dict:
+    """Keyword arguments for `next_negative_prompt` matching the model in `model_dir`."""
+    return json.loads((Path(model_dir) / PROMPT_CONFIG_FILE).read_text())
+
+
+def prompt_vocabulary() -> list[str]:
+    """The template words of every prompt, as a corpus for a word-level tokenizer."""
+    sid: SID = (0,)
+    return [
+        sid_to_title_prompt(sid),
+        title_to_sid_prompt(""),
+        alignment_prompt([sid, sid]),
+        f"dislikes : {EMPTY} ; likes : {EMPTY} . next dislike :",
+    ]
+
+
+def _sid_list(items: Sequence[str], item_sids: SIDLookup, cap: int) -> str:
+    sids = [s for s in (item_sids.sid_of(i) for i in items) if s is not None]
+    kept = sids[-cap:] if cap > 0 else []
+    return " ".join(format_sid(s) for s in kept) if kept else EMPTY

@@ -1,0 +1,97 @@
+"""Model-side measurements used by the curriculum: candidate likelihoods and constrained SIDs.
+
+Alignment accuracy (paper table 3) ranks the four candidate SIDs by the model's log-likelihood
+of each as the completion, so it measures what the model prefers rather than what a sampler
+happened to draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import LogitsProcessorList
+
+from model.constrained import SIDLogitsProcessor
+from model.sids import format_sid
+from model.trie import SIDTrie
+
+
+@torch.no_grad()
+def completion_logprobs(model, tokenizer, prompt: str, completions: Sequence[str]) -> np.ndarray:
+    """Sum of token log-probs of each completion (plus EOS) after `prompt`: [len(completions)]."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    rows = [
+        tokenizer(" " + c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for c in completions
+    ]
+    width = len(prompt_ids) + max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        seq = prompt_ids + r
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+    logits = model(input_ids=ids, attention_mask=mask).logits  # [N, T, V]
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
+    token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [N, T-1]
+    scored = torch.zeros_like(token_logp)
+    for i, r in enumerate(rows):
+        start = len(prompt_ids) - 1
+        scored[i, start : start + len(r)] = 1.0
+    return (token_logp * scored).sum(-1).numpy()
+
+
+def alignment_accuracy(model, tokenizer, samples: Sequence[dict]) -> float:
+    """Share of alignment samples whose answer SID is the model's most likely candidate."""
+    if not samples:
+        return float("nan")
+    model.eval()
+    hits = 0
+    for s in samples:
+        options = [format_sid(c) for c in s["candidates"]]
+        scores = completion_logprobs(model, tokenizer, s["prompt"], options)
+        hits += list(s["candidates"][int(np.argmax(scores))]) == list(s["answer"])
+    return hits / len(samples)
+
+
+@torch.no_grad()
+def generate_sids(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    trie: SIDTrie | None,
+    max_new_tokens: int,
+    batch_size: int = 32,
+) -> list[str]:
+    """Greedy completion of each prompt, decoded to text (SID tokens kept).
+
+    With a trie the output is a catalogue SID then EOS; without one it is free decoding, which
+    measures how well the model has learned the SID format on its own.
+    """
+    model.eval()
+    out: list[str] = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(
+                list(prompts[start : start + batch_size]),
+                add_special_tokens=False,
+                padding=True,
+                return_tensors="pt",
+            )
+            generated = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                logits_processor=LogitsProcessorList([SIDLogitsProcessor(trie)] if trie else []),
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new = generated[:, batch["input_ids"].shape[1] :]
+            out += tokenizer.batch_decode(new, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return out

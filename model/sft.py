@@ -1,0 +1,114 @@
+"""Supervised stages (translation, item-level alignment, next-negative warm-up) with LoRA.
+
+A plain HF `Trainer` with a prompt-masked collator: the loss covers the completion tokens and
+EOS only. (TRL's SFTTrainer would also work, but it re-tokenises with chat/EOS conventions that a
+word-level demo tokenizer does not share; this keeps the masking explicit.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from model.stages import LoraSettings, attach_lora, finish_stage, resume_checkpoint
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class SFTStageConfig:
+    max_steps: int = field(default=50, metadata={"help": "Optimizer steps of the stage."})
+    batch_size: int = field(default=16, metadata={"help": "Samples per step."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate."})
+    max_length: int = field(default=256, metadata={"help": "Tokens per sample (prompt cut left)."})
+    save_steps: int = field(default=25, metadata={"help": "Checkpoint every this many steps."})
+    seed: int = field(default=0, metadata={"help": "Data order and init seed."})
+
+
+def encode_sample(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
+    """input_ids = prompt + completion + EOS; labels mask the prompt. Long prompts lose their
+    oldest tokens, so the most recent history survives."""
+    completion_ids = tokenizer(" " + completion, add_special_tokens=False)["input_ids"]
+    completion_ids = [*completion_ids, tokenizer.eos_token_id][:max_length]
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) - (max_length - len(completion_ids))) :]
+    return {
+        "input_ids": prompt_ids + completion_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids,
+    }
+
+
+class PromptMaskedCollator:
+    """Right-pads encoded samples into input_ids / attention_mask / labels tensors [B, T]."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: Sequence[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(s["input_ids"]) for s in batch)
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, s in enumerate(batch):
+            n = len(s["input_ids"])
+            ids[row, :n] = torch.tensor(s["input_ids"])
+            labels[row, :n] = torch.tensor(s["labels"])
+            mask[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def run_sft_stage(
+    model,
+    tokenizer,
+    samples: Sequence[dict],
+    stage_dir: str | Path,
+    cfg: SFTStageConfig,
+    lora: LoraSettings,
+):
+    """Train a fresh LoRA adapter on `samples` ({"prompt", "completion"}); return (merged, metrics).
+
+    Resumes from the stage's newest checkpoint when one exists.
+    """
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    if not samples:
+        raise ValueError(f"SFT stage {stage_dir} has no samples")
+    stage_dir = Path(stage_dir)
+    encoded = Dataset.from_list(
+        [encode_sample(tokenizer, s["prompt"], s["completion"], cfg.max_length) for s in samples]
+    )
+    peft_model = attach_lora(model, tokenizer, lora)
+    args = TrainingArguments(
+        output_dir=str(stage_dir / "checkpoints"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant",
+        logging_steps=max(1, cfg.max_steps // 10),
+        save_steps=cfg.save_steps,
+        save_total_limit=1,
+        seed=cfg.seed,
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=peft_model,
+        args=args,
+        train_dataset=encoded,
+        data_collator=PromptMaskedCollator(tokenizer.pad_token_id),
+    )
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir))
+    metrics = {
+        "samples": len(samples),
+        "steps": trainer.state.global_step,
+        "train_loss": float(result.training_loss),
+        "seconds": time.perf_counter() - start,
+    }
+    return finish_stage(peft_model, tokenizer, stage_dir, metrics), metrics

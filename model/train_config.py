@@ -1,0 +1,92 @@
+"""The curriculum's YAML config: one dataclass tree, each field documented in its metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from model.backbone import TinyBackboneConfig
+from model.grpo import GRPOStageConfig
+from model.sft import SFTStageConfig
+from model.stages import LoraSettings
+from model.swing import SwingConfig
+from model.tasks import AlignmentConfig
+
+
+@dataclass
+class PromptCaps:
+    max_negatives: int = field(default=20, metadata={"help": "Negatives kept in a prompt."})
+    max_positives: int = field(default=20, metadata={"help": "Positives kept in a prompt."})
+    recent_days: float = field(default=3.0, metadata={"help": "Window of the `recent` context."})
+
+
+@dataclass
+class RewardSettings:
+    scheme: str = field(default="c", metadata={"help": "Paper table 4 scheme a-e (c = eq. 6)."})
+    gamma: float = field(default=0.5, metadata={"help": "Weight of the future-positive penalty."})
+    threshold: float = field(default=0.6, metadata={"help": "Truncation of schemes b and d."})
+    invalid_reward: float = field(default=-1.0, metadata={"help": "Reward of a non-SID output."})
+    swing_per_item: int = field(
+        default=3, metadata={"help": "Swing neighbours added per future negative."}
+    )
+
+
+@dataclass
+class CurriculumConfig:
+    output_dir: str = field(metadata={"help": "Where stages, final model and summary go."})
+    codebook_dir: str = field(metadata={"help": "Codebook artifact (codebook + item SIDs)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Local ml-100k folder."})
+    backbone_path: str | None = field(
+        default=None, metadata={"help": "Local HF causal LM; None builds the tiny demo model."}
+    )
+    tiny: TinyBackboneConfig = field(default_factory=TinyBackboneConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    prompt: PromptCaps = field(default_factory=PromptCaps)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    swing: SwingConfig = field(default_factory=SwingConfig)
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    max_train_windows: int = field(
+        default=0, metadata={"help": "Cap on training windows (0 = all)."}
+    )
+    max_per_user: int = field(default=8, metadata={"help": "Training cutoffs per user."})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Share of alignment users held out for accuracy."}
+    )
+    eval_samples: int = field(default=100, metadata={"help": "Alignment samples scored."})
+    translation: SFTStageConfig = field(default_factory=SFTStageConfig)
+    align: SFTStageConfig = field(default_factory=SFTStageConfig)
+    warmup: SFTStageConfig = field(default_factory=SFTStageConfig)
+    warmup_context: str = field(default="negatives", metadata={"help": "Warm-up SFT context."})
+    grpo: list[GRPOStageConfig] = field(
+        default_factory=lambda: [
+            GRPOStageConfig(context="recent", beta=0.04),
+            GRPOStageConfig(context="negatives", beta=0.04),
+            GRPOStageConfig(context="full", beta=0.08),
+        ]
+    )
+
+
+def load_config(path: str | Path, **overrides: Any) -> CurriculumConfig:
+    """Read a YAML file into CurriculumConfig; unknown keys are errors, not silently ignored."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(CurriculumConfig, raw)
+
+
+def _build(cls, raw: dict):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in raw.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else None
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value)
+        elif name == "grpo":
+            value = [_build(GRPOStageConfig, v) for v in value]
+        kwargs[name] = value
+    return cls(**kwargs)

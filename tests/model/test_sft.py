@@ -1,0 +1,62 @@
+import pytest
+
+from model import tasks
+from model.sft import IGNORE_INDEX, SFTStageConfig, encode_sample, run_sft_stage
+from model.stages import LoraSettings, is_done, load_finished, resume_checkpoint
+from tests.model.conftest import changed_parameters, make_tiny_model, snapshot
+
+STEPS = SFTStageConfig(max_steps=3, batch_size=4, save_steps=3, max_length=64)
+
+
+def test_encode_sample_masks_the_prompt(tokenizer):
+    enc = encode_sample(tokenizer, "title toy story item :", "<a_1><b_2><c_3>", 64)
+    n_prompt = len(tokenizer("title toy story item :")["input_ids"])
+    assert enc["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert enc["labels"][n_prompt:] == enc["input_ids"][n_prompt:]
+    assert enc["input_ids"][-1] == tokenizer.eos_token_id
+    assert len(enc["labels"][n_prompt:]) == 4  # three SID tokens + EOS
+    short = encode_sample(tokenizer, "dislikes : " + "<a_1><b_2><c_3> " * 30, "<a_0><b_0><c_0>", 16)
+    assert len(short["input_ids"]) == 16  # the oldest prompt tokens are cut
+    assert short["labels"][-4:] == short["input_ids"][-4:]
+
+
+def _stage_samples(kind, ml100k, item_sids, windows):
+    if kind == "translation":
+        return tasks.translation_samples(ml100k.items.head(20), item_sids)
+    if kind == "alignment":
+        return tasks.alignment_samples(ml100k.events, item_sids)[0][:20]
+    return tasks.next_negative_samples(windows, item_sids)[:20]
+
+
+@pytest.mark.parametrize("kind", ["translation", "alignment", "warmup"])
+def test_sft_stage_trains_lora_and_checkpoints(
+    kind, tmp_path, tiny_model, tokenizer, ml100k, item_sids, windows
+):
+    samples = _stage_samples(kind, ml100k, item_sids, windows)
+    assert samples
+    before = snapshot(tiny_model)
+    merged, metrics = run_sft_stage(
+        tiny_model, tokenizer, samples, tmp_path, STEPS, LoraSettings(r=4, alpha=8)
+    )
+    assert metrics["steps"] == 3
+    changed = changed_parameters(before, merged)
+    assert any("q_proj" in k for k in changed)  # merged LoRA deltas
+    assert "model.embed_tokens.weight" in changed  # SID embedding rows are trained
+    assert resume_checkpoint(tmp_path) is not None
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert is_done(tmp_path)
+    reloaded, saved = load_finished(tmp_path)
+    assert saved["steps"] == 3
+    assert not changed_parameters(snapshot(merged), reloaded)
+
+
+def test_sft_stage_resumes_from_its_checkpoint(tmp_path, tokenizer, item_sids, ml100k, tiny_model):
+    samples = tasks.translation_samples(ml100k.items.head(20), item_sids)
+    cfg = SFTStageConfig(max_steps=2, batch_size=4, save_steps=2, max_length=64)
+    run_sft_stage(tiny_model, tokenizer, samples, tmp_path, cfg, LoraSettings(r=4, alpha=8))
+    longer = SFTStageConfig(max_steps=4, batch_size=4, save_steps=2, max_length=64)
+    _, metrics = run_sft_stage(
+        make_tiny_model(tokenizer), tokenizer, samples, tmp_path, longer, LoraSettings(r=4, alpha=8)
+    )
+    assert metrics["steps"] == 4
+    assert resume_checkpoint(tmp_path).endswith("checkpoint-4")
