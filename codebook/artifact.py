@@ -131,6 +131,50 @@ class Codebook:
         norms = np.linalg.norm(vecs, axis=-1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)
 
+    def gram(self) -> CodewordGram:
+        """Dot products between codewords, for norms of decoded SIDs without decoding them.
+        Computed on first use (levels^2 / 2 x size^2 floats) and cached."""
+        cached = self.__dict__.get("_gram")
+        if cached is None:
+            cached = self.__dict__["_gram"] = CodewordGram.of(self.codewords)
+        return cached
+
+    def squared_norms(self, codes: np.ndarray) -> np.ndarray:
+        """Squared L2 norms of the decoded SIDs, [..., D] valid int codes -> [...] float32:
+        ``|sum_d c_d|^2 = sum_d |c_d|^2 + 2 sum_{d<e} c_d . c_e`` from the cached Gram tables,
+        so equal to ``(self.decode(codes) ** 2).sum(-1)`` up to float32 rounding."""
+        gram = self.gram()
+        arr = np.asarray(codes, dtype=np.int64)
+        out = gram.squares[0].take(arr[..., 0])
+        for level in range(1, self.levels):
+            out += gram.squares[level].take(arr[..., level])
+        for (d, e), table in gram.cross.items():
+            out += table.take(arr[..., d] * self.size + arr[..., e])
+        return out
+
+
+@dataclass(frozen=True)
+class CodewordGram:
+    """``squares[d][i] = |codewords[d][i]|^2``; ``cross[(d, e)]`` (d < e) is
+    ``2 codewords[d] @ codewords[e].T`` flattened to [size * size] (index ``i * size + j``)."""
+
+    squares: np.ndarray  # [D, size] float32
+    cross: dict[tuple[int, int], np.ndarray]
+
+    @classmethod
+    def of(cls, codewords: np.ndarray) -> CodewordGram:
+        wide = codewords.astype(np.float64)
+        squares = (wide**2).sum(-1).astype(np.float32)
+        levels = codewords.shape[0]
+        cross = {
+            (d, e): (2.0 * wide[d] @ wide[e].T).astype(np.float32).ravel()
+            for d in range(levels)
+            for e in range(d + 1, levels)
+        }
+        for table in (squares, *cross.values()):
+            table.setflags(write=False)
+        return cls(squares, cross)
+
 
 @dataclass
 class ItemSIDTable:

@@ -87,6 +87,8 @@ def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm")
         ds.events, out / "codebook", store_path, client, users=200
     )
     table = Table(title="filter at the default threshold, candidates = the user's next 7 days")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
     for key, value in summary["filter"].items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)

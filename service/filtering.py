@@ -20,7 +20,7 @@ from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
 from service.api.schemas import Candidate, DroppedItem, FilterRequest, FilterResponse
 from service.core.state import ServiceState
 from service.core.thresholds import Thresholds
-from service.scoring import max_cosine, split
+from service.scoring import max_cosine, max_cosine_tables, split, use_tables
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def candidate_codes(
     levels = codebook.levels
     sids = list(map(_SID, candidates))
     unknown: list[int] = []
-    unresolved = [i for i, sid in enumerate(sids) if sid is None]
+    # ``None in`` scans at C speed; the enumeration only runs when some SID is missing.
+    unresolved = [i for i, sid in enumerate(sids) if sid is None] if None in sids else []
     if unresolved:
         for i in unresolved:
             sids[i] = items.sid_of(candidates[i].item_id)
@@ -72,6 +73,20 @@ def candidate_codes(
             f"candidates[{wrong}].sid has {len(candidates[wrong].sid)} codes; "
             f"the codebook has {levels} levels"
         )
+    if codebook.size <= 256 and sids:
+        # Codes of a codebook this small fit a byte: ``bytes`` converts the ints at C speed (2
+        # to 3x ``np.fromiter``). It refuses any code outside [0, 256): those take the general
+        # path below, which reports them.
+        try:
+            packed = bytes(chain.from_iterable(sids))
+        except ValueError:
+            pass
+        else:
+            flat = np.frombuffer(packed, dtype=np.uint8).reshape(len(sids), levels)
+            try:
+                return codebook.validate(flat), unknown
+            except InvalidSIDError as exc:
+                raise BadRequest(f"invalid candidate sid: {exc}") from exc
     try:
         flat = np.fromiter(chain.from_iterable(sids), dtype=np.int64, count=len(sids) * levels)
         return codebook.validate(flat.reshape(len(sids), levels)) if sids else flat, unknown
@@ -130,11 +145,15 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         if prediction is not None and prediction.codebook_version != codebook.version:
             reason = "codebook_mismatch"
         elif prediction is not None:
-            scores = np.full(len(item_ids), -np.inf, dtype=np.float32)
-            scored = np.ones(len(item_ids), dtype=bool)
-            scored[unknown] = False
-            if len(codes):
-                scores[scored] = max_cosine(codebook, codes, codebook.validate(prediction.codes))
+            score = max_cosine_tables if use_tables(codebook, len(codes)) else max_cosine
+            if not unknown:
+                scores = score(codebook, codes, codebook.validate(prediction.codes))
+            else:
+                scores = np.full(len(item_ids), -np.inf, dtype=np.float32)
+                scored = np.ones(len(item_ids), dtype=bool)
+                scored[unknown] = False
+                if len(codes):
+                    scores[scored] = score(codebook, codes, codebook.validate(prediction.codes))
     except InvalidSIDError as exc:
         logger.warning("prediction %s has invalid codes: %s", prediction.version, exc)
         reason = "bad_prediction"

@@ -3,6 +3,7 @@ Redis; predictions read back through the store reader the service uses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig, UserPrompt, build_user_prompts
 from batch_gen.nightly import NightlyConfig, cutoffs_for, run_nightly
-from batch_gen.store import PredictionStore, connect
+from batch_gen.store import AsyncPredictionReader, PredictionStore, connect, connect_async
 from codebook.artifact import load_codebook, load_item_sids
 from model.data.splits import user_windows
 from model.prompts import next_negative_prompt
@@ -68,6 +69,18 @@ def test_a_run_publishes_catalogue_sids_that_the_service_reader_sees(
         assert {tuple(c) for c in p.codes.tolist()} <= catalogue
         assert len({tuple(c) for c in p.codes.tolist()}) == 20  # distinct top-20
     assert store.get(users[60].user_id) is None  # beyond max_users: no prediction
+
+    # The service's own reader (asyncio) sees the same published values.
+    async def read_as_the_service(user_id: str):
+        client = connect_async(SHARED_REDIS_URL)
+        try:
+            return await AsyncPredictionReader(client, prefix=store.keys.prefix).get(user_id)
+        finally:
+            await client.aclose()
+
+    served = asyncio.run(read_as_the_service(users[0].user_id))
+    assert served.version == "night1"
+    np.testing.assert_array_equal(served.codes, predictions[0].codes)
 
     prom = (tmp_path / "batch.prom").read_text()
     assert "conrec_batch_users_written_total 48.0" in prom

@@ -88,3 +88,15 @@ def test_codebook_is_read_only_and_shape_checked():
         cb.codewords[0, 0, 0] = 1.0
     with pytest.raises(ArtifactError, match="levels, size, dim"):
         Codebook(np.zeros((4, 3), dtype=np.float32))
+
+
+def test_squared_norms_from_the_gram_tables_equal_decoded_norms():
+    rng = np.random.default_rng(0)
+    codebook = Codebook(rng.normal(size=(3, 32, 8)).astype(np.float32))
+    codes = rng.integers(0, 32, size=(200, 3))
+    expected = (codebook.decode(codes).astype(np.float64) ** 2).sum(-1)
+    np.testing.assert_allclose(codebook.squared_norms(codes), expected, rtol=1e-5)
+    gram = codebook.gram()
+    assert gram is codebook.gram()
+    assert sorted(gram.cross) == [(0, 1), (0, 2), (1, 2)]
+    assert not gram.squares.flags.writeable

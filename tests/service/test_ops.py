@@ -120,3 +120,9 @@ def test_openapi_documents_the_filter_bodies(server: Callable[..., httpx.Client]
     assert {"FilterRequest", "Candidate", "FilterResponse"} <= set(schemas)
     body = doc["paths"]["/filter"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["$ref"] == "#/components/schemas/FilterRequest"
+
+
+def test_openapi_documents_the_filter_api_key_header(server: Callable[..., httpx.Client]) -> None:
+    # /filter reads X-API-Key itself (no FastAPI dependency); the document still names it.
+    params = server().get("/openapi.json").json()["paths"]["/filter"]["post"]["parameters"]
+    assert [p["name"] for p in params if p["in"] == "header"] == ["x-api-key"]

@@ -6,17 +6,42 @@ FastAPI body parameter, which would parse the JSON to Python objects and validat
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.routing import APIRoute
+from starlette.routing import request_response
 
 from service.api.deps import check_api_key
 from service.api.schemas import FilterRequest, decode_request, encode_response
 from service.core.state import ServiceState
 from service.filtering import BadRequest, NotReady, run_filter
 
-router = APIRouter(tags=["filter"])
+
+class PlainRoute(APIRoute):
+    """Documented like any FastAPI route, served like a plain Starlette one: the endpoint takes
+    the Request and returns a Response, without FastAPI's per-request dependency solving and
+    response handling (about half of the framework's ~55 us per request, measured in-process).
+    HTTPException still becomes the usual JSON error through the app's exception handlers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = request_response(self.endpoint)
+
+
+router = APIRouter(tags=["filter"], route_class=PlainRoute)
 
 _OPENAPI = {
+    "parameters": [
+        {
+            "name": "x-api-key",
+            "in": "header",
+            "required": False,
+            "description": "Required when the service is configured with an API key.",
+            "schema": {"type": "string", "title": "X-Api-Key"},
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FilterRequest"}}},
@@ -32,9 +57,9 @@ _OPENAPI = {
 }
 
 
-# The state and the API key are read here rather than through FastAPI dependencies: solving
-# them cost more per request than the rest of the routing (same checks, same order: the key is
-# checked before the body is read). The X-API-Key header is documented through ``_OPENAPI``.
+# The state and the API key are read here rather than through FastAPI dependencies (which a
+# PlainRoute does not run): same checks, same order (the key is checked before the body is
+# read). The X-API-Key header is documented through ``_OPENAPI``.
 @router.post("/filter", openapi_extra=_OPENAPI)
 async def filter_candidates(request: Request) -> Response:
     """Drop the candidates that resemble the user's predicted negatives.

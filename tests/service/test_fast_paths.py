@@ -1,0 +1,107 @@
+"""The hot path's faster forms give the same answers as the plain ones."""
+
+from __future__ import annotations
+
+from itertools import compress
+
+import numpy as np
+import pytest
+
+from codebook.artifact import Codebook, ItemSIDTable
+from service.api.schemas import Candidate
+from service.filtering import BadRequest, candidate_codes
+from service.scoring import max_cosine, max_cosine_tables, split, use_tables
+
+
+@pytest.mark.parametrize(
+    ("levels", "size", "dim", "m", "k"),
+    [(3, 256, 32, 1000, 20), (1, 8, 4, 50, 3), (2, 16, 8, 7, 1), (4, 5, 3, 200, 20)],
+)
+def test_dot_table_scoring_equals_max_cosine(levels, size, dim, m, k) -> None:
+    rng = np.random.default_rng(levels * 1000 + size)
+    for trial in range(5):
+        codewords = rng.normal(size=(levels, size, dim)).astype(np.float32)
+        if trial == 1:
+            codewords *= 1e-3  # small vectors
+        if trial == 2:
+            codewords[:, 0] = 0.0  # all-zero SID (0, ..., 0): cosine 0, as max_cosine gives
+        codebook = Codebook(codewords)
+        cand = rng.integers(0, size, size=(m, levels))
+        cand[0] = 0
+        pred = rng.integers(0, size, size=(k, levels))
+        fast = max_cosine_tables(codebook, cand, pred)
+        assert fast.dtype == np.float32
+        assert fast.shape == (m,)
+        np.testing.assert_allclose(fast, max_cosine(codebook, cand, pred), atol=2e-5)
+
+
+def test_squared_norms_equal_the_decoded_norms() -> None:
+    rng = np.random.default_rng(1)
+    codebook = Codebook(rng.normal(size=(3, 64, 16)).astype(np.float32))
+    codes = rng.integers(0, 64, size=(500, 3))
+    expected = (codebook.decode(codes).astype(np.float64) ** 2).sum(-1)
+    np.testing.assert_allclose(codebook.squared_norms(codes), expected, rtol=1e-5)
+    assert codebook.gram() is codebook.gram()  # computed once
+
+
+def test_tables_are_used_only_where_they_pay() -> None:
+    small = Codebook(np.zeros((3, 256, 8), np.float32))
+    assert use_tables(small, 1000)
+    assert not use_tables(small, 100)  # fewer candidates than table rows: decode them
+    huge = Codebook(np.zeros((3, 4096, 1), np.float32))
+    assert not use_tables(huge, 1_000_000)  # Gram tables would be too large
+
+
+def _codebook(size: int) -> Codebook:
+    return Codebook(np.zeros((3, size, 2), np.float32))
+
+
+def _items(codebook: Codebook) -> ItemSIDTable:
+    return ItemSIDTable(np.array(["known"]), np.array([[1, 2, 3]], np.uint16), codebook.version)
+
+
+@pytest.mark.parametrize("size", [256, 300])
+def test_candidate_codes_on_both_conversion_paths(size: int) -> None:
+    codebook = _codebook(size)
+    rng = np.random.default_rng(size)
+    codes = rng.integers(0, size, size=(50, 3))
+    cands = [Candidate(f"i{i}", c) for i, c in enumerate(codes.tolist())]
+    cands.append(Candidate("known"))  # resolved through the item table (a tuple)
+    cands.append(Candidate("new"))  # unknown: kept unscored
+    out, unknown = candidate_codes(codebook, _items(codebook), cands)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, np.vstack([codes, [[1, 2, 3]]]))
+    assert unknown == [51]
+
+
+@pytest.mark.parametrize(
+    ("size", "code", "message"),
+    [
+        (256, 256, "SID code 256 at level 1 is out of range [0, 256)"),
+        (256, -1, "SID code -1 at level 1 is out of range [0, 256)"),
+        (200, 200, "SID code 200 at level 1 is out of range [0, 200)"),
+        (300, 300, "SID code 300 at level 1 is out of range [0, 300)"),
+        (256, 2**70, "does not fit in 64 bits"),
+    ],
+)
+def test_out_of_range_codes_are_bad_requests(size: int, code: int, message: str) -> None:
+    codebook = _codebook(size)
+    cands = [Candidate("a", [0, 0, 0]), Candidate("b", [0, code, 0])]
+    with pytest.raises(BadRequest) as caught:
+        candidate_codes(codebook, _items(codebook), cands)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("n_dropped", [0, 1, 5, 64, 65, 700, 1000])
+def test_split_equals_the_mask_form(n_dropped: int) -> None:
+    rng = np.random.default_rng(n_dropped)
+    ids = [f"item-{i}" for i in range(1000)]
+    scores = np.zeros(1000, np.float32)
+    at = rng.choice(1000, size=n_dropped, replace=False)
+    scores[at] = rng.uniform(0.6, 1.0, size=n_dropped).astype(np.float32)
+    kept, dropped, dropped_scores = split(ids, scores, 0.5)
+    drop = scores > 0.5
+    assert kept == list(compress(ids, ~drop))
+    assert dropped == list(compress(ids, drop))
+    assert dropped_scores == scores[drop].tolist()
+    assert kept is not ids or n_dropped == 0
