@@ -6,7 +6,7 @@ tokenizer go to `<output_dir>/model/` (loadable by `AutoModelForCausalLM.from_pr
 vLLM), with `conrec_prompt.json`: the `next_negative_prompt` arguments the batch job must use
 (`model.prompts.load_prompt_config`). `<output_dir>/summary.json` holds time per stage, GRPO
 rewards, valid-SID rates and the alignment accuracy after alignment SFT and after GRPO
-(forgetting rate, paper table 3).
+(forgetting rate, paper table 3); `<output_dir>/grpo.png` plots the GRPO reward and KL per step.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from model.data.sources import load_ml100k
 from model.data.splits import midpoint_cutoffs, training_cutoffs, user_windows
 from model.data.tables import Polarity, item_texts
 from model.grpo import run_grpo_stage
+from model.plots import plot_grpo
 from model.prompts import prompt_vocabulary, save_prompt_config
 from model.rewards import make_reward, make_valid_sid_reward
 from model.scoring import alignment_accuracy, generate_sids
@@ -37,6 +38,7 @@ from model.train_config import CurriculumConfig
 
 FINAL_MODEL_DIR = "model"
 SUMMARY_FILE = "summary.json"
+PLOT_FILE = "grpo.png"
 
 
 def run_curriculum(cfg: CurriculumConfig) -> dict:
@@ -129,6 +131,7 @@ def run_curriculum(cfg: CurriculumConfig) -> dict:
     )
     summary["final_model"] = str(final)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
+    plot_grpo(summary, out / PLOT_FILE)
     return summary
 
 

@@ -56,6 +56,7 @@ def test_tiny_curriculum_end_to_end_and_resume(tmp_path, artifact_dir, ml100k_di
     assert 0.0 <= ev["alignment_acc_after_grpo"] <= 1.0
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["stages"]["6_grpo_full"]["steps"] == 2
+    assert (tmp_path / "grpo.png").stat().st_size > 10_000  # reward and KL curves
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     tok = AutoTokenizer.from_pretrained(tmp_path / "model")
     assert model.config.vocab_size >= len(tok)
