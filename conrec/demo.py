@@ -93,6 +93,24 @@ def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm")
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
 
+    from codebook.artifact import load_codebook, load_item_sids
+    from conrec.report import category_blocker, score_users, threshold_sweep, write_report
+    from model.data.splits import midpoint_cutoffs, user_windows
+
+    windows = list(user_windows(ds.events, midpoint_cutoffs(ds.events)))
+    store = PredictionStore(client)
+    found = store.get_many([w.user_id for w in windows])
+    predictions = {w.user_id: p.codes for w, p in zip(windows, found, strict=True) if p}
+    cases = score_users(
+        windows, predictions, load_codebook(out / "codebook"), load_item_sids(out / "codebook")
+    )
+    with_prediction = [w for w in windows if w.user_id in predictions]
+    report = write_report(
+        threshold_sweep(cases), category_blocker(with_prediction, ds.items), out / "report"
+    )
+    summary["report"] = str(report)
+    console.print(f"threshold report: {report} (plot {report.with_suffix('.png')})")
+
     summary["seconds"] = round(time.perf_counter() - timer, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     console.rule(f"[bold green]done in {summary['seconds']} s: {out / 'summary.json'}")

@@ -1,0 +1,63 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from codebook.artifact import Codebook, ItemSIDTable
+from conrec.report import category_blocker, score_users, threshold_sweep, write_report
+from model.data.splits import UserWindow
+
+# One level, three codewords: e0, e1 and their diagonal (cos 0.7071 to e0).
+CODEBOOK = Codebook(np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], dtype=np.float32))
+TABLE = ItemSIDTable(np.array(["a", "b", "c", "d"]), np.array([[0], [1], [2], [0]], np.uint16), "v")
+ITEMS = pd.DataFrame(
+    {"item_id": ["a", "b", "c", "d"], "category": ["x", "y", "x, z", "x"], "title": "", "text": ""}
+)
+
+
+def _window(user: str) -> UserWindow:
+    return UserWindow(
+        user_id=user,
+        cutoff=10,
+        history_items=np.array(["d"]),
+        history_ts=np.array([5]),
+        history_polarity=np.array(["neg"]),
+        next_negative="a",
+        future_negatives=("a", "c"),
+        future_positives=("b",),
+    )
+
+
+def test_sweep_and_blocker_on_a_hand_computed_user(tmp_path):
+    predicted = {"u": np.array([[0]])}  # the user is predicted to dislike e0
+    cases = score_users([_window("u"), _window("no-prediction")], predicted, CODEBOOK, TABLE)
+    assert len(cases) == 1
+    np.testing.assert_allclose(cases[0].negative_scores, [1.0, np.sqrt(0.5)], rtol=1e-6)
+    np.testing.assert_allclose(cases[0].positive_scores, [0.0], atol=1e-7)
+
+    sweep = threshold_sweep(cases, [0.5, 0.8, 1.0])
+    assert sweep["negatives_caught"].tolist() == [1.0, 0.5, 0.0]
+    assert sweep["positives_lost"].tolist() == [0.0, 0.0, 0.0]
+
+    # The disliked "d" is in category x: the blocker drops a and c (x), keeps b (y).
+    blocker = category_blocker([_window("u")], ITEMS)
+    assert blocker == {"negatives_caught": 1.0, "positives_lost": 0.0}
+
+    report = write_report(sweep, blocker, tmp_path)
+    text = report.read_text()
+    assert "| 0.80 | 0.500 | 0.000 |" in text
+    assert "| category blocker | 1.000 | 0.000 |" in text
+    assert (tmp_path / "filter_report.png").stat().st_size > 10_000
+
+
+def test_sweep_is_monotone_in_the_threshold():
+    rng = np.random.default_rng(0)
+    cases = score_users(
+        [_window(f"u{i}") for i in range(30)],
+        {f"u{i}": rng.integers(0, 3, size=(4, 1)) for i in range(30)},
+        CODEBOOK,
+        TABLE,
+    )
+    sweep = threshold_sweep(cases)
+    for column in ("negatives_caught", "positives_lost"):
+        assert (np.diff(sweep[column]) <= 0).all()
+    assert sweep["threshold"].iloc[0] == pytest.approx(0.5)
