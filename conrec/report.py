@@ -40,16 +40,22 @@ def score_users(
     cases = []
     for w in windows:
         pred = predictions.get(w.user_id)
-        pos = [i for i in set(w.future_positives) if i not in set(w.future_negatives)]
-        if pred is None or not (w.future_negatives or pos):
+        neg, pos = _future_sets(w)
+        if pred is None or not (neg or pos):
             continue
         cases.append(
             UserCase(
-                _scores(sorted(set(w.future_negatives)), pred, codebook, item_sids),
+                _scores(sorted(neg), pred, codebook, item_sids),
                 _scores(sorted(pos), pred, codebook, item_sids),
             )
         )
     return cases
+
+
+def _future_sets(w: UserWindow) -> tuple[set[str], set[str]]:
+    """The user's distinct future negatives, and future positives that are not also negatives."""
+    neg = set(w.future_negatives)
+    return neg, set(w.future_positives) - neg
 
 
 def _scores(items: list[str], pred: np.ndarray, codebook: Codebook, table: ItemSIDTable):
@@ -83,12 +89,10 @@ def category_blocker(windows: Iterable[UserWindow], items: pd.DataFrame) -> dict
     caught = negatives = lost = positives = 0
     for w in windows:
         blocked = set().union(*(categories.get(i, set()) for i in w.negatives()))
-        neg = set(w.future_negatives)
-        for item in neg:
-            caught += bool(categories.get(item, set()) & blocked)
-        for item in set(w.future_positives) - neg:
-            lost += bool(categories.get(item, set()) & blocked)
-        negatives, positives = negatives + len(neg), positives + len(set(w.future_positives) - neg)
+        neg, pos = _future_sets(w)
+        caught += sum(bool(categories.get(item, set()) & blocked) for item in neg)
+        lost += sum(bool(categories.get(item, set()) & blocked) for item in pos)
+        negatives, positives = negatives + len(neg), positives + len(pos)
     return {
         "negatives_caught": caught / max(negatives, 1),
         "positives_lost": lost / max(positives, 1),
