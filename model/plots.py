@@ -6,7 +6,10 @@ from pathlib import Path
 
 
 def plot_grpo(summary: dict, path: str | Path) -> None:
-    """Reward and KL of every GRPO step, stage after stage, from `run_curriculum`'s summary."""
+    """Reward and KL of every GRPO step, stage after stage, from `run_curriculum`'s summary;
+    nothing is drawn for a curriculum without GRPO stages."""
+    if not any(stage.get("log") for stage in summary["stages"].values()):
+        return
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,8 +1,10 @@
 """Every prompt the model sees, for training and for the nightly batch job (one source, no drift).
 
-Items appear only as their SIDs (`model.sids.format_sid`). Prompts are short lowercase word
-sequences because the demo backbone has a word-level vocabulary built from `prompt_vocabulary()`
-and the item texts. Completions are an SID or a title; the trainer appends the EOS token.
+Items appear only as their SIDs (`model.sids.format_sid`), written back to back: SID tokens are
+added tokens, so on a byte-level BPE tokenizer a space before one would cost a token of its own.
+Prompts are short English (the pretrained backbone reads them; the tiny test backbone's
+word-level vocabulary is built from `prompt_vocabulary()` and the item texts) and end with a
+colon; the completion (a SID or a title) follows directly and the trainer appends EOS.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ Context = Literal["recent", "negatives", "full"]
 CONTEXTS: tuple[Context, ...] = ("recent", "negatives", "full")
 
 EMPTY = "none"
+NEGATIVES = "Not interested:"
+POSITIVES = "Liked:"
+NEXT_NEGATIVE = "Next not interested:"
 PROMPT_CONFIG_FILE = "conrec_prompt.json"
 
 
@@ -30,12 +35,12 @@ class SIDLookup(Protocol):
 
 def sid_to_title_prompt(sid: Sequence[int]) -> str:
     """Translation SID -> title; the completion is the item's title."""
-    return f"item {format_sid(sid)} title :"
+    return f"Item {format_sid(sid)} is titled:"
 
 
 def title_to_sid_prompt(title: str) -> str:
     """Translation title -> SID; the completion is the item's SID."""
-    return f"title {title} item :"
+    return f"The item titled {title} is:"
 
 
 def alignment_prompt(candidates: Sequence[Sequence[int]]) -> str:
@@ -44,8 +49,11 @@ def alignment_prompt(candidates: Sequence[Sequence[int]]) -> str:
     One candidate was dismissed with "not interested", the others were liked; the completion is
     the disliked candidate's SID.
     """
-    options = " , ".join(format_sid(c) for c in candidates)
-    return f"a user disliked one item and liked the others : {options} . disliked item :"
+    options = ", ".join(format_sid(c) for c in candidates)
+    return (
+        "A user clicked not interested on one of these items and liked the others: "
+        f"{options}. The not interested item:"
+    )
 
 
 def next_negative_prompt(
@@ -68,10 +76,10 @@ def next_negative_prompt(
         negatives = window.negatives()
     else:
         raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
-    text = f"dislikes : {_sid_list(negatives, item_sids, max_negatives)}"
+    text = f"{NEGATIVES} {_sid_list(negatives, item_sids, max_negatives)}."
     if context == "full":
-        text += f" ; likes : {_sid_list(window.positives(), item_sids, max_positives)}"
-    return f"{text} . next dislike :"
+        text += f" {POSITIVES} {_sid_list(window.positives(), item_sids, max_positives)}."
+    return f"{text} {NEXT_NEGATIVE}"
 
 
 def save_prompt_config(model_dir: str | Path, **prompt_kwargs) -> None:
@@ -91,11 +99,11 @@ def prompt_vocabulary() -> list[str]:
         sid_to_title_prompt(sid),
         title_to_sid_prompt(""),
         alignment_prompt([sid, sid]),
-        f"dislikes : {EMPTY} ; likes : {EMPTY} . next dislike :",
+        f"{NEGATIVES} {EMPTY}. {POSITIVES} {EMPTY}. {NEXT_NEGATIVE}",
     ]
 
 
 def _sid_list(items: Sequence[str], item_sids: SIDLookup, cap: int) -> str:
     sids = [s for s in (item_sids.sid_of(i) for i in items) if s is not None]
     kept = sids[-cap:] if cap > 0 else []
-    return " ".join(format_sid(s) for s in kept) if kept else EMPTY
+    return "".join(format_sid(s) for s in kept) if kept else EMPTY

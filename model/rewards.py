@@ -29,15 +29,18 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from codebook.artifact import Codebook, InvalidSIDError
+from codebook.similarity import max_cosine
 from model.sids import SID, parse_sid
 
 SCHEMES = ("a", "b", "c", "d", "e")
 RewardFunc = Callable[..., list[float]]
 
 
-def max_cosine(out: np.ndarray, targets: np.ndarray) -> float:
-    """Largest cosine between unit vector `out` [dim] and unit rows `targets` [N, dim]; 0 if N=0."""
-    return float((targets @ out).max()) if len(targets) else 0.0
+def set_similarity(codebook: Codebook, sid: SID, targets: Sequence[Sequence[int]]) -> float:
+    """Max cosine between a SID and a set of SIDs, decoded through the codebook; 0 if empty."""
+    if not len(targets):
+        return 0.0
+    return float(max_cosine(codebook, np.asarray([sid]), np.asarray(targets, dtype=np.int64))[0])
 
 
 def prefix_hit_reward(out: SID, targets: Sequence[Sequence[int]], levels: int) -> float:
@@ -105,9 +108,8 @@ def negative_feedback_reward(
         elif scheme == "e":
             rewards.append(prefix_hit_reward(sid, gt, codebook.levels))
         else:
-            out = codebook.decode_normalized(sid)  # [dim]
-            s_neg = max_cosine(out, _decode(codebook, gt))
-            s_pos = max_cosine(out, _decode(codebook, pos))
+            s_neg = set_similarity(codebook, sid, gt)
+            s_pos = set_similarity(codebook, sid, pos)
             rewards.append(scheme_reward(scheme, s_neg, s_pos, gamma, threshold))
     return rewards
 
@@ -128,9 +130,3 @@ def make_reward(codebook: Codebook, scheme: str = "c", **params) -> RewardFunc:
 
 def make_valid_sid_reward(codebook: Codebook) -> RewardFunc:
     return functools.partial(valid_sid_reward, codebook=codebook)
-
-
-def _decode(codebook: Codebook, sids: Sequence[Sequence[int]]) -> np.ndarray:
-    if not len(sids):
-        return np.empty((0, codebook.dim), dtype=np.float32)
-    return codebook.decode_normalized(np.asarray(sids, dtype=np.int64))  # [N, dim]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from model.stages import LoraSettings, attach_lora, finish_stage, resume_checkpoint
+from model.backbone import encode_completion, encode_prompt
+from model.stages import LoraSettings, attach_lora, finish_stage, precision, resume_checkpoint
 
 IGNORE_INDEX = -100
 
@@ -26,15 +27,13 @@ class SFTStageConfig:
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate."})
     max_length: int = field(default=256, metadata={"help": "Tokens per sample (prompt cut left)."})
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every this many steps."})
-    seed: int = field(default=0, metadata={"help": "Data order and init seed."})
 
 
 def encode_sample(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
     """input_ids = prompt + completion + EOS; labels mask the prompt. Long prompts lose their
     oldest tokens, so the most recent history survives."""
-    completion_ids = tokenizer(" " + completion, add_special_tokens=False)["input_ids"]
-    completion_ids = [*completion_ids, tokenizer.eos_token_id][:max_length]
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = encode_completion(tokenizer, completion)[:max_length]
+    prompt_ids = encode_prompt(tokenizer, prompt)
     prompt_ids = prompt_ids[max(0, len(prompt_ids) - (max_length - len(completion_ids))) :]
     return {
         "input_ids": prompt_ids + completion_ids,
@@ -68,10 +67,12 @@ def run_sft_stage(
     stage_dir: str | Path,
     cfg: SFTStageConfig,
     lora: LoraSettings,
+    seed: int = 0,
 ):
     """Train a fresh LoRA adapter on `samples` ({"prompt", "completion"}); return (merged, metrics).
 
-    Resumes from the stage's newest checkpoint when one exists.
+    Resumes from the stage's newest checkpoint when one exists. Device and precision follow the
+    machine (a GPU if there is one, bf16 where it supports it).
     """
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -92,10 +93,10 @@ def run_sft_stage(
         logging_steps=max(1, cfg.max_steps // 10),
         save_steps=cfg.save_steps,
         save_total_limit=1,
-        seed=cfg.seed,
+        seed=seed,
         report_to="none",
-        use_cpu=True,
         dataloader_num_workers=0,
+        **precision(),
     )
     trainer = Trainer(
         model=peft_model,

@@ -7,7 +7,7 @@ all format and parse SIDs through it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 LEVEL_LETTERS = "abcdefgh"
 _TOKEN_RE = re.compile(r"<([a-h])_(\d+)>")
@@ -17,6 +17,11 @@ SID = tuple[int, ...]
 
 def level_token(level: int, code: int) -> str:
     return f"<{LEVEL_LETTERS[level]}_{code}>"
+
+
+def is_sid_token(token: str) -> bool:
+    """Whether a vocabulary entry is a SID token such as `<b_12>`."""
+    return _TOKEN_RE.fullmatch(token) is not None
 
 
 def sid_tokens(levels: int, size: int) -> list[str]:
@@ -58,7 +63,3 @@ def parse_sid(text: str, levels: int) -> SID | None:
     """The first complete SID in `text`, or None when there is none."""
     found = parse_sids(text, levels)
     return found[0] if found else None
-
-
-def format_sid_list(sids: Iterable[Sequence[int]], sep: str = ", ") -> str:
-    return sep.join(format_sid(s) for s in sids)

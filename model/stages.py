@@ -9,14 +9,14 @@ and `merged/` (full model + tokenizer, written last; its `STAGE_DONE` marks comp
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
+from model.sids import is_sid_token
+
 DONE_MARKER = "STAGE_DONE"
-SID_TOKEN = re.compile(r"<[a-h]_\d+>")  # the vocabulary form of `model.sids.level_token`
 
 
 @dataclass
@@ -38,19 +38,37 @@ class LoraSettings:
 
 
 def attach_lora(model, tokenizer, lora: LoraSettings):
-    """A PeftModel with a fresh adapter; only the adapter (and SID embedding rows) train."""
+    """A PeftModel with a fresh adapter; only the adapter (and the SID token rows) train.
+
+    The SID tokens are new to a pretrained backbone, so their rows must learn: in the input
+    embeddings, and in the LM head too when it is not tied to them (peft ties the two only for
+    tied models, so an untied head is named explicitly).
+    """
     from peft import LoraConfig, get_peft_model
 
-    sid_ids = [idx for tok, idx in tokenizer.get_vocab().items() if SID_TOKEN.fullmatch(tok)]
+    sid_ids = sorted(idx for tok, idx in tokenizer.get_vocab().items() if is_sid_token(tok))
+    token_rows: list[int] | dict[str, list[int]] | None = None
+    if lora.train_sid_embeddings:
+        tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        token_rows = sid_ids if tied else {"embed_tokens": sid_ids, "lm_head": sid_ids}
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
-        trainable_token_indices=sorted(sid_ids) if lora.train_sid_embeddings else None,
+        trainable_token_indices=token_rows,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def precision() -> dict[str, bool]:
+    """Trainer flags for this machine: bf16 on a GPU that has it (else fp32), pinned memory
+    only where there is a GPU to copy to."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    return {"bf16": bool(gpu and torch.cuda.is_bf16_supported()), "dataloader_pin_memory": gpu}
 
 
 def resume_checkpoint(stage_dir: Path) -> str | None:

@@ -1,7 +1,8 @@
 """Training samples of every curriculum stage, built from the data layer (no torch).
 
 SFT samples are dicts `{"prompt", "completion"}`; GRPO samples add the reward's ground-truth
-columns `gt_sids` (future-7d negatives + their Swing neighbours) and `future_pos_sids`.
+columns `gt_sids` (by default the future-7d negatives + their Swing neighbours) and
+`future_pos_sids`.
 """
 
 from __future__ import annotations
@@ -50,17 +51,17 @@ class AlignmentConfig:
         },
     )
     max_per_user: int = field(default=4, metadata={"help": "Samples per user."})
-    seed: int = field(default=0, metadata={"help": "Distractor sampling seed."})
 
 
 def alignment_samples(
-    events: pd.DataFrame, item_sids: ItemSIDTable, cfg: AlignmentConfig | None = None
+    events: pd.DataFrame, item_sids: ItemSIDTable, cfg: AlignmentConfig | None = None, seed: int = 0
 ) -> tuple[list[dict], str]:
     """Item-level alignment samples and the answer rule used ("paper" or "fallback").
 
-    Each sample is one disliked item (the answer) and three of the same user's positives as
-    distractors, in a seeded random order; it also carries `candidates` and `answer` (SIDs) so
-    accuracy can be scored by likelihood.
+    Each sample is one disliked item (the answer, drawn at random among the user's eligible
+    negatives) and three of the same user's positives drawn at random as distractors, in a
+    random order (all seeded); it also carries `candidates` and `answer` (SIDs) so accuracy can
+    be scored by likelihood.
     """
     cfg = cfg or AlignmentConfig()
     neg = events[events["polarity"] == Polarity.NEG]
@@ -72,7 +73,7 @@ def alignment_samples(
         strong = set(per_item[per_item > cfg.min_item_negatives].index)
         eligible = {pair for pair in per_user if pair[1] in strong}
         rule = "fallback"
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(seed)
     pos = events[events["polarity"] == Polarity.POS]
     positives = pos.groupby("user_id")["item_id"].apply(list).to_dict()
     answers: dict[str, list[str]] = {}
@@ -83,7 +84,8 @@ def alignment_samples(
         liked = [s for s in (item_sids.sid_of(i) for i in positives.get(user, [])) if s]
         if len(liked) < 3:
             continue
-        for item in disliked[: cfg.max_per_user]:
+        for k in rng.permutation(len(disliked))[: cfg.max_per_user].tolist():
+            item = disliked[k]
             answer = item_sids.sid_of(item)
             # a liked item sharing the answer's SID (collision policy "allow") would be a tie
             pool = [s for s in liked if s != answer]
@@ -120,21 +122,42 @@ def next_negative_samples(
     return out
 
 
+GROUND_TRUTHS = ("next", "future7d", "future7d+swing")
+
+
+def ground_truth_items(
+    window: UserWindow,
+    ground_truth: str,
+    swing_neighbours: dict[str, list[str]],
+    swing_per_item: int,
+) -> list[str]:
+    """The reward's ground-truth set (paper section 3): the next negative only, the future-7d
+    negatives, or those plus each one's best `swing_per_item` Swing neighbours."""
+    if ground_truth == "next":
+        return [window.next_negative] if window.next_negative else []
+    if ground_truth not in GROUND_TRUTHS:
+        raise ValueError(f"ground_truth must be one of {GROUND_TRUTHS}, got {ground_truth!r}")
+    items = list(window.future_negatives)
+    if ground_truth == "future7d+swing":
+        for item in window.future_negatives:
+            items += swing_neighbours.get(item, [])[:swing_per_item]
+    return items
+
+
 def grpo_samples(
     windows: Iterable[UserWindow],
     item_sids: ItemSIDTable,
     swing_neighbours: dict[str, list[str]],
     context: prompts.Context,
     swing_per_item: int = 3,
+    ground_truth: str = "future7d+swing",
     **prompt_caps,
 ) -> list[dict]:
-    """GRPO prompts with their reward columns; windows without future negatives are skipped."""
+    """GRPO prompts with their reward columns; windows with an empty ground truth are skipped."""
     out = []
     for w in windows:
-        gt_items = list(w.future_negatives)
-        for item in w.future_negatives:
-            gt_items += swing_neighbours.get(item, [])[:swing_per_item]
-        gt = _unique_sids(gt_items, item_sids)
+        items = ground_truth_items(w, ground_truth, swing_neighbours, swing_per_item)
+        gt = _unique_sids(items, item_sids)
         if not gt:
             continue
         out.append(
@@ -144,6 +167,24 @@ def grpo_samples(
                 "future_pos_sids": _unique_sids(w.future_positives, item_sids),
             }
         )
+    return out
+
+
+def stage_subsets(windows: Sequence[UserWindow], stages: int, salt: str) -> list[list[UserWindow]]:
+    """Disjoint subsets of `windows`, one per stage, by a salted hash of (user, cutoff): each
+    progressive stage trains on windows no other stage sees."""
+    out: list[list[UserWindow]] = [[] for _ in range(stages)]
+    for w in windows:
+        digest = hashlib.sha1(f"{salt}:{w.user_id}:{w.cutoff}".encode()).hexdigest()
+        out[int(digest[:8], 16) % stages].append(w)
+    return out
+
+
+def oversample(samples: Sequence[dict], flagged: Sequence[bool], factor: int) -> list[dict]:
+    """Every flagged sample `factor` times, the others once (the between-stage data step)."""
+    out: list[dict] = []
+    for sample, flag in zip(samples, flagged, strict=True):
+        out += [sample] * (factor if flag else 1)
     return out
 
 

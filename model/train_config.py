@@ -32,22 +32,54 @@ class RewardSettings:
     swing_per_item: int = field(
         default=3, metadata={"help": "Swing neighbours added per future negative."}
     )
+    ground_truth: str = field(
+        default="future7d+swing",
+        metadata={"help": "Reward ground truth: next | future7d | future7d+swing."},
+    )
+
+
+@dataclass
+class CleaningSettings:
+    """The paper's between-stage data step: a sample whose output under the previous stage's
+    model is too close to one of its future positives is oversampled in the next stage."""
+
+    enabled: bool = field(default=True, metadata={"help": "Run the between-stage data step."})
+    tau: float = field(
+        default=0.8, metadata={"help": "Max cosine to a future positive that flags a sample."}
+    )
+    factor: int = field(default=2, metadata={"help": "Copies of a flagged sample."})
 
 
 @dataclass
 class CurriculumConfig:
-    output_dir: str = field(metadata={"help": "Where stages, final model and summary go."})
+    output_dir: str = field(metadata={"help": "Where the final model and summary go."})
     codebook_dir: str = field(metadata={"help": "Codebook artifact (codebook + item SIDs)."})
     data_dir: str | None = field(default=None, metadata={"help": "Local ml-100k folder."})
-    backbone_path: str | None = field(
-        default=None, metadata={"help": "Local HF causal LM; None builds the tiny demo model."}
+    backbone: str | None = field(
+        default=None,
+        metadata={
+            "help": "HF folder, .gguf file or pypi:<wheel> (model.pretrained); None builds the "
+            "tiny test model."
+        },
     )
+    stages_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where stages are kept, by fingerprint, so runs that share a prefix of "
+            "stages share them; default <output_dir>/stages."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of initialisation, data and sampling."})
     tiny: TinyBackboneConfig = field(default_factory=TinyBackboneConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     prompt: PromptCaps = field(default_factory=PromptCaps)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     swing: SwingConfig = field(default_factory=SwingConfig)
     reward: RewardSettings = field(default_factory=RewardSettings)
+    cleaning: CleaningSettings = field(default_factory=CleaningSettings)
+    use_alignment: bool = field(
+        default=True, metadata={"help": "Run the item-level alignment SFT stage."}
+    )
     max_train_windows: int = field(
         default=0, metadata={"help": "Cap on training windows (0 = all)."}
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from itertools import chain
+from itertools import chain, compress
 from operator import attrgetter
 
 import numpy as np
@@ -17,10 +17,10 @@ import redis
 
 from batch_gen.store import Prediction, StoreError
 from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
+from codebook.similarity import max_cosine, max_cosine_tables, use_tables
 from service.api.schemas import Candidate, DroppedItem, FilterRequest, FilterResponse
 from service.core.state import ServiceState
 from service.core.thresholds import Thresholds
-from service.scoring import max_cosine, max_cosine_tables, split, use_tables
 
 logger = logging.getLogger(__name__)
 
@@ -186,3 +186,25 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         fail_open=False,
         unscored=unscored,
     )
+
+
+_FEW = 64
+
+
+def split(
+    item_ids: list[str], scores: np.ndarray, threshold: float
+) -> tuple[list[str], list[str], list[float]]:
+    """Kept ids, dropped ids and the dropped ids' scores; drop means score > threshold."""
+    drop = scores > threshold
+    if not drop.any():
+        return item_ids, [], []
+    dropped_at = np.flatnonzero(drop)
+    if len(dropped_at) <= _FEW:
+        # A few drops (the usual case): delete them from a copy, back to front, rather than
+        # building a thousand-element mask list for ``compress``.
+        kept = item_ids.copy()
+        for i in dropped_at[::-1].tolist():
+            del kept[i]
+    else:
+        kept = list(compress(item_ids, (~drop).tolist()))
+    return kept, [item_ids[i] for i in dropped_at.tolist()], scores[dropped_at].tolist()

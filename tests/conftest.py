@@ -38,8 +38,8 @@ def ml100k(ml100k_dir: Path):
 @pytest.fixture(scope="session")
 def item_embeddings(ml100k, tmp_path_factory) -> np.ndarray:
     from codebook.embed import MiniLMEncoder, embed_texts
-    from model.data.sources import cache_dir
     from model.data.tables import item_texts
+    from model.pypi import cache_dir
 
     return embed_texts(item_texts(ml100k.items), MiniLMEncoder(), cache_dir() / "embeddings")
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from model.sids import SID, parse_sid
+from batch_gen.engines.beam import Exclusions, exclusions
+from model.backbone import encode_prompt
+from model.sids import SID, level_token, parse_sid
+from model.trie import SIDTrie
 
 ScoredSID = tuple[SID, float]
 
@@ -70,8 +73,11 @@ class BeamSearchEngine(ABC):
     """
 
     @abstractmethod
-    def generate_topk(self, prompts: list[str], k: int) -> list[list[ScoredSID]]:
-        """Per prompt, up to k distinct complete SIDs with their scores, best first."""
+    def generate_topk(
+        self, prompts: list[str], k: int, exclude: Sequence[Collection[SID]] | None = None
+    ) -> list[list[ScoredSID]]:
+        """Per prompt, up to k distinct complete SIDs with their scores, best first; never one
+        of that prompt's `exclude` SIDs (e.g. the user's seen items)."""
 
     @abstractmethod
     def prefill(self, prompts: list[str]) -> None:
@@ -79,8 +85,8 @@ class BeamSearchEngine(ABC):
 
 
 def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
-    """Token ids of each prompt, tokenised the same way for every engine."""
-    return [list(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+    """Token ids of each prompt, tokenised as training tokenised them."""
+    return [encode_prompt(tokenizer, p) for p in prompts]
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -88,12 +94,30 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 class SIDDecoder:
-    """Token ids of a complete SID -> its codes, memoised (the catalogue bounds the table)."""
+    """Token ids of a complete SID <-> its codes, memoised (the catalogue bounds the tables)."""
 
     def __init__(self, tokenizer, levels: int):
         self._tokenizer = tokenizer
         self._levels = levels
         self._cache: dict[tuple[int, ...], SID] = {}
+        self._token_cache: dict[SID, tuple[int, ...]] = {}
+
+    def tokens(self, sid: Sequence[int]) -> tuple[int, ...]:
+        """The token ids of `sid` (one per level)."""
+        key = tuple(int(c) for c in sid)
+        ids = self._token_cache.get(key)
+        if ids is None:
+            names = [level_token(level, code) for level, code in enumerate(key)]
+            ids = self._token_cache[key] = tuple(self._tokenizer.convert_tokens_to_ids(names))
+        return ids
+
+    def exclusions(
+        self, exclude: Sequence[Collection[SID]] | None, trie: SIDTrie
+    ) -> Exclusions | None:
+        """`exclude` (codes per prompt) as the beam search's token-level exclusions."""
+        if exclude is None:
+            return None
+        return exclusions([[self.tokens(sid) for sid in sids] for sids in exclude], trie)
 
     def __call__(self, token_ids: Sequence[int]) -> SID:
         key = tuple(token_ids)

@@ -8,6 +8,7 @@ trie allows there, so its masked log-prob is 0 and the search stops at the trie'
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,56 @@ def allowed_mask(trie: SIDTrie, prefixes: np.ndarray, vocab_size: int) -> np.nda
     for row, prefix in enumerate(unique):
         mask[row, trie.allowed(prefix)] = True
     return mask[inverse.reshape(-1)]
+
+
+# Per prompt: a token prefix -> the next tokens it may not take.
+Exclusions = list[dict[tuple[int, ...], frozenset[int]]]
+
+
+def exclusions(token_sequences: Sequence[Collection[Sequence[int]]], trie: SIDTrie) -> Exclusions:
+    """Per prompt, the tokens that lead only to its excluded SIDs (token ids), at every level.
+
+    Banning a prefix whose every completion is excluded (not just the excluded SIDs' last
+    tokens) keeps each live beam completable, so a search of width k still returns k SIDs.
+    Engines drop these tokens after the trie-masked log-softmax: excluding SIDs removes them
+    from the ranking without changing any other SID's score.
+    """
+    out: Exclusions = []
+    for sequences in token_sequences:
+        banned: dict[tuple[int, ...], set[int]] = {}
+        for seq in sequences:
+            seq = tuple(int(t) for t in seq)
+            if seq not in trie:
+                continue
+            for cut in range(len(seq) - 1, -1, -1):
+                prefix = seq[:cut]
+                banned.setdefault(prefix, set()).add(seq[cut])
+                if len(banned[prefix]) < len(trie.allowed(prefix)):
+                    break  # the prefix keeps a completion: its own prefix stays allowed
+        out.append({prefix: frozenset(tokens) for prefix, tokens in banned.items()})
+    return out
+
+
+def excluded_tokens(excluded: Exclusions | None, prompt: int, prefix: Sequence[int]) -> frozenset:
+    """Tokens that may not follow `prefix` for `prompt` (they lead only to excluded SIDs)."""
+    if not excluded:
+        return frozenset()
+    return excluded[prompt].get(tuple(int(t) for t in prefix), frozenset())
+
+
+def excluded_mask(
+    prefixes: np.ndarray, width: int, excluded: Exclusions | None, vocab_size: int
+) -> np.ndarray | None:
+    """[prompts * width, vocab] bool, one row per beam: the tokens that lead only to SIDs
+    excluded for the beam's prompt; None when nothing is excluded."""
+    if not excluded:
+        return None
+    mask = np.zeros((len(prefixes), vocab_size), dtype=bool)
+    for row, prefix in enumerate(prefixes.tolist()):
+        banned = excluded_tokens(excluded, row // width, prefix)
+        if banned:
+            mask[row, list(banned)] = True
+    return mask
 
 
 def expand(beams: Beams, top_tokens: np.ndarray, top_logprobs: np.ndarray, width: int) -> Beams:

@@ -10,6 +10,8 @@ do; flash-attention does not).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 import numpy as np
 import torch
 
@@ -21,7 +23,16 @@ from batch_gen.engines.base import (
     chunks,
     encode_prompts,
 )
-from batch_gen.engines.beam import Beams, allowed_mask, best_sequences, expand, initial_beams
+from batch_gen.engines.beam import (
+    Beams,
+    Exclusions,
+    allowed_mask,
+    best_sequences,
+    excluded_mask,
+    expand,
+    initial_beams,
+)
+from model.sids import SID
 from model.trie import SIDTrie
 
 
@@ -92,18 +103,26 @@ class HFBeamEngine(BeamSearchEngine):
             self._prefill(batch)
 
     @torch.inference_mode()
-    def generate_topk(self, prompts: list[str], k: int) -> list[list[ScoredSID]]:
+    def generate_topk(
+        self, prompts: list[str], k: int, exclude: Sequence[Collection[SID]] | None = None
+    ) -> list[list[ScoredSID]]:
         width = self.config.width_for(k)
+        size = self.config.batch_size
+        excluded = self.decode_sid.exclusions(exclude, self.trie)
         results: list[list[ScoredSID]] = []
-        for batch in chunks(encode_prompts(self.tokenizer, prompts), self.config.batch_size):
-            beams = self._search(batch, width)
+        for start, batch in enumerate(chunks(encode_prompts(self.tokenizer, prompts), size)):
+            beams = self._search(
+                batch, width, excluded[start * size : (start + 1) * size] if excluded else None
+            )
             results.extend(
                 [(self.decode_sid(tokens), score) for tokens, score in row]
                 for row in best_sequences(beams, k)
             )
         return results
 
-    def _search(self, prompt_ids: list[list[int]], width: int) -> Beams:
+    def _search(
+        self, prompt_ids: list[list[int]], width: int, excluded: Exclusions | None
+    ) -> Beams:
         logits, cache, prompt_mask, last_position = self._prefill(prompt_ids)
         beams = initial_beams(len(prompt_ids))
         # Key columns in the cache of each beam's SID tokens: tree attention lets the beams of a
@@ -129,14 +148,20 @@ class HFBeamEngine(BeamSearchEngine):
                     keep=0,
                 )
                 logits = logits.reshape(-1, logits.shape[-1])
-            beams = self._expand(beams, logits, width)
+            beams = self._expand(beams, logits, width, excluded)
         return beams
 
-    def _expand(self, beams: Beams, logits: torch.Tensor, width: int) -> Beams:
+    def _expand(
+        self, beams: Beams, logits: torch.Tensor, width: int, excluded: Exclusions | None
+    ) -> Beams:
         num_prompts, old_width, steps = beams.tokens.shape
         prefixes = beams.tokens.reshape(num_prompts * old_width, steps)
         allowed = torch.from_numpy(allowed_mask(self.trie, prefixes, logits.shape[-1]))
-        top = constrained_logprobs(logits, allowed).topk(min(width, logits.shape[-1]), dim=-1)
+        logprobs = constrained_logprobs(logits, allowed)
+        banned = excluded_mask(prefixes, old_width, excluded, logits.shape[-1])
+        if banned is not None:
+            logprobs = logprobs.masked_fill(torch.from_numpy(banned), float("-inf"))
+        top = logprobs.topk(min(width, logits.shape[-1]), dim=-1)
         shape = (*beams.scores.shape, -1)
         return expand(
             beams,

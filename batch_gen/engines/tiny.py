@@ -58,7 +58,7 @@ def build_tiny_setup(
     while len(sids) < num_sids:
         sids.add(tuple(rng.randrange(codebook_size) for _ in range(levels)))
     tokenizer = build_tokenizer([" ".join(_WORDS)], levels, codebook_size)
-    model = build_tiny_model(tokenizer, TinyBackboneConfig(head_dim=32, seed=seed))
+    model = build_tiny_model(tokenizer, TinyBackboneConfig(head_dim=32), seed=seed)
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0.0, embedding_std)
     path = Path(out_dir)

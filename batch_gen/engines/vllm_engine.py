@@ -11,7 +11,7 @@ HF engine scores with.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,7 +24,15 @@ from batch_gen.engines.base import (
     chunks,
     encode_prompts,
 )
-from batch_gen.engines.beam import Beams, best_sequences, expand, initial_beams
+from batch_gen.engines.beam import (
+    Beams,
+    Exclusions,
+    best_sequences,
+    excluded_tokens,
+    expand,
+    initial_beams,
+)
+from model.sids import SID
 from model.trie import SIDTrie
 
 # Prefix caching reuses whole blocks only; the CPU attention backend takes multiples of 32.
@@ -80,49 +88,66 @@ class VLLMBeamEngine(BeamSearchEngine):
                 [TokensPrompt(prompt_token_ids=ids) for ids in batch], params, use_tqdm=False
             )
 
-    def generate_topk(self, prompts: list[str], k: int) -> list[list[ScoredSID]]:
+    def generate_topk(
+        self, prompts: list[str], k: int, exclude: Sequence[Collection[SID]] | None = None
+    ) -> list[list[ScoredSID]]:
         width = self.config.width_for(k)
         if width > self.config.max_logprobs:
             raise ValueError(f"beam width {width} needs max_logprobs >= {width}")
+        size = self.config.batch_size
+        excluded = self.decode_sid.exclusions(exclude, self.trie)
         results: list[list[ScoredSID]] = []
-        for batch in chunks(encode_prompts(self.tokenizer, prompts), self.config.batch_size):
+        for start, batch in enumerate(chunks(encode_prompts(self.tokenizer, prompts), size)):
+            batch_excluded = excluded[start * size : (start + 1) * size] if excluded else None
             beams = initial_beams(len(batch))
             for _ in range(self.trie.depth):
-                beams = self._step(batch, beams, width)
+                beams = self._step(batch, beams, width, batch_excluded)
             results.extend(
                 [(self.decode_sid(tokens), score) for tokens, score in row]
                 for row in best_sequences(beams, k)
             )
         return results
 
-    def _step(self, prompt_ids: list[list[int]], beams: Beams, width: int) -> Beams:
+    def _step(
+        self, prompt_ids: list[list[int]], beams: Beams, width: int, excluded: Exclusions | None
+    ) -> Beams:
         from vllm import SamplingParams, TokensPrompt
 
-        live = np.argwhere(np.isfinite(beams.scores))
         # Beams of a level share few prefixes, so share their (validated once) sampling params.
-        params_by_prefix: dict[tuple[int, ...], SamplingParams] = {}
-        requests, params = [], []
-        for p, j in live:
+        # An excluded token is dropped from the returned log-probs (the trie-masked
+        # log-softmax, as in the HF engine), so ask for that many more.
+        params_by_key: dict[tuple, SamplingParams] = {}
+        live, requests, params, banned_of = [], [], [], []
+        for p, j in np.argwhere(np.isfinite(beams.scores)).tolist():
             prefix = tuple(beams.tokens[p, j].tolist())
-            if prefix not in params_by_prefix:
-                params_by_prefix[prefix] = SamplingParams(
+            banned = excluded_tokens(excluded, p, prefix)
+            allowed = self.trie.allowed(prefix)
+            if len(banned) >= len(allowed):  # every continuation excluded: the beam ends
+                continue
+            key = (prefix, len(banned))
+            if key not in params_by_key:
+                params_by_key[key] = SamplingParams(
                     max_tokens=1,
                     temperature=0.0,
-                    logprobs=width,
-                    allowed_token_ids=self.trie.allowed(prefix).tolist(),
+                    logprobs=min(width + len(banned), self.config.max_logprobs),
+                    allowed_token_ids=allowed.tolist(),
                     detokenize=False,
                     # Nothing mutates these per request; a deep copy each would cost more.
                     skip_clone=True,
                 )
+            live.append((p, j))
+            banned_of.append(banned)
             requests.append(TokensPrompt(prompt_token_ids=prompt_ids[p] + list(prefix)))
-            params.append(params_by_prefix[prefix])
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+            params.append(params_by_key[key])
+        outputs = self.llm.generate(requests, params, use_tqdm=False) if requests else []
         top_tokens = np.zeros((*beams.scores.shape, width), dtype=np.int64)
         top_logprobs = np.full((*beams.scores.shape, width), -np.inf)
-        for (p, j), output in zip(live, outputs, strict=True):
-            # The sampled token is returned beside the top `width`, so there may be one more.
+        for (p, j), banned, output in zip(live, banned_of, outputs, strict=True):
+            # The sampled token is returned beside the top ones, so there may be one more.
             ranked = sorted(
-                output.outputs[0].logprobs[0].items(), key=lambda kv: kv[1].logprob, reverse=True
+                (kv for kv in output.outputs[0].logprobs[0].items() if kv[0] not in banned),
+                key=lambda kv: kv[1].logprob,
+                reverse=True,
             )[:width]
             for n, (token, logprob) in enumerate(ranked):
                 top_tokens[p, j, n] = token

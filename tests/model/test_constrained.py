@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from model.constrained import SIDLogitsProcessor, build_sid_trie, sid_token_ids
-from model.scoring import generate_sids
+from model.likelihood import generate_sids
 from model.sids import parse_sid
 from model.trie import SIDTrie
 
@@ -49,7 +49,7 @@ def test_processor_masks_everything_on_a_dead_prefix(tokenizer):
 
 
 def test_constrained_generation_yields_catalogue_sids(tiny_model, tokenizer, trie, item_sids):
-    prompts = ["dislikes : none . next dislike :", "title toy story item :"]
+    prompts = ["Not interested: none. Next not interested:", "The item titled toy story is:"]
     free = generate_sids(tiny_model, tokenizer, prompts, None, trie.depth + 1)
     constrained = generate_sids(tiny_model, tokenizer, prompts, trie, trie.depth + 1)
     catalogue = {tuple(c) for c in item_sids.codes.tolist()}

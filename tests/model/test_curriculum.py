@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from model.stage_plan import plan_stages
 from model.train_config import CurriculumConfig, load_config
 
 CONFIG = Path(__file__).resolve().parents[2] / "model" / "configs" / "tiny-ml100k.yaml"
@@ -16,57 +17,97 @@ def test_committed_config_loads_with_three_progressive_stages(tmp_path):
     assert [s.context for s in cfg.grpo] == ["recent", "negatives", "full"]
     assert [s.beta for s in cfg.grpo] == sorted(s.beta for s in cfg.grpo)
     assert cfg.reward.scheme == "c"
+    assert cfg.reward.ground_truth == "future7d+swing"
     bad = tmp_path / "bad.yaml"
     bad.write_text(CONFIG.read_text() + "\nlearning_rate: 1\n")
     with pytest.raises(ValueError, match="learning_rate"):
         load_config(bad)
 
 
-def test_tiny_curriculum_end_to_end_and_resume(tmp_path, artifact_dir, ml100k_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from model.curriculum import run_curriculum
-    from model.prompts import load_prompt_config
-
-    cfg = load_config(
-        CONFIG, output_dir=str(tmp_path), codebook_dir=str(artifact_dir), data_dir=str(ml100k_dir)
+def test_stage_fingerprints_are_shared_up_to_the_first_difference(tmp_path):
+    cfg = load_config(CONFIG, output_dir=str(tmp_path))
+    full = plan_stages(cfg, "cb", "data")
+    sft_only = plan_stages(dataclasses.replace(cfg, grpo=[]), "cb", "data")
+    no_align = plan_stages(dataclasses.replace(cfg, use_alignment=False), "cb", "data")
+    scheme_a = plan_stages(
+        dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, scheme="a")), "cb", "data"
     )
+    assert [s.label for s in full] == [
+        "1_translation", "2_alignment", "3_warmup",
+        "4_grpo_recent", "5_grpo_negatives", "6_grpo_full",
+    ]  # fmt: skip
+    assert [s.dirname for s in sft_only] == [s.dirname for s in full[:3]]
+    assert no_align[0].dirname == full[0].dirname
+    assert no_align[1].name == "warmup"
+    assert no_align[1].fingerprint != full[2].fingerprint
+    assert [s.dirname for s in scheme_a[:3]] == [s.dirname for s in full[:3]]
+    assert scheme_a[3].fingerprint != full[3].fingerprint
+    other_seed = plan_stages(dataclasses.replace(cfg, seed=1), "cb", "data")
+    assert not {s.fingerprint for s in other_seed} & {s.fingerprint for s in full}
+    assert plan_stages(cfg, "cb", "other data")[0].fingerprint != full[0].fingerprint
+
+
+def _quick(cfg, **changes):
     few = {"max_steps": 2, "save_steps": 2}
-    cfg = dataclasses.replace(
+    return dataclasses.replace(
         cfg,
-        max_train_windows=200,
+        max_train_windows=300,
         eval_samples=16,
         translation=dataclasses.replace(cfg.translation, **few),
         align=dataclasses.replace(cfg.align, **few),
         warmup=dataclasses.replace(cfg.warmup, **few),
         grpo=[dataclasses.replace(s, prompts_per_step=2, **few) for s in cfg.grpo],
+        **changes,
     )
-    summary = run_curriculum(cfg)
+
+
+def test_tiny_curriculum_end_to_end_shares_stages_and_resumes(tmp_path, artifact_dir, ml100k):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from model.curriculum import run_curriculum
+    from model.prompts import load_prompt_config
+
+    base = load_config(CONFIG, codebook_dir=str(artifact_dir), output_dir=str(tmp_path / "full"))
+    cfg = _quick(base, stages_dir=str(tmp_path / "stages"))
+    summary = run_curriculum(cfg, ml100k)
     assert list(summary["stages"]) == [
-        "1_translation",
-        "2_alignment",
-        "3_warmup",
-        "4_grpo_recent",
-        "5_grpo_negatives",
-        "6_grpo_full",
-    ]
+        "1_translation", "2_alignment", "3_warmup",
+        "4_grpo_recent", "5_grpo_negatives", "6_grpo_full",
+    ]  # fmt: skip
     assert summary["alignment_rule"] == "fallback"
+    assert summary["backbone"]["source"] == "tiny"
     ev = summary["eval"]
     assert ev["after_grpo"]["constrained"]["valid_sid_rate"] == 1.0
-    assert 0.0 <= ev["alignment_acc_after_grpo"] <= 1.0
-    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert set(ev) >= {"alignment_acc_after_alignment", "alignment_acc_final", "forgetting_rate"}
+    for label in ("4_grpo_recent", "5_grpo_negatives", "6_grpo_full"):
+        step = summary["stages"][label]["data_step"]
+        assert step["enabled"]
+        assert step["checked"] == 4
+        assert 0 <= step["flagged"] <= step["checked"]
+    saved = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert saved["stages"]["6_grpo_full"]["steps"] == 2
-    assert (tmp_path / "grpo.png").stat().st_size > 10_000  # reward and KL curves
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
-    tok = AutoTokenizer.from_pretrained(tmp_path / "model")
+    assert (tmp_path / "full" / "grpo.png").stat().st_size > 10_000  # reward and KL curves
+    final = tmp_path / "full" / "model"
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
     assert model.config.vocab_size >= len(tok)
     assert "<c_7>" in tok.get_vocab()
-    assert load_prompt_config(tmp_path / "model") == {
-        "context": "full",
-        "max_negatives": 10,
-        "max_positives": 10,
-        "recent_days": 3,
-    }
-    # a second run finds every stage done and only re-evaluates
-    again = run_curriculum(cfg)
+    assert load_prompt_config(final) == {
+        "context": "full", "max_negatives": 10, "max_positives": 10, "recent_days": 3,
+    }  # fmt: skip
+    assert json.loads((final / "conrec_backbone.json").read_text())["source"] == "tiny"
+
+    # An SFT-only run over the same stages directory trains nothing new (grpo: [] is allowed).
+    sft_only = dataclasses.replace(cfg, grpo=[], output_dir=str(tmp_path / "sft"))
+    stages_before = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    sft = run_curriculum(sft_only, ml100k)
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == stages_before
+    assert list(sft["stages"]) == ["1_translation", "2_alignment", "3_warmup"]
+    assert sft["stages"]["3_warmup"] == summary["stages"]["3_warmup"]
+    assert not {"after_grpo", "final_train_reward"} & set(sft["eval"])
+    assert load_prompt_config(tmp_path / "sft" / "model")["context"] == "negatives"
+
+    # A second run finds every stage done and only re-reads their figures.
+    again = run_curriculum(cfg, ml100k)
     assert again["stages"]["4_grpo_recent"] == summary["stages"]["4_grpo_recent"]
+    assert again["eval"] == summary["eval"]

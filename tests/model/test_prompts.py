@@ -26,15 +26,15 @@ def test_contexts_grow_and_caps_hold(windows, item_sids):
     negs = prompts.next_negative_prompt(w, item_sids, "negatives")
     full = prompts.next_negative_prompt(w, item_sids, "full")
     assert len(parse_sids(recent, 3)) == len(w.recent_negatives(3))
-    assert "likes :" not in negs.replace("dislikes :", "")
-    assert full.startswith(negs.removesuffix(" . next dislike :"))
+    assert prompts.POSITIVES not in negs
+    assert full.startswith(negs.removesuffix(f" {prompts.NEXT_NEGATIVE}"))
     capped = prompts.next_negative_prompt(w, item_sids, "full", max_negatives=1, max_positives=1)
     assert parse_sids(capped, 3) == [
         item_sids.sid_of(w.negatives()[-1]),
         item_sids.sid_of(w.positives()[-1]),
     ]
     none = prompts.next_negative_prompt(w, item_sids, "negatives", max_negatives=0)
-    assert none == "dislikes : none . next dislike :"
+    assert none == "Not interested: none. Next not interested:"
     with pytest.raises(ValueError, match="context"):
         prompts.next_negative_prompt(w, item_sids, "everything")
 

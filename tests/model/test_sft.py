@@ -1,4 +1,7 @@
+import dataclasses
+
 import pytest
+import torch
 
 from model import tasks
 from model.sft import IGNORE_INDEX, SFTStageConfig, encode_sample, run_sft_stage
@@ -9,13 +12,15 @@ STEPS = SFTStageConfig(max_steps=3, batch_size=4, save_steps=3, max_length=64)
 
 
 def test_encode_sample_masks_the_prompt(tokenizer):
-    enc = encode_sample(tokenizer, "title toy story item :", "<a_1><b_2><c_3>", 64)
-    n_prompt = len(tokenizer("title toy story item :")["input_ids"])
+    enc = encode_sample(tokenizer, "The item titled toy story is:", "<a_1><b_2><c_3>", 64)
+    n_prompt = len(tokenizer("The item titled toy story is:")["input_ids"])
     assert enc["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
     assert enc["labels"][n_prompt:] == enc["input_ids"][n_prompt:]
     assert enc["input_ids"][-1] == tokenizer.eos_token_id
     assert len(enc["labels"][n_prompt:]) == 4  # three SID tokens + EOS
-    short = encode_sample(tokenizer, "dislikes : " + "<a_1><b_2><c_3> " * 30, "<a_0><b_0><c_0>", 16)
+    short = encode_sample(
+        tokenizer, "Not interested: " + "<a_1><b_2><c_3>" * 30, "<a_0><b_0><c_0>", 16
+    )
     assert len(short["input_ids"]) == 16  # the oldest prompt tokens are cut
     assert short["labels"][-4:] == short["input_ids"][-4:]
 
@@ -60,3 +65,29 @@ def test_sft_stage_resumes_from_its_checkpoint(tmp_path, tokenizer, item_sids, m
     )
     assert metrics["steps"] == 4
     assert resume_checkpoint(tmp_path).endswith("checkpoint-4")
+
+
+def test_sid_rows_of_an_untied_lm_head_train_too(tmp_path, tokenizer, ml100k, item_sids):
+    from model.backbone import TinyBackboneConfig, build_tiny_model
+
+    cfg = TinyBackboneConfig(hidden_size=32, intermediate_size=64, head_dim=8)
+    untied = build_tiny_model(tokenizer, dataclasses.replace(cfg, tie_word_embeddings=False))
+    before = snapshot(untied)
+    samples = tasks.translation_samples(ml100k.items.head(20), item_sids)
+    merged, _ = run_sft_stage(untied, tokenizer, samples, tmp_path, STEPS, LoraSettings(r=4))
+    changed = changed_parameters(before, merged)
+    assert "model.embed_tokens.weight" in changed
+    assert "lm_head.weight" in changed
+    sid_rows = [tokenizer.convert_tokens_to_ids(t) for t in ("<a_1>", "<c_7>")]
+    word_row = tokenizer.convert_tokens_to_ids("item")
+    head_before, head_after = before["lm_head.weight"], merged.state_dict()["lm_head.weight"]
+    assert not torch.equal(head_before[sid_rows], head_after[sid_rows])
+    assert torch.equal(head_before[word_row], head_after[word_row])  # only SID rows train
+
+
+def test_completion_targets_start_with_a_token_the_trie_allows(tokenizer, trie):
+    enc = encode_sample(tokenizer, "The item titled toy story is:", "<a_1><b_2><c_3>", 64)
+    targets = [t for t in enc["labels"] if t != IGNORE_INDEX]
+    assert targets[:3] == list(tokenizer.convert_tokens_to_ids(["<a_1>", "<b_2>", "<c_3>"]))
+    assert targets[-1] == tokenizer.eos_token_id
+    assert targets[0] in trie.allowed(())

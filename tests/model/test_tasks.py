@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from model import tasks
 from model.data.tables import Polarity
@@ -58,7 +59,7 @@ def test_translation_and_warmup_samples(ml100k, windows, item_sids):
     assert trans[1]["completion"] == format_sid(item_sids.sid_of(ml100k.items.item_id.iloc[0]))
     warm = tasks.next_negative_samples(windows, item_sids)
     assert len(warm) == sum(w.next_negative is not None for w in windows)
-    assert all(s["prompt"].endswith("next dislike :") for s in warm)
+    assert all(s["prompt"].endswith("Next not interested:") for s in warm)
 
 
 def test_split_by_user_is_disjoint(ml100k, item_sids):
@@ -67,3 +68,46 @@ def test_split_by_user_is_disjoint(ml100k, item_sids):
     assert held
     assert len(train) + len(held) == len(samples)
     assert not {s["user_id"] for s in train} & {s["user_id"] for s in held}
+
+
+def test_stage_subsets_are_disjoint_cover_everything_and_follow_the_salt(windows):
+    subsets = tasks.stage_subsets(windows, 3, salt="0")
+    keys = [{(w.user_id, w.cutoff) for w in subset} for subset in subsets]
+    assert all(keys)
+    assert not (keys[0] & keys[1])
+    assert not (keys[0] & keys[2])
+    assert not (keys[1] & keys[2])
+    assert sum(map(len, keys)) == len({(w.user_id, w.cutoff) for w in windows})
+    other = tasks.stage_subsets(windows, 3, salt="1")
+    assert [len(s) for s in other] != [len(s) for s in subsets] or other[0] != subsets[0]
+
+
+def test_ground_truth_switch(windows, item_sids):
+    w = next(w for w in windows if w.next_negative and len(w.future_negatives) > 1)
+    swing = {w.future_negatives[0]: ["neighbour"]}
+    assert tasks.ground_truth_items(w, "next", swing, 3) == [w.next_negative]
+    assert tasks.ground_truth_items(w, "future7d", swing, 3) == list(w.future_negatives)
+    assert tasks.ground_truth_items(w, "future7d+swing", swing, 3) == [
+        *w.future_negatives,
+        "neighbour",
+    ]
+    with pytest.raises(ValueError, match="ground_truth"):
+        tasks.ground_truth_items(w, "future30d", swing, 3)
+    (sample,) = tasks.grpo_samples([w], item_sids, swing, "negatives", ground_truth="next")
+    assert sample["gt_sids"] == [list(item_sids.sid_of(w.next_negative))]
+
+
+def test_oversample_repeats_flagged_samples():
+    samples = [{"i": 0}, {"i": 1}, {"i": 2}]
+    out = tasks.oversample(samples, [False, True, False], factor=3)
+    assert [s["i"] for s in out] == [0, 1, 1, 1, 2]
+
+
+def test_alignment_answers_and_distractors_are_drawn_at_random(ml100k, item_sids):
+    first, _ = tasks.alignment_samples(ml100k.events, item_sids, seed=0)
+    second, _ = tasks.alignment_samples(ml100k.events, item_sids, seed=1)
+    assert first == tasks.alignment_samples(ml100k.events, item_sids, seed=0)[0]  # seeded
+    assert [s["answer"] for s in first] != [s["answer"] for s in second]
+    # The answer sits in each position of the four about equally often.
+    positions = [s["candidates"].index(s["answer"]) for s in first]
+    assert all(abs(positions.count(k) / len(positions) - 0.25) < 0.06 for k in range(4))

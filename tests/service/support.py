@@ -101,4 +101,3 @@ def private_redis(directory: Path, *extra: str) -> Iterator[tuple[subprocess.Pop
     finally:
         proc.kill()
         proc.wait()
-

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from codebook.artifact import Codebook, ItemSIDTable
+from codebook.similarity import max_cosine, max_cosine_tables, use_tables
 from service.api.schemas import Candidate
-from service.filtering import BadRequest, candidate_codes
-from service.scoring import max_cosine, max_cosine_tables, split, use_tables
+from service.filtering import BadRequest, candidate_codes, split
 
 
 @pytest.mark.parametrize(

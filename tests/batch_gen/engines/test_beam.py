@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from batch_gen.engines.beam import Beams, allowed_mask, best_sequences, expand, initial_beams
+from batch_gen.engines.beam import (
+    Beams,
+    allowed_mask,
+    best_sequences,
+    excluded_mask,
+    excluded_tokens,
+    exclusions,
+    expand,
+    initial_beams,
+)
 from model.trie import SIDTrie
 
 NEG = -np.inf
@@ -49,3 +58,20 @@ def test_allowed_mask_follows_the_trie_and_masks_everything_off_it():
     assert np.flatnonzero(mask[0]).tolist() == [5, 6]
     assert np.flatnonzero(mask[1]).tolist() == [5]
     assert not mask[2].any()
+
+
+def test_exclusions_clear_only_the_tokens_leading_to_that_prompts_excluded_sids():
+    trie = SIDTrie([(3, 5), (3, 6), (4, 5), (4, 7)])
+    excluded = exclusions([[(3, 5), (3, 6)], [(4, 5)]], trie)
+    # Prompt 0 excludes both SIDs under 3, so 3 itself is banned at the first level.
+    assert excluded[0] == {(3,): frozenset({5, 6}), (): frozenset({3})}
+    assert excluded[1] == {(4,): frozenset({5})}
+    prefixes = np.array([[3], [4], [3], [4]])  # 2 prompts x 2 beams
+    out = excluded_mask(prefixes, 2, excluded, vocab_size=8)
+    assert np.flatnonzero(out[0]).tolist() == [5, 6]  # prompt 0, prefix (3,)
+    assert not out[1].any()  # prompt 0, prefix (4,)
+    assert not out[2].any()  # prompt 1, prefix (3,)
+    assert np.flatnonzero(out[3]).tolist() == [5]
+    assert excluded_mask(prefixes, 2, None, vocab_size=8) is None
+    assert excluded_tokens(None, 0, (3,)) == frozenset()
+    assert exclusions([[(9, 9)]], trie) == [{}]  # not a catalogue SID: nothing to exclude

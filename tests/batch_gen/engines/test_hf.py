@@ -84,3 +84,32 @@ def test_tree_mask_shows_each_beam_its_prompt_and_own_tokens_only():
     assert mask.shape == (1, 1, 2, 7)
     assert torch.nonzero(visible[0]).flatten().tolist() == [1, 2, 4, 5]
     assert torch.nonzero(visible[1]).flatten().tolist() == [1, 2, 3, 6]
+
+
+def test_excluded_sids_are_never_returned_and_k_still_come_back(engine, tiny, trie):
+    prompts = tiny.prompts(3, seed=11)
+    full = engine.generate_topk(prompts, 20)
+    # Prompt 0 excludes its best three SIDs, prompt 1 nothing, prompt 2 its tenth.
+    exclude = [{sid for sid, _ in full[0][:3]}, set(), {full[2][9][0]}]
+    got = engine.generate_topk(prompts, 20, exclude=exclude)
+    for row, banned in zip(got, exclude, strict=True):
+        assert len(row) == 20
+        assert not banned & {sid for sid, _ in row}
+    assert got[1] == full[1]
+    # An exhaustive search (width = catalogue) returns the unexcluded ranking minus exclusions.
+    wide = HFBeamEngine(
+        dataclasses.replace(engine.config, beam_width=len(trie)),
+        trie,
+        model=engine.model,
+        tokenizer=engine.tokenizer,
+    )
+    ranking = wide.generate_topk(prompts[:1], 23)[0]
+    expected = [sid for sid, _ in ranking if sid not in exclude[0]][:20]
+    assert [sid for sid, _ in wide.generate_topk(prompts[:1], 20, exclude[:1])[0]] == expected
+
+
+def test_excluding_every_sid_leaves_nothing(engine, tiny):
+    sids = tiny.sids[:4]
+    trie = build_sid_trie(sids, engine.tokenizer)
+    small = HFBeamEngine(engine.config, trie, model=engine.model, tokenizer=engine.tokenizer)
+    assert small.generate_topk(tiny.prompts(1), 5, exclude=[set(sids)]) == [[]]

@@ -32,3 +32,16 @@ def test_vllm_and_hf_return_the_same_top20(vllm_engine, hf_engine, tiny, assert_
 def test_vllm_beam_width_over_max_logprobs_is_refused(vllm_engine, tiny):
     with pytest.raises(ValueError, match="max_logprobs"):
         vllm_engine.generate_topk(tiny.prompts(1), vllm_engine.config.max_logprobs + 1)
+
+
+def test_vllm_and_hf_agree_with_excluded_sids(vllm_engine, hf_engine, tiny, assert_same_topk):
+    prompts = tiny.prompts(5, seed=5)
+    best = hf_engine.generate_topk(prompts, 20)
+    # Exclude each prompt's best two SIDs and, for the last, every SID under one prefix.
+    exclude = [{sid for sid, _ in row[:2]} for row in best]
+    exclude[-1] |= {sid for sid in tiny.sids if sid[:2] == best[-1][0][0][:2]}
+    from_vllm = vllm_engine.generate_topk(prompts, 20, exclude=exclude)
+    from_hf = hf_engine.generate_topk(prompts, 20, exclude=exclude)
+    for got, expected, banned in zip(from_vllm, from_hf, exclude, strict=True):
+        assert not banned & {sid for sid, _ in got}
+        assert_same_topk(got, expected)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList
 
+from model.backbone import encode_completion, encode_prompt
 from model.constrained import SIDLogitsProcessor
 from model.sids import format_sid
 from model.trie import SIDTrie
@@ -20,27 +21,30 @@ from model.trie import SIDTrie
 
 @torch.no_grad()
 def completion_logprobs(model, tokenizer, prompt: str, completions: Sequence[str]) -> np.ndarray:
-    """Sum of token log-probs of each completion (plus EOS) after `prompt`: [len(completions)]."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    rows = [
-        tokenizer(" " + c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        for c in completions
-    ]
-    width = len(prompt_ids) + max(len(r) for r in rows)
+    """Sum of token log-probs of each completion (plus EOS) after `prompt`: [len(completions)].
+
+    The prompt is run once; every completion is scored against a copy of its KV cache.
+    """
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    rows = [encode_completion(tokenizer, c) for c in completions]
+    cache = None
+    if len(prompt_ids) > 1:
+        cache = model(input_ids=torch.tensor([prompt_ids[:-1]]), use_cache=True).past_key_values
+        cache.batch_repeat_interleave(len(rows))
+    width = max(len(r) for r in rows)
+    # Each row feeds the prompt's last token, then its completion but for the final token.
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
+    targets = torch.zeros((len(rows), width), dtype=torch.long)
+    scored = torch.zeros((len(rows), width))
     for i, r in enumerate(rows):
-        seq = prompt_ids + r
-        ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, : len(seq)] = 1
-    logits = model(input_ids=ids, attention_mask=mask).logits  # [N, T, V]
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
-    token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [N, T-1]
-    scored = torch.zeros_like(token_logp)
-    for i, r in enumerate(rows):
-        start = len(prompt_ids) - 1
-        scored[i, start : start + len(r)] = 1.0
-    return (token_logp * scored).sum(-1).numpy()
+        ids[i, : len(r)] = torch.tensor([prompt_ids[-1], *r[:-1]])
+        targets[i, : len(r)] = torch.tensor(r)
+        scored[i, : len(r)] = 1.0
+    mask = torch.cat([torch.ones((len(rows), len(prompt_ids) - 1), dtype=torch.long),
+                      scored.long()], dim=1)  # fmt: skip
+    logits = model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits  # [N, W, V]
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]
+    return (logp * scored).sum(-1).numpy()
 
 
 def alignment_accuracy(model, tokenizer, samples: Sequence[dict]) -> float:

@@ -1,8 +1,10 @@
-"""Scoring: how much each candidate resembles the user's predicted negatives. Pure numpy."""
+"""How much items resemble each other through the codebook: max cosine of decoded SIDs.
+
+The one owner of the similarity that the filter service drops candidates by, the GRPO reward
+scores outputs by and the offline reports sweep thresholds over. Pure numpy.
+"""
 
 from __future__ import annotations
-
-from itertools import compress
 
 import numpy as np
 
@@ -55,25 +57,3 @@ def max_cosine_tables(
     norms = np.sqrt(np.maximum(codebook.squared_norms(candidates), 0.0))
     # Cosine = dot / |cand| (|pred| = 1); the max commutes with dividing by a positive norm.
     return best / np.maximum(norms, 1e-12)
-
-
-_FEW = 64
-
-
-def split(
-    item_ids: list[str], scores: np.ndarray, threshold: float
-) -> tuple[list[str], list[str], list[float]]:
-    """Kept ids, dropped ids and the dropped ids' scores; drop means score > threshold."""
-    drop = scores > threshold
-    if not drop.any():
-        return item_ids, [], []
-    dropped_at = np.flatnonzero(drop)
-    if len(dropped_at) <= _FEW:
-        # A few drops (the usual case): delete them from a copy, back to front, rather than
-        # building a thousand-element mask list for ``compress``.
-        kept = item_ids.copy()
-        for i in dropped_at[::-1].tolist():
-            del kept[i]
-    else:
-        kept = list(compress(item_ids, (~drop).tolist()))
-    return kept, [item_ids[i] for i in dropped_at.tolist()], scores[dropped_at].tolist()
