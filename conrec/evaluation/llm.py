@@ -14,14 +14,69 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from batch_gen.engines.base import EngineConfig
-from batch_gen.job import build_user_prompts
+from batch_gen.engines.base import BeamSearchEngine, EngineConfig
+from batch_gen.job import UserPrompt, build_user_prompts
 from batch_gen.nightly import make_engine, trained_prompt_kwargs
 from codebook.artifact import ItemSIDTable
 from model.evaluation.split import EvalSplit
 from model.likelihood import completion_logprobs
 from model.prompts import next_negative_prompt
 from model.sids import SID, format_sid
+
+
+class LLMPredictor:
+    """A trained model directory, prompted and searched exactly as the nightly job does."""
+
+    def __init__(
+        self, model_dir: str | Path, item_sids: ItemSIDTable, engine: str = "hf", batch_size=32
+    ):
+        from transformers import AutoTokenizer
+
+        from model.constrained import build_sid_trie
+
+        self.model_dir, self.item_sids, self.batch_size = str(model_dir), item_sids, batch_size
+        kwargs = trained_prompt_kwargs(self.model_dir)
+        self.context = kwargs.pop("context", "full")
+        self.prompt_fn = functools.partial(next_negative_prompt, **kwargs)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        trie = build_sid_trie(item_sids.codes, self.tokenizer)
+        config = EngineConfig(model_path=self.model_dir, batch_size=batch_size)
+        self.engine: BeamSearchEngine = make_engine(engine, config, trie)
+
+    def prompts(self, split: EvalSplit) -> list[UserPrompt]:
+        users, _ = build_user_prompts(
+            split.windows, self.item_sids, self.context, "generate", self.prompt_fn
+        )
+        return users
+
+    def topk(self, users: list[UserPrompt], k: int = 20) -> dict[str, list[SID]]:
+        """user -> the k best SIDs, seen items excluded."""
+        out: dict[str, list[SID]] = {}
+        size = self.batch_size
+        for start in tqdm(range(0, len(users), size), desc="top-k", unit="batch", leave=False):
+            batch = users[start : start + size]
+            results = self.engine.generate_topk(
+                [u.prompt for u in batch], k, exclude=[u.seen for u in batch]
+            )
+            out.update(
+                (u.user_id, [s for s, _ in row]) for u, row in zip(batch, results, strict=True)
+            )
+        return out
+
+    def candidate_scores(self, users: list[UserPrompt], split: EvalSplit) -> list[np.ndarray]:
+        """Per candidate set, the model's log-likelihood of each candidate's SID."""
+        model = getattr(self.engine, "model", None)
+        if model is None:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(self.model_dir, local_files_only=True)
+        model.eval()
+        prompts = {u.user_id: u.prompt for u in users}
+        scores = []
+        for cand in tqdm(split.candidates, desc="candidates", unit="user", leave=False):
+            sids = [format_sid(self.item_sids.sid_of(item)) for item in cand.items]
+            scores.append(completion_logprobs(model, self.tokenizer, prompts[cand.user_id], sids))
+        return scores
 
 
 def llm_outputs(
@@ -31,39 +86,8 @@ def llm_outputs(
     *,
     k: int = 20,
     engine: str = "hf",
-    batch_size: int = 32,
 ) -> tuple[dict[str, list[SID]], list[np.ndarray]]:
-    """(user -> top-k SIDs, per candidate set the log-likelihood of each candidate's SID)."""
-    from transformers import AutoTokenizer
-
-    from model.constrained import build_sid_trie
-
-    model_dir = str(model_dir)
-    kwargs = trained_prompt_kwargs(model_dir)
-    context = kwargs.pop("context", "full")
-    prompt_fn = functools.partial(next_negative_prompt, **kwargs)
-    users, _ = build_user_prompts(split.windows, item_sids, context, "generate", prompt_fn)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    trie = build_sid_trie(item_sids.codes, tokenizer)
-    beams = make_engine(engine, EngineConfig(model_path=model_dir, batch_size=batch_size), trie)
-    predictions: dict[str, list[SID]] = {}
-    for start in tqdm(range(0, len(users), batch_size), desc="top-k", unit="batch", leave=False):
-        batch = users[start : start + batch_size]
-        results = beams.generate_topk([u.prompt for u in batch], k, exclude=[u.seen for u in batch])
-        predictions.update(
-            (u.user_id, [sid for sid, _ in row]) for u, row in zip(batch, results, strict=True)
-        )
-    model = getattr(beams, "model", None) or _hf_model(model_dir)
-    model.eval()
-    prompts = {u.user_id: u.prompt for u in users}
-    scores = []
-    for cand in tqdm(split.candidates, desc="candidates", unit="user", leave=False):
-        sids = [format_sid(item_sids.sid_of(item)) for item in cand.items]
-        scores.append(completion_logprobs(model, tokenizer, prompts[cand.user_id], sids))
-    return predictions, scores
-
-
-def _hf_model(model_dir: str):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    """(user -> top-k SIDs, candidate likelihoods) of a trained model on the split."""
+    predictor = LLMPredictor(model_dir, item_sids, engine)
+    users = predictor.prompts(split)
+    return predictor.topk(users, k), predictor.candidate_scores(users, split)

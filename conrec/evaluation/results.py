@@ -23,7 +23,7 @@ from conrec.evaluation.rows import (
     LLM_ROWS,
     REWARD_SCHEMES,
 )
-from conrec.report import category_blocker, caught_at, score_users, threshold_sweep, write_report
+from conrec.report import operators_report
 from model.evaluation.metrics import CANDIDATE_METRIC, TOPK_METRICS, bootstrap_interval
 from model.evaluation.split import EvalSplit
 from model.evaluation.tuning import GRID_MEANING
@@ -142,16 +142,9 @@ def _sweep(runs, split: EvalSplit, data, table: ItemSIDTable, cfg, out: Path) ->
     codebook_dir = cfg.codebook_dir or load_config(cfg.config).codebook_dir
     payload = json.loads((out / "rows" / "conrec-s0.json").read_text())
     predictions = {u: np.asarray(s, dtype=np.int64) for u, s in payload["predictions"].items()}
-    cases = score_users(split.windows, predictions, load_codebook(codebook_dir), table)
-    sweep = threshold_sweep(cases)
-    blocker = category_blocker(split.windows, data.items)
-    write_report(sweep, blocker, out)
-    return {
-        "users": len(cases),
-        "blocker": blocker,
-        "caught_at_blocker_loss": caught_at(sweep, blocker["positives_lost"]),
-        "table": sweep.to_dict("records"),
-    }
+    return operators_report(
+        split.windows, predictions, load_codebook(codebook_dir), table, data.items, out
+    )
 
 
 def _forgetting(rows: dict) -> list[dict]:
@@ -185,17 +178,20 @@ def _cell(metric: dict, seeds: int) -> str:
     return f"{metric['mean']:.4f}"
 
 
-def _table(rows: dict, keys: Sequence[str], first: str = "row") -> list[str]:
+def _table(rows: dict, keys: Sequence[str], labels: Sequence[str] | None = None) -> list[str]:
+    """A Markdown table of `keys` (those that ran), labelled by `labels` or the rows' labels."""
+    first = "row" if labels is None else "scheme"
     lines = [
         f"| {first} | " + " | ".join(LABELS[m] for m in METRICS) + " | seeds |",
         "|---" * (len(METRICS) + 2) + "|",
     ]
-    for key in keys:
+    for i, key in enumerate(keys):
         if key not in rows:
             continue
         row = rows[key]
+        label = row["label"] if labels is None else labels[i]
         cells = [_cell(row["metrics"][m], len(row["seeds"])) for m in METRICS]
-        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
     return lines
 
 
@@ -223,11 +219,7 @@ def render_markdown(results: dict) -> str:
         "",
         "## Reward schemes (paper table 4)",
         "",
-        *_table(
-            {f"({s})": rows[k] for s, k in REWARD_SCHEMES.items() if k in rows},
-            [f"({s})" for s in REWARD_SCHEMES],
-            first="scheme",
-        ),
+        *_table(rows, list(REWARD_SCHEMES.values()), [f"({s})" for s in REWARD_SCHEMES]),
         "",
     ]
     if results["forgetting"]:

@@ -21,8 +21,10 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
-from model.train_config import CurriculumConfig
+if TYPE_CHECKING:  # the CLI imports these rows; the training stack loads only when a row runs
+    from model.train_config import CurriculumConfig
 
 BASELINES = ("random", "popularity", "category_blocker", "swing", "sasrec")
 STOCHASTIC_BASELINES = ("random", "sasrec")

@@ -154,9 +154,10 @@ class CategoryBlocker:
 
     def scores(self, window: UserWindow) -> np.ndarray:
         disliked = self._incidence[self.catalogue.index(window.negatives())].sum(axis=0)  # [C]
+        matched = self._incidence @ disliked  # [N]
         if self.variant == "any":
-            disliked = (disliked > 0).astype(np.float64)
-        return self._incidence @ disliked + self._tiebreak
+            matched = (matched > 0).astype(np.float64)
+        return matched + self._tiebreak
 
 
 class SwingBaseline:

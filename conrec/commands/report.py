@@ -1,0 +1,83 @@
+"""`conrec report`: the operators' threshold report, from a trained model or a published run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from conrec.commands.evaluate import Engine
+
+console = Console()
+
+
+def report(
+    codebook_dir: str = typer.Option("runs/codebook-ml100k", help="Codebook artifact directory."),
+    model_dir: str | None = typer.Option(
+        None,
+        help="Predict with this trained model, as the nightly job would, at each user's "
+        "midpoint cutoff.",
+    ),
+    redis_url: str | None = typer.Option(
+        None,
+        help="Or read the published run of this prediction store (batch-gen --cutoff midpoint).",
+    ),
+    store_path: str | None = typer.Option(
+        None, help="Or read the published run of an embedded store file (the demo's)."
+    ),
+    data_dir: str | None = typer.Option(None, help="Local ml-100k folder."),
+    out: str = typer.Option("runs/report", help="Where filter_report.md and .png go."),
+    engine: Annotated[Engine, typer.Option(help="Beam engine with --model-dir.")] = Engine.hf,
+) -> None:
+    """Sweep the threshold: future negatives caught against future positives lost, with the
+    rule-based category blocker as one point, over every user with a future negative or
+    positive (users without a prediction keep every candidate)."""
+    if sum(x is not None for x in (model_dir, redis_url, store_path)) != 1:
+        raise typer.BadParameter("give exactly one of --model-dir, --redis-url, --store-path")
+    from codebook.artifact import load_codebook, load_item_sids
+    from conrec.report import operators_report
+    from model.data.sources import load_ml100k
+    from model.evaluation.split import EvalSplit
+
+    data = load_ml100k(data_dir)
+    table = load_item_sids(codebook_dir)
+    split = EvalSplit.build(data.events, table)
+    if model_dir:
+        from conrec.evaluation.llm import LLMPredictor
+
+        predictor = LLMPredictor(model_dir, table, engine.value)
+        topk = predictor.topk(predictor.prompts(split))
+        predictions = {u: _codes(sids) for u, sids in topk.items()}
+    else:
+        predictions = _published(redis_url, store_path, [w.user_id for w in split.windows])
+    figures = operators_report(
+        split.windows, predictions, load_codebook(codebook_dir), table, data.items, out
+    )
+    console.print(
+        f"{figures['users']} users ({figures['with_prediction']} with a prediction); at the "
+        f"blocker's positives-lost rate {figures['blocker']['positives_lost']:.3f} the filter "
+        f"catches {figures['caught_at_blocker_loss']:.3f} of future negatives, the blocker "
+        f"{figures['blocker']['negatives_caught']:.3f}. Report: {figures['report']}"
+    )
+
+
+def _codes(sids):
+    import numpy as np
+
+    return np.asarray(sids, dtype=np.int64)
+
+
+def _published(redis_url: str | None, store_path: str | None, users: list[str]) -> dict:
+    from batch_gen.store import PredictionStore, connect, stop_embedded
+
+    if store_path and not Path(store_path).is_file():
+        raise typer.BadParameter(f"no prediction store at {store_path}")
+    client = connect(redis_url, embedded_path=store_path) if store_path else connect(redis_url)
+    try:
+        found = PredictionStore(client).get_many(users)
+    finally:
+        if store_path:
+            stop_embedded(client)
+    return {u: p.codes for u, p in zip(users, found, strict=True) if p is not None}
