@@ -5,6 +5,10 @@ the whole run is written, so the service keeps serving the previous run until th
 happens to this one. Completed batches are checkpointed to disk: rerunning the same run id after
 a crash resumes where it stopped, and rerunning a published run id does nothing (idempotent).
 
+`BatchJob` owns that bookkeeping (progress, metrics, the publish rule) and hands the batches to
+an executor that searches and writes them: `LocalExecutor` in this process, or
+`batch_gen.distributed.RayExecutor` over Ray workers; both write through `search_and_write`.
+
 Seen items: SIDs of the items a user already has feedback on are excluded from their top-K
 (`exclude_seen`, default on): the filter's candidates are items the user has not seen, so a slot
 spent on a seen item is a slot lost.
@@ -20,16 +24,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from batch_gen.engines.base import BeamSearchEngine, ScoredSID
 from batch_gen.metrics import RunMetrics
-from batch_gen.store import PredictionStore
+from batch_gen.store import PredictionStore, RunWriter
 from model.sids import SID
 
 log = logging.getLogger(__name__)
@@ -82,15 +87,75 @@ class UserPrompt:
     seen: frozenset[SID] = frozenset()  # SIDs of the items in the user's history
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What became of one batch: users written, SIDs dropped as not in the catalogue, users left
+    without a valid SID, and users whose search raised (the whole batch, retried on resume)."""
+
+    index: int
+    written: int = 0
+    invalid: int = 0
+    unusable: int = 0
+    failed: int = 0
+
+
+class BatchExecutor(Protocol):
+    def run(
+        self, batches: Sequence[tuple[int, list[UserPrompt]]], writer: RunWriter
+    ) -> Iterator[BatchOutcome]:
+        """Search and write each (index, users) batch, yielding outcomes as batches finish."""
+
+
+def search_and_write(
+    engine: BeamSearchEngine,
+    writer: RunWriter,
+    index: int,
+    users: Sequence[UserPrompt],
+    catalogue: set[tuple[int, ...]],
+    *,
+    k: int,
+    levels: int,
+    exclude_seen: bool,
+) -> BatchOutcome:
+    """One batch: top-k search, catalogue check, store write. A search that raises fails the
+    batch (counted, not fatal: one bad batch must not sink the night's run)."""
+    try:
+        results = engine.generate_topk(
+            [u.prompt for u in users], k, exclude=[u.seen for u in users] if exclude_seen else None
+        )
+    except Exception:
+        log.exception("batch %d failed; its %d users get no prediction", index, len(users))
+        return BatchOutcome(index, failed=len(users))
+    written, codes, invalid, unusable = topk_codes(
+        [u.user_id for u in users], results, catalogue, k, levels
+    )
+    if written:
+        writer.write_batch(written, codes)
+    return BatchOutcome(index, len(written), invalid, unusable)
+
+
+class LocalExecutor:
+    """Searches and writes the batches one after the other in this process."""
+
+    def __init__(self, cfg: BatchJobConfig, engine: BeamSearchEngine, catalogue, levels: int):
+        self.cfg, self.engine, self.catalogue, self.levels = cfg, engine, catalogue, levels
+
+    def run(self, batches, writer: RunWriter) -> Iterator[BatchOutcome]:
+        for index, users in batches:
+            yield search_and_write(
+                self.engine, writer, index, users, self.catalogue, k=self.cfg.k,
+                levels=self.levels, exclude_seen=self.cfg.exclude_seen,
+            )  # fmt: skip
+
+
 class BatchJob:
-    """Orchestration only: prompts come from `model.prompts`, SIDs from an engine."""
+    """Orchestration only: prompts come from `model.prompts`, SIDs from the executor's engines."""
 
     def __init__(
         self,
         cfg: BatchJobConfig,
-        engine: BeamSearchEngine,
+        executor: BatchExecutor,
         store: PredictionStore,
-        catalogue: set[tuple[int, ...]],
         *,
         codebook_version: str,
         model_version: str,
@@ -98,9 +163,8 @@ class BatchJob:
         metrics: RunMetrics | None = None,
     ):
         self.cfg = cfg
-        self.engine = engine
+        self.executor = executor
         self.store = store
-        self.catalogue = catalogue
         self.codebook_version = codebook_version
         self.model_version = model_version
         self.levels = levels
@@ -121,39 +185,34 @@ class BatchJob:
             period_s=self.cfg.period_s,
         )
         progress = self._load_progress()
-        batches = [
-            users[i : i + self.cfg.batch_size] for i in range(0, len(users), self.cfg.batch_size)
-        ]
-        bar = tqdm(batches, desc=f"batch {self.cfg.run_id}", unit="batch")
-        for index, batch in enumerate(bar):
-            if index in progress["done"]:
-                continue
-            try:
-                results = self.engine.generate_topk(
-                    [u.prompt for u in batch],
-                    self.cfg.k,
-                    exclude=[u.seen for u in batch] if self.cfg.exclude_seen else None,
-                )
-            except Exception:  # one bad batch must not sink the night's run
-                log.exception("batch %d failed; its %d users get no prediction", index, len(batch))
-                progress["failed_batches"][str(index)] = len(batch)
-                self.metrics.failures.inc(len(batch))
-                continue
-            written, codes, invalid, failed = topk_codes(
-                [u.user_id for u in batch], results, self.catalogue, self.cfg.k, self.levels
-            )
-            self.metrics.add_invalid(invalid)
-            self.metrics.failures.inc(failed)
-            if written:
-                writer.write_batch(written, codes)
-            progress["done"].append(index)
-            progress["written"] += len(written)
-            progress["unusable"] += failed
-            progress["failed_batches"].pop(str(index), None)
-            self._save_progress(progress)
-            self.metrics.users.inc(len(written))
+        size = self.cfg.batch_size
+        batches = [(i, list(users[s : s + size])) for i, s in enumerate(range(0, len(users), size))]
+        todo = [(i, batch) for i, batch in batches if i not in progress["done"]]
+        bar = tqdm(total=len(batches), initial=len(batches) - len(todo),
+                   desc=f"batch {self.cfg.run_id}", unit="batch")  # fmt: skip
+        for outcome in self.executor.run(todo, writer):
+            self._record(progress, outcome)
+            bar.update()
             bar.set_postfix(users=progress["written"], invalid=self.metrics.invalid_count)
-        seconds = time.perf_counter() - start
+        bar.close()
+        return self._finish(writer, progress, skipped_users, time.perf_counter() - start)
+
+    def _record(self, progress: dict, outcome: BatchOutcome) -> None:
+        self.metrics.add_invalid(outcome.invalid)
+        self.metrics.failures.inc(outcome.unusable + outcome.failed)
+        if outcome.failed:
+            # failed_batches: index -> users, for batches that raised; a resumed run retries them.
+            progress["failed_batches"][str(outcome.index)] = outcome.failed
+        else:
+            progress["done"].append(outcome.index)
+            progress["written"] += outcome.written
+            progress["unusable"] += outcome.unusable
+            progress["failed_batches"].pop(str(outcome.index), None)
+            self.metrics.users.inc(outcome.written)
+        self._save_progress(progress)
+
+    def _finish(self, writer: RunWriter, progress: dict, skipped: int, seconds: float):
+        """The publish rule: something written and few enough users failed."""
         failed_users = progress["unusable"] + sum(progress["failed_batches"].values())
         total = progress["written"] + failed_users
         failed_share = failed_users / total if total else 0.0
@@ -171,22 +230,15 @@ class BatchJob:
         rate = progress["written"] / seconds if seconds else 0.0
         self.metrics.users_per_s.set(rate)
         return RunSummary(
-            self.cfg.run_id,
-            status,
-            progress["written"],
-            skipped_users,
-            failed_users,
-            self.metrics.invalid_count,
-            round(seconds, 2),
-            round(rate, 2),
-        )
+            self.cfg.run_id, status, progress["written"], skipped, failed_users,
+            self.metrics.invalid_count, round(seconds, 2), round(rate, 2),
+        )  # fmt: skip
 
     def _load_progress(self) -> dict:
         if self._progress_file.is_file():
             progress = json.loads(self._progress_file.read_text())
             log.info("resuming run %s after %d batches", self.cfg.run_id, len(progress["done"]))
             return progress
-        # failed_batches: index -> users, for batches that raised; a resumed run retries them.
         return {"done": [], "written": 0, "unusable": 0, "failed_batches": {}}
 
     def _save_progress(self, progress: dict) -> None:

@@ -16,15 +16,15 @@ class RunMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.users = Counter(
-            "conrec_batch_users_written_total", "Users whose predictions were written.", registry=r
+            "conrec_batch_users_written", "Users whose predictions were written.", registry=r
         )
         self.invalid_sids = Counter(
-            "conrec_batch_invalid_sids_total",
+            "conrec_batch_invalid_sids",
             "Generated SIDs not in the catalogue (dropped; should stay 0).",
             registry=r,
         )
         self.failures = Counter(
-            "conrec_batch_failed_users_total", "Users left without a prediction.", registry=r
+            "conrec_batch_failed_users", "Users left without a prediction.", registry=r
         )
         self.users_per_s = Gauge(
             "conrec_batch_users_per_second", "Throughput of the last run.", registry=r

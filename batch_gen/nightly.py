@@ -11,7 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from batch_gen.engines.base import BeamSearchEngine, EngineConfig
-from batch_gen.job import BatchJob, BatchJobConfig, RunSummary, build_user_prompts
+from batch_gen.job import (
+    BatchJob,
+    BatchJobConfig,
+    LocalExecutor,
+    RunSummary,
+    build_user_prompts,
+)
 from batch_gen.metrics import RunMetrics
 from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_codebook, load_item_sids
@@ -38,6 +44,11 @@ class NightlyConfig:
         default=None, metadata={"help": "Prometheus textfile for the run's metrics."}
     )
     max_users: int | None = field(default=None, metadata={"help": "Cap users (smoke runs)."})
+    ray_workers: int = field(
+        default=0,
+        metadata={"help": "Search on this many Ray workers (0: in this process); see distributed."},
+    )
+    gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs per Ray worker."})
 
 
 def cutoffs_for(events: pd.DataFrame, cutoff: str) -> pd.Series:
@@ -97,16 +108,22 @@ def run_nightly(
     users = users[: cfg.max_users] if cfg.max_users else users
     log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
-    trie = build_sid_trie(table.codes, tokenizer)
-    engine = make_engine(cfg.engine, engine_config or EngineConfig(model_path=cfg.model_dir), trie)
     store = store or PredictionStore(connect(cfg.redis_url, retries=3), prefix=cfg.store_prefix)
+    engine_config = engine_config or EngineConfig(model_path=cfg.model_dir)
+    catalogue = set(map(tuple, table.codes.tolist()))
+    if cfg.ray_workers:
+        from batch_gen.distributed import RayExecutor
+
+        executor = RayExecutor(cfg, engine_config, codebook.version, model_version(cfg.model_dir))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
+        engine = make_engine(cfg.engine, engine_config, build_sid_trie(table.codes, tokenizer))
+        executor = LocalExecutor(cfg.job, engine, catalogue, codebook.levels)
     metrics = RunMetrics()
     job = BatchJob(
         cfg.job,
-        engine,
+        executor,
         store,
-        set(map(tuple, table.codes.tolist())),
         codebook_version=codebook.version,
         model_version=model_version(cfg.model_dir),
         levels=codebook.levels,

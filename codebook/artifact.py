@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,8 @@ class Codebook:
     def decode(self, codes: Any, *, validate: bool = True) -> np.ndarray:
         """Reconstructed latents X-hat = sum of the chosen codewords: [..., D] -> [..., dim]."""
         arr = self.validate(codes) if validate else np.asarray(codes, dtype=np.int64)
-        # Adding level by level avoids materialising [..., D, dim] and then reducing it: ~3x
-        # faster on the service's hot path.
+        # Adding level by level avoids materialising [..., D, dim] and then reducing it, on the
+        # service's hot path.
         out = self.codewords[0][arr[..., 0]]
         for level in range(1, self.levels):
             out += self.codewords[level][arr[..., level]]
@@ -131,19 +132,18 @@ class Codebook:
         norms = np.linalg.norm(vecs, axis=-1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)
 
+    @cached_property
     def gram(self) -> CodewordGram:
         """Dot products between codewords, for norms of decoded SIDs without decoding them.
-        Computed on first use (levels^2 / 2 x size^2 floats) and cached."""
-        cached = self.__dict__.get("_gram")
-        if cached is None:
-            cached = self.__dict__["_gram"] = CodewordGram.of(self.codewords)
-        return cached
+        Computed on first use (levels^2 / 2 x size^2 floats): the filter needs them, the reward
+        and the reports do not."""
+        return CodewordGram.of(self.codewords)
 
     def squared_norms(self, codes: np.ndarray) -> np.ndarray:
         """Squared L2 norms of the decoded SIDs, [..., D] valid int codes -> [...] float32:
         ``|sum_d c_d|^2 = sum_d |c_d|^2 + 2 sum_{d<e} c_d . c_e`` from the cached Gram tables,
         so equal to ``(self.decode(codes) ** 2).sum(-1)`` up to float32 rounding."""
-        gram = self.gram()
+        gram = self.gram
         arr = np.asarray(codes, dtype=np.int64)
         out = gram.squares[0].take(arr[..., 0])
         for level in range(1, self.levels):

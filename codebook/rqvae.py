@@ -80,7 +80,6 @@ class ResidualQuantizer(nn.Module):
             self.codewords = nn.Parameter(torch.randn(k, d) * 0.01)
         self.register_buffer("ema_count", torch.ones(k))
         self.register_buffer("ema_sum", self.codewords.detach().clone())
-        self.register_buffer("initialized", torch.tensor(False))
 
     @torch.no_grad()
     def init_from(self, residuals: torch.Tensor, seed: int) -> None:
@@ -88,7 +87,6 @@ class ResidualQuantizer(nn.Module):
         self.codewords.data.copy_(centers)
         self.ema_sum.copy_(centers)
         self.ema_count.fill_(1.0)
-        self.initialized.fill_(True)
 
     def nearest(self, r: torch.Tensor) -> torch.Tensor:
         """r: [B, d] -> codes [B] (squared L2; the same rule as the faiss bulk encoder)."""

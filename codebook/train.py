@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from codebook.artifact import EncoderWeights, save_artifact
+from codebook.figures import pyplot
 from codebook.quality import (
     COLLISION_POLICIES,
     collision_rate,
@@ -33,8 +34,8 @@ class TrainConfig:
     collision_policy: str = field(
         default="reassign", metadata={"help": f"One of {COLLISION_POLICIES}."}
     )
-    # Steps on a small MLP are too short to split across cores: with two threads on a busy
-    # 2-core machine an epoch was 6x slower than with one.
+    # Steps on a small MLP are too short to split across cores: on a busy machine two threads
+    # wait on each other for longer than one thread computes.
     threads: int = field(default=1, metadata={"help": "torch intra-op threads while training."})
 
     def __post_init__(self) -> None:
@@ -181,10 +182,7 @@ def plot_history(
     history: list[dict[str, float]], metrics: dict[str, Any], path: str | Path
 ) -> None:
     """Loss curves and per-level usage/perplexity, one PNG for the training report."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax_loss, ax_use) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [h["epoch"] for h in history]

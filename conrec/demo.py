@@ -40,7 +40,7 @@ def run_demo(
     console.print(ds.report.summary())
 
     _stage(2, "codebook: MiniLM embeddings -> RQ-VAE -> semantic IDs")
-    from conrec.jobs import train_codebook
+    from conrec.codebook_training import train_codebook
 
     cb = train_codebook(out / "codebook", dataset="ml-100k", data_path=data_dir)
     summary["codebook"] = cb

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from codebook.artifact import Codebook, ItemSIDTable
+from codebook.figures import pyplot
 from codebook.similarity import max_cosine
 from model.data.splits import UserWindow
 
@@ -139,10 +140,7 @@ def operators_report(
 
 def write_report(sweep: pd.DataFrame, blocker: dict[str, float], out_dir: str | Path) -> Path:
     """`filter_report.md` and `filter_report.png` in `out_dir`; returns the Markdown path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from model.backbone import (
     load_backbone_tokenizer,
 )
 from model.constrained import build_sid_trie
-from model.data.sources import Dataset, load_ml100k
+from model.data.sources import DataTables, load_ml100k
 from model.data.splits import midpoint_cutoffs, training_cutoffs, user_windows
 from model.data.tables import Polarity, item_texts
 from model.grpo import run_grpo_stage
@@ -66,11 +66,11 @@ def data_version(events: pd.DataFrame) -> str:
     return f"{len(events)}-{int(np.bitwise_xor.reduce(digest)):016x}"
 
 
-def run_curriculum(cfg: CurriculumConfig, dataset: Dataset | None = None) -> dict:
+def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> dict:
     """Run (or resume) every stage of `cfg`; return and write the summary."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(cfg, dataset or load_ml100k(cfg.data_dir))
+    run = CurriculumRun(cfg, dataset or load_ml100k(cfg.data_dir))
     stages = run.stages
     done = [is_done(run.dir(s)) for s in stages]
     resume_at = next((i for i, d in enumerate(done) if not d), len(stages))
@@ -95,10 +95,11 @@ def run_curriculum(cfg: CurriculumConfig, dataset: Dataset | None = None) -> dic
     return summary
 
 
-class _Run:
-    """One curriculum run's inputs: data windows, samples, backbone, trie and rewards."""
+class CurriculumRun:
+    """One curriculum run's inputs (data windows, samples, tokenizer, trie, rewards) and how it
+    trains and measures each planned stage."""
 
-    def __init__(self, cfg: CurriculumConfig, data: Dataset):
+    def __init__(self, cfg: CurriculumConfig, data: DataTables):
         self.cfg = cfg
         self.items = data.items
         self.codebook = load_codebook(cfg.codebook_dir)
@@ -259,7 +260,7 @@ class _Run:
         return result
 
 
-def _headline(stages: list[PlannedStage], evals: dict, metrics: dict, run: _Run) -> dict:
+def _headline(stages: list[PlannedStage], evals: dict, metrics: dict, run: CurriculumRun) -> dict:
     """The figures a reader looks for first, from the per-stage measurements."""
     by_name = {s.name: s.label for s in stages}
     final = stages[-1].label
@@ -284,7 +285,7 @@ def _headline(stages: list[PlannedStage], evals: dict, metrics: dict, run: _Run)
     return out
 
 
-def _save_final(final: Path, model, run: _Run, last: PlannedStage) -> None:
+def _save_final(final: Path, model, run: CurriculumRun, last: PlannedStage) -> None:
     """The last stage's model as `<output_dir>/model`, with what the batch job needs beside it;
     skipped when it already holds that stage."""
     marker = final / FINAL_MARKER

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from codebook.figures import pyplot
+
 
 def plot_grpo(summary: dict, path: str | Path) -> None:
     """Reward and KL of every GRPO step, stage after stage, from `run_curriculum`'s summary;
     nothing is drawn for a curriculum without GRPO stages."""
     if not any(stage.get("log") for stage in summary["stages"].values()):
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax_reward, ax_kl) = plt.subplots(1, 2, figsize=(11, 4))
     offset = 0

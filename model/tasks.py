@@ -153,7 +153,8 @@ def grpo_samples(
     ground_truth: str = "future7d+swing",
     **prompt_caps,
 ) -> list[dict]:
-    """GRPO prompts with their reward columns; windows with an empty ground truth are skipped."""
+    """GRPO prompts with their reward columns (and `window`, `user@cutoff`, naming the window);
+    windows with an empty ground truth are skipped."""
     out = []
     for w in windows:
         items = ground_truth_items(w, ground_truth, swing_neighbours, swing_per_item)
@@ -165,6 +166,7 @@ def grpo_samples(
                 "prompt": prompts.next_negative_prompt(w, item_sids, context, **prompt_caps),
                 "gt_sids": gt,
                 "future_pos_sids": _unique_sids(w.future_positives, item_sids),
+                "window": f"{w.user_id}@{w.cutoff}",
             }
         )
     return out

@@ -96,7 +96,7 @@ def serve(app: FastAPI, settings: Settings) -> None:
     from threadpoolctl import threadpool_limits
 
     # The scoring matmuls are small ([1000, dim] x [dim, 20]) and requests arrive concurrently:
-    # BLAS threads only contend for the cores (10x slower on a busy 2-core machine).
+    # BLAS threads would only contend with the request handlers for the cores.
     threadpool_limits(limits=1, user_api="blas")
     # Everything alive now (modules, codebook, app) lives as long as the process; moving it out
     # of the collector's generations makes each collection triggered by a request cheap.

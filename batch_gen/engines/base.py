@@ -55,7 +55,7 @@ class EngineConfig:
         default=True,
         metadata={
             "help": "Run vLLM's engine core in this process: no IPC per step and a start-up "
-            "without a second torch import (~20 s instead of ~70 s on 2 CPU cores)."
+            "without a second torch import."
         },
     )
     seed: int = field(default=0, metadata={"help": "Engine seed (decoding itself is greedy)."})

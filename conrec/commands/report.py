@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from conrec.commands.evaluate import Engine
+from conrec.commands.choices import Engine
 
 console = Console()
 
@@ -31,9 +31,11 @@ def report(
     out: str = typer.Option("runs/report", help="Where filter_report.md and .png go."),
     engine: Annotated[Engine, typer.Option(help="Beam engine with --model-dir.")] = Engine.hf,
 ) -> None:
-    """Sweep the threshold: future negatives caught against future positives lost, with the
-    rule-based category blocker as one point, over every user with a future negative or
-    positive (users without a prediction keep every candidate)."""
+    """The operators' threshold report: negatives caught against positives lost, per threshold.
+
+    Over every user with a future negative or positive (users without a prediction keep every
+    candidate), with the rule-based category blocker as one point on the same users.
+    """
     if sum(x is not None for x in (model_dir, redis_url, store_path)) != 1:
         raise typer.BadParameter("give exactly one of --model-dir, --redis-url, --store-path")
     from codebook.artifact import load_codebook, load_item_sids

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from codebook.artifact import ItemSIDTable, load_codebook
+from codebook.figures import pyplot
 from conrec.evaluation.rows import (
     ABLATION,
     BASELINES,
@@ -277,10 +278,7 @@ def render_markdown(results: dict) -> str:
 
 def plot_metrics(rows: dict, path: Path) -> None:
     """Each metric per row, mean with the seed standard deviation as an error bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups = [("comparison", [*BASELINES, *COMPARISON]), ("ablation", list(ABLATION))]
     groups = [(title, [k for k in keys if k in rows]) for title, keys in groups]

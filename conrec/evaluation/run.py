@@ -25,7 +25,7 @@ from rich.console import Console
 from codebook.artifact import CODEBOOK_FILE, load_item_sids
 from conrec.evaluation.llm import llm_outputs
 from conrec.evaluation.rows import BASELINES, LLM_ROWS, STOCHASTIC_BASELINES, select_rows
-from model.data.sources import Dataset, load_ml100k
+from model.data.sources import DataTables, load_ml100k
 from model.evaluation.baselines import Catalogue
 from model.evaluation.metrics import CANDIDATE_METRIC, candidate_hits, topk_hits
 from model.evaluation.split import SPLITS, EvalSplit
@@ -68,7 +68,7 @@ class RowRun:
     info: dict
 
 
-def run_evaluation(cfg: EvaluationConfig, dataset: Dataset | None = None) -> dict:
+def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> dict:
     """Evaluate every requested row; write and return the results."""
     from conrec.evaluation.results import write_results
 
@@ -136,7 +136,7 @@ def machine() -> dict:
     }
 
 
-def _before_test_cutoff(data: Dataset):
+def _before_test_cutoff(data: DataTables):
     from model.data.splits import midpoint_cutoffs
 
     return visible_events(data.events, midpoint_cutoffs(data.events)).reset_index(drop=True)
@@ -145,7 +145,7 @@ def _before_test_cutoff(data: Dataset):
 def _ensure_codebook(base: CurriculumConfig, cfg: EvaluationConfig) -> None:
     if (Path(base.codebook_dir) / CODEBOOK_FILE).is_file():
         return
-    from conrec.jobs import train_codebook
+    from conrec.codebook_training import train_codebook
 
     console.rule(f"codebook: none at {base.codebook_dir}, training one")
     train_codebook(base.codebook_dir, dataset="ml-100k", data_path=base.data_dir)

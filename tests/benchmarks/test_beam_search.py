@@ -15,7 +15,7 @@ import torch
 
 from batch_gen.engines.base import EngineConfig, encode_prompts
 from batch_gen.engines.hf import HFBeamEngine
-from batch_gen.engines.tiny import build_tiny_setup
+from tests.batch_gen.engines.tiny_setup import build_tiny_setup
 from batch_gen.engines.vllm_engine import VLLMBeamEngine
 from model.constrained import SIDLogitsProcessor, build_sid_trie
 

@@ -30,7 +30,7 @@ from codebook.artifact import EncoderWeights, save_artifact
 from service import main as service_main
 from service.core.config import Settings
 from service.main import create_app
-from tests.service.support import free_port, private_redis
+from tests.redis_support import free_port, private_redis
 
 pytestmark = pytest.mark.benchmark
 

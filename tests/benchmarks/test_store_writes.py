@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from batch_gen.store import PredictionStore, connect
-from tests.service.support import private_redis
+from tests.redis_support import private_redis
 
 pytestmark = pytest.mark.benchmark
 

@@ -96,7 +96,7 @@ def test_squared_norms_from_the_gram_tables_equal_decoded_norms():
     codes = rng.integers(0, 32, size=(200, 3))
     expected = (codebook.decode(codes).astype(np.float64) ** 2).sum(-1)
     np.testing.assert_allclose(codebook.squared_norms(codes), expected, rtol=1e-5)
-    gram = codebook.gram()
-    assert gram is codebook.gram()
+    gram = codebook.gram
+    assert gram is codebook.gram
     assert sorted(gram.cross) == [(0, 1), (0, 2), (1, 2)]
     assert not gram.squares.flags.writeable

@@ -78,3 +78,43 @@ def test_caught_at_interpolates_along_the_sweep():
     assert caught_at(sweep, 0.2) == pytest.approx(0.4)
     assert caught_at(sweep, 0.5) == pytest.approx(0.75)
     assert caught_at(sweep, 0.0) == pytest.approx(0.2)  # held at the ends
+
+
+def test_conrec_report_from_a_published_run_scores_every_user(tmp_path, ml100k_dir, artifact_dir):
+    from typer.testing import CliRunner
+
+    from batch_gen.store import PredictionStore, connect, stop_embedded
+    from codebook.artifact import load_item_sids
+    from conrec.cli import app
+
+    table = load_item_sids(artifact_dir)
+    store_path = tmp_path / "store" / "redis.db"
+    client = connect(None, embedded_path=store_path)
+    writer = PredictionStore(client).begin_run("r1", codebook_version="v", model_version="m")
+    users = ["1", "2", "3"]  # only three users have a prediction; the rest keep everything
+    writer.write_batch(users, np.repeat(table.codes[None, :20], 3, axis=0))
+    writer.publish()
+    stop_embedded(client)
+    result = CliRunner().invoke(
+        app,
+        ["report", "--store-path", str(store_path), "--codebook-dir", str(artifact_dir),
+         "--data-dir", str(ml100k_dir), "--out", str(tmp_path / "report")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "(3 with a prediction)" in result.output
+    text = (tmp_path / "report" / "filter_report.md").read_text()
+    assert "| category blocker |" in text
+    # three users out of ~930 can drop only a sliver of all future negatives
+    caught = [float(line.split("|")[2]) for line in text.splitlines() if line.startswith("| 0.50")]
+    assert 0.0 < caught[0] < 0.02
+    assert (tmp_path / "report" / "filter_report.png").stat().st_size > 10_000
+
+
+def test_conrec_report_needs_exactly_one_source(tmp_path):
+    from typer.testing import CliRunner
+
+    from conrec.cli import app
+
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "exactly one of" in result.output

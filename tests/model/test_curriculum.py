@@ -111,3 +111,30 @@ def test_tiny_curriculum_end_to_end_shares_stages_and_resumes(tmp_path, artifact
     again = run_curriculum(cfg, ml100k)
     assert again["stages"]["4_grpo_recent"] == summary["stages"]["4_grpo_recent"]
     assert again["eval"] == summary["eval"]
+
+
+def test_grpo_stages_draw_disjoint_windows_and_recent_keeps_recent_negatives(
+    tmp_path, artifact_dir, ml100k
+):
+    from model.curriculum import CurriculumRun
+    from model.prompts import EMPTY, NEXT_NEGATIVE
+
+    base = load_config(CONFIG, codebook_dir=str(artifact_dir), output_dir=str(tmp_path))
+    cfg = dataclasses.replace(
+        base, cleaning=dataclasses.replace(base.cleaning, enabled=False),
+        grpo=[dataclasses.replace(s, max_steps=50) for s in base.grpo],
+    )  # fmt: skip
+    run = CurriculumRun(cfg, ml100k)
+    grpo = [s for s in run.stages if s.kind == "grpo"]
+    drawn = [run.samples(stage, model=None)[0] for stage in grpo]
+    windows = [{s["window"] for s in samples} for samples in drawn]
+    assert all(len(w) == len(samples) for w, samples in zip(windows, drawn, strict=True))
+    assert not windows[0] & windows[1]
+    assert not windows[0] & windows[2]
+    assert not windows[1] & windows[2]
+    recent = drawn[0]
+    assert recent
+    # "Not interested: none." would mean a window without negatives in its last 3 days
+    assert all(not s["prompt"].startswith(f"Not interested: {EMPTY}.") for s in recent)
+    assert all(s["prompt"].endswith(NEXT_NEGATIVE) for s in recent)
+    assert len(drawn[1]) == 50 * 4  # a stage draws max_steps x prompts_per_step samples

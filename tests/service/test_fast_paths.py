@@ -41,7 +41,7 @@ def test_squared_norms_equal_the_decoded_norms() -> None:
     codes = rng.integers(0, 64, size=(500, 3))
     expected = (codebook.decode(codes).astype(np.float64) ** 2).sum(-1)
     np.testing.assert_allclose(codebook.squared_norms(codes), expected, rtol=1e-5)
-    assert codebook.gram() is codebook.gram()  # computed once
+    assert codebook.gram is codebook.gram  # computed once
 
 
 def test_tables_are_used_only_where_they_pay() -> None:

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from service.core.config import Settings
 from service.main import create_app
-from tests.service.support import free_port
+from tests.redis_support import free_port
 
 BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}]}
 
@@ -66,8 +66,8 @@ def test_metrics_are_named_with_units_and_exposed(server: Callable[..., httpx.Cl
     assert "user_id" not in text
 
 
-def test_apps_get_their_own_registries(artifact_dir: Path) -> None:
-    settings = Settings(codebook_dir=artifact_dir, redis_url="redis://127.0.0.1:6379/0")
+def test_apps_get_their_own_registries(artifact_dir: Path, redis_url: str) -> None:
+    settings = Settings(codebook_dir=artifact_dir, redis_url=redis_url)
     registry = CollectorRegistry()
     create_app(settings, registry)
     create_app(settings)  # would raise "Duplicated timeseries" on a shared registry
@@ -85,12 +85,12 @@ def test_service_imports_no_ml_framework() -> None:
     assert out.strip() == "[]"
 
 
-def test_conrec_serve_starts_the_service(artifact_dir: Path) -> None:
+def test_conrec_serve_starts_the_service(artifact_dir: Path, redis_url: str) -> None:
     port = free_port()
     env = {
         **os.environ,
         "CONREC_CODEBOOK_DIR": str(artifact_dir),
-        "CONREC_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "CONREC_REDIS_URL": redis_url,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "conrec", "serve", "--port", str(port)],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batch_gen.engines.base import EngineConfig
-from batch_gen.engines.tiny import TinySetup, build_tiny_setup
+from tests.batch_gen.engines.tiny_setup import TinySetup, build_tiny_setup
 from model.constrained import build_sid_trie
 from model.trie import SIDTrie
 

@@ -10,13 +10,13 @@ import yaml
 from typer.testing import CliRunner
 
 from conrec.cli import app
-from model.data.sources import Dataset
+from model.data.sources import DataTables
 
 CONFIG = Path(__file__).resolve().parents[3] / "model" / "configs" / "tiny-ml100k.yaml"
 
 
 @pytest.fixture(scope="module")
-def small(ml100k) -> Dataset:
+def small(ml100k) -> DataTables:
     """The first 150 users of ml-100k: every part runs for real, in a couple of minutes."""
     users = sorted(ml100k.events["user_id"].unique())[:150]
     events = ml100k.events[ml100k.events["user_id"].isin(users)].reset_index(drop=True)

@@ -39,6 +39,7 @@ def test_kuairand_labels_map_to_hates_and_likes(kuairand_file):
     assert ds.events["ts"].between(1_649_000_000, 1_651_000_000).all()  # April 2022, seconds
 
 
+@pytest.mark.network
 def test_ml100k_is_fetched_from_pypi_once_then_cached(tmp_path, monkeypatch, ml100k_dir):
     monkeypatch.setenv("CONREC_CACHE_DIR", str(tmp_path))
     fetched = sources.ml100k_dir(None)

@@ -66,7 +66,7 @@ def test_no_future_event_leaks_into_history_on_ml100k(ml100k):
         later = g[g["ts"] > w.cutoff]
         assert set(w.future_negatives) <= set(later.loc[later["polarity"] == "neg", "item_id"])
         assert len(w.history_items) + len(later) == len(g)
-    # The figures ../shared/data/README.md gives for the per-user midpoint.
+    # ml-100k's published figures for the per-user midpoint cutoff.
     assert sum(bool(w.future_negatives) for w in windows) == 809
     assert sum(len(w.future_negatives) >= 3 for w in windows) == 587
 

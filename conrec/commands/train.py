@@ -8,7 +8,9 @@ import typer
 
 
 def train(
-    config: str = typer.Argument(..., help="Curriculum YAML, e.g. model/configs/tiny-ml100k.yaml."),
+    config: str = typer.Argument(
+        ..., help="Curriculum YAML, e.g. model/configs/smollm2-ml100k.yaml."
+    ),
     output_dir: str | None = typer.Option(None, help="Override the config's output_dir."),
     codebook_dir: str | None = typer.Option(None, help="Override the config's codebook_dir."),
     data_dir: str | None = typer.Option(None, help="Override the config's ml-100k folder."),

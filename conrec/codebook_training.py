@@ -1,4 +1,4 @@
-"""Jobs that compose the parts: dataset -> embeddings -> codebook artifact."""
+"""Training a codebook for a dataset: items -> embeddings -> RQ-VAE -> codebook artifact."""
 
 from __future__ import annotations
 

@@ -1,0 +1,36 @@
+"""The fixed choices of command-line options, as enums: a wrong value fails before any work."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Engine(StrEnum):
+    hf = "hf"
+    vllm = "vllm"
+
+
+class Split(StrEnum):
+    test = "test"
+    validation = "validation"
+
+
+class DatasetName(StrEnum):
+    ml100k = "ml-100k"
+    kuairand = "kuairand"
+
+
+class Context(StrEnum):
+    recent = "recent"
+    negatives = "negatives"
+    full = "full"
+
+
+class NoNegatives(StrEnum):
+    skip = "skip"
+    generate = "generate"
+
+
+class CollisionPolicy(StrEnum):
+    reassign = "reassign"
+    allow = "allow"
