@@ -15,9 +15,9 @@ import torch
 
 from batch_gen.engines.base import EngineConfig, encode_prompts
 from batch_gen.engines.hf import HFBeamEngine
-from tests.batch_gen.engines.tiny_setup import build_tiny_setup
 from batch_gen.engines.vllm_engine import VLLMBeamEngine
 from model.constrained import SIDLogitsProcessor, build_sid_trie
+from tests.batch_gen.engines.tiny_setup import build_tiny_setup
 
 pytestmark = pytest.mark.benchmark
 

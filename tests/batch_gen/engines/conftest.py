@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from batch_gen.engines.base import EngineConfig
-from tests.batch_gen.engines.tiny_setup import TinySetup, build_tiny_setup
 from model.constrained import build_sid_trie
 from model.trie import SIDTrie
+from tests.batch_gen.engines.tiny_setup import TinySetup, build_tiny_setup
 
 
 @pytest.fixture(scope="session")
