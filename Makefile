@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench reliability lint clean
 
 $(BIN)/conrec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(BIN)/conrec
 
 bench: $(BIN)/conrec
 	$(BIN)/pytest -m benchmark tests/benchmarks -s
+
+reliability: $(BIN)/conrec
+	$(BIN)/pytest -m reliability tests/reliability -s
 
 lint: $(BIN)/conrec
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

