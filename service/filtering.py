@@ -68,7 +68,11 @@ def candidate_codes(
         if unknown:
             sids = [sid for sid in sids if sid is not None]
     if set(map(len, sids)) - {levels}:
-        wrong = next(i for i, sid in enumerate(map(_SID, candidates)) if sid and len(sid) != levels)
+        wrong = next(
+            i
+            for i, sid in enumerate(map(_SID, candidates))
+            if sid is not None and len(sid) != levels
+        )
         raise BadRequest(
             f"candidates[{wrong}].sid has {len(candidates[wrong].sid)} codes; "
             f"the codebook has {levels} levels"

@@ -20,6 +20,14 @@ class DatasetName(StrEnum):
     kuairand = "kuairand"
 
 
+class Source(StrEnum):
+    """A named dataset, or `generic` files with a column mapping."""
+
+    ml100k = "ml-100k"
+    kuairand = "kuairand"
+    generic = "generic"
+
+
 class Context(StrEnum):
     recent = "recent"
     negatives = "negatives"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from conrec.commands.choices import CollisionPolicy, Source
 
 app = typer.Typer(help="Semantic-ID codebook (RQ-VAE).", no_args_is_help=True)
 console = Console()
@@ -15,7 +18,7 @@ console = Console()
 @app.command()
 def train(
     out: str = typer.Option("runs/codebook", help="Artifact directory."),
-    dataset: str = typer.Option("ml-100k", help="ml-100k | kuairand | generic"),
+    dataset: Annotated[Source, typer.Option(help="The catalogue's source.")] = Source.ml100k,
     data_path: str | None = typer.Option(
         None, help="Folder (ml-100k), file (kuairand) or items CSV/Parquet (generic)."
     ),
@@ -26,7 +29,9 @@ def train(
     size: int = typer.Option(32, help="Codewords per level K."),
     latent_dim: int = typer.Option(32, help="Codeword width."),
     epochs: int = typer.Option(400, help="Training epochs."),
-    collision_policy: str = typer.Option("reassign", help="reassign | allow"),
+    collision_policy: Annotated[
+        CollisionPolicy, typer.Option(help="Items sharing a greedy SID.")
+    ] = CollisionPolicy.reassign,
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Embed the catalogue, train the RQ-VAE, write codebook.npz + item_sids.npz + a plot."""
@@ -34,14 +39,14 @@ def train(
 
     metrics = train_codebook(
         out,
-        dataset=dataset,
+        dataset=dataset.value,
         data_path=data_path,
         embeddings_path=embeddings,
         levels=levels,
         size=size,
         latent_dim=latent_dim,
         epochs=epochs,
-        collision_policy=collision_policy,
+        collision_policy=collision_policy.value,
         seed=seed,
     )
     console.print_json(json.dumps(metrics))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from conrec.commands.choices import Source
 
 app = typer.Typer(
     help="Load datasets into the canonical items/events tables.", no_args_is_help=True
@@ -16,7 +19,7 @@ console = Console()
 
 @app.command()
 def prepare(
-    dataset: str = typer.Option("ml-100k", help="ml-100k | kuairand | generic"),
+    dataset: Annotated[Source, typer.Option(help="The source to load.")] = Source.ml100k,
     data_path: str | None = typer.Option(None, help="Folder (ml-100k) or file (kuairand)."),
     items: str | None = typer.Option(None, help="generic: items CSV/Parquet."),
     events: str | None = typer.Option(None, help="generic: events CSV/Parquet."),
@@ -26,12 +29,12 @@ def prepare(
     from model.data.sources import load_dataset, load_generic
     from model.data.splits import midpoint_cutoffs, user_windows
 
-    if dataset == "generic":
+    if dataset is Source.generic:
         if not (items and events):
             raise typer.BadParameter("generic needs --items and --events")
         ds = load_generic(items, events)
     else:
-        ds = load_dataset(dataset, data_path)
+        ds = load_dataset(dataset.value, data_path)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ds.items.to_parquet(out_dir / "items.parquet", index=False)
