@@ -30,6 +30,9 @@ pytestmark = pytest.mark.reliability
 
 USERS, ITEMS, K = 2_000, 1_000, 20
 CANDIDATES = 100
+# A Redis budget well above the 20 ms default, so that a loaded test machine's scheduling delays
+# do not pass for Redis faults; the faults injected here are real ones.
+REDIS_BUDGET = {"CONREC_REDIS_TIMEOUT_MS": "200"}
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +65,47 @@ def body(i: int) -> dict:
     return {"user_id": f"u{i % USERS}", "candidates": candidates, "surface": "home"}
 
 
-def start_redis(directory: Path, port: int, *extra: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         *extra],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for(f"redis://127.0.0.1:{port}/0", proc)
-    return proc
+class RedisProcess:
+    """A redis-server on a fixed loopback port that a test can kill and start again."""
+
+    def __init__(self, directory: Path, *extra: str):
+        self.directory, self.extra, self.port = directory, extra, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisProcess:
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.directory), *self.extra],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self.url, self.proc)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.kill()
-    proc.wait()
+@pytest.fixture
+def redis_with_run(catalogue, tmp_path):
+    """Start a Redis (with extra redis-server arguments) holding a published run of 2,000
+    users; yields (RedisProcess, service env). Killed after the test."""
+    started = []
+
+    def start(*extra: str) -> tuple[RedisProcess, dict[str, str]]:
+        artifact, version = catalogue
+        server = RedisProcess(tmp_path, *extra).start()
+        started.append(server)
+        publish(server.url, "r1", version)
+        env = {"CONREC_REDIS_URL": server.url, "CONREC_CODEBOOK_DIR": str(artifact)}
+        return server, env | REDIS_BUDGET
+
+    yield start
+    for server in started:
+        server.kill()
 
 
 def summary(name: str, outcomes) -> dict:
@@ -90,121 +121,90 @@ def summary(name: str, outcomes) -> dict:
     return figures
 
 
-def test_steady_load_is_served_without_errors_and_memory_stays_flat(catalogue, tmp_path):
+def test_steady_load_is_served_without_errors_and_memory_stays_flat(redis_with_run, tmp_path):
     seconds = float(os.environ.get("RELIABILITY_SECONDS", 180))
-    artifact, version = catalogue
-    port = free_port()
-    redis_proc = start_redis(tmp_path, port, "--save", "")
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        publish(url, "r1", version)
-        env = {"CONREC_REDIS_URL": url, "CONREC_CODEBOOK_DIR": str(artifact)}
-        with (
-            service_process(env, tmp_path / "serve.log") as service,
-            FixedRateLoad(service.url, rate=100, body_for=body) as load,
-        ):
-            rss = []  # (seconds into the load, RSS MB)
-            while load.elapsed() < seconds:
-                rss.append((load.elapsed(), service.rss_mb))
-                time.sleep(5)
-        figures = summary("steady load", load.outcomes)
-        late = [mb for t, mb in rss if t >= seconds - 120]
-        growth = max(late) - min(late)
-        print(f"RSS {rss[0][1]:.1f} -> {rss[-1][1]:.1f} MB, growth over the last 2 min "
-              f"{growth:.1f} MB")  # fmt: skip
-        assert figures["requests"] >= 0.95 * 100 * seconds
-        assert figures["non_2xx"] == 0
-        # Redis reads past the 20 ms budget fail open by design; on a busy machine a few do.
-        assert figures["fail_open"] < 0.01 * figures["requests"]
-        assert growth < 20
-    finally:
-        stop(redis_proc)
-
-
-def test_redis_killed_and_restarted_under_load(catalogue, tmp_path):
-    artifact, version = catalogue
-    port = free_port()
-    # Append-only with fsync always: a restarted Redis comes back with the published run.
-    aof = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
-    redis_proc = start_redis(tmp_path, port, *aof)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        publish(url, "r1", version)
-        env = {"CONREC_REDIS_URL": url, "CONREC_CODEBOOK_DIR": str(artifact)}
-        with (
-            service_process(env, tmp_path / "serve.log") as service,
-            FixedRateLoad(service.url, rate=50, body_for=body) as load,
-        ):
-            time.sleep(10)
-            stop(redis_proc)
-            killed_at = load.elapsed()
-            time.sleep(10)
-            restart_at = load.elapsed()
-            redis_proc = start_redis(tmp_path, port, *aof)  # same port, same data
-            back_at = load.elapsed()  # it answers PING
-            recovered = wait_until(
-                lambda: any(not o.fail_open and o.due > back_at for o in load.outcomes), 30
-            )
+    _, env = redis_with_run("--save", "")
+    with (
+        service_process(env, tmp_path / "serve.log") as service,
+        FixedRateLoad(service.url, rate=100, body_for=body) as load,
+    ):
+        rss = []  # (seconds into the load, RSS MB)
+        while load.elapsed() < seconds:
+            rss.append((load.elapsed(), service.rss_mb))
             time.sleep(5)
-        figures = summary("redis killed and restarted", load.outcomes)
-        down = [o for o in load.outcomes if killed_at + 1 <= o.due < restart_at]
-        print(f"fail-open stopped {recovered:.2f} s after Redis answered again")
-        assert figures["non_2xx"] == 0
-        assert down
-        assert all(o.fail_open for o in down)
-        assert recovered < 5
-        assert not any(o.fail_open for o in load.since(back_at + recovered + 1))
-    finally:
-        stop(redis_proc)
+    figures = summary("steady load", load.outcomes)
+    late = [mb for t, mb in rss if t >= seconds - 120]
+    growth = max(late) - min(late)
+    print(f"RSS {rss[0][1]:.1f} -> {rss[-1][1]:.1f} MB, growth over the last 2 min "
+          f"{growth:.1f} MB")  # fmt: skip
+    assert figures["requests"] >= 0.95 * 100 * seconds
+    assert figures["non_2xx"] == 0
+    assert figures["fail_open"] == 0
+    assert growth < 20
 
 
-def test_corrupted_thresholds_file_keeps_the_last_good_config(catalogue, tmp_path):
-    artifact, version = catalogue
+def test_redis_killed_and_restarted_under_load(redis_with_run, tmp_path):
+    # Append-only with fsync always: a restarted Redis comes back with the published run.
+    server, env = redis_with_run("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+    with (
+        service_process(env, tmp_path / "serve.log") as service,
+        FixedRateLoad(service.url, rate=50, body_for=body) as load,
+    ):
+        time.sleep(10)
+        server.kill()
+        killed_at = load.elapsed()
+        time.sleep(10)
+        restart_at = load.elapsed()
+        server.start()  # same port, same data
+        back_at = load.elapsed()  # it answers PING
+        recovered = wait_until(
+            lambda: any(not o.fail_open and o.due > back_at for o in load.outcomes), 30
+        )
+        time.sleep(5)
+    figures = summary("redis killed and restarted", load.outcomes)
+    down = [o for o in load.outcomes if killed_at + 1 <= o.due < restart_at]
+    print(f"fail-open stopped {recovered:.2f} s after Redis answered again")
+    assert figures["non_2xx"] == 0
+    assert down
+    assert all(o.fail_open for o in down)
+    assert recovered < 5
+    assert not any(o.fail_open for o in load.since(back_at + recovered + 1))
+
+
+def test_corrupted_thresholds_file_keeps_the_last_good_config(redis_with_run, tmp_path):
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text('version: "good"\ndefault: 0.9\nsurfaces: {home: 0.88}\n')
-    port = free_port()
-    redis_proc = start_redis(tmp_path, port, "--save", "")
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        publish(url, "r1", version)
-        env = {
-            "CONREC_REDIS_URL": url,
-            "CONREC_CODEBOOK_DIR": str(artifact),
-            "CONREC_THRESHOLDS_FILE": str(thresholds),
-            "CONREC_THRESHOLDS_RELOAD_S": "0.5",
-        }
-        with (
-            service_process(env, tmp_path / "serve.log") as service,
-            FixedRateLoad(service.url, rate=50, body_for=body) as load,
-        ):
-            time.sleep(5)
-            thresholds.write_text("default: [not, a, number\n")  # a half-written, broken file
-            corrupted_at = load.elapsed()
+    _, env = redis_with_run("--save", "")
+    env |= {"CONREC_THRESHOLDS_FILE": str(thresholds), "CONREC_THRESHOLDS_RELOAD_S": "0.5"}
+    with (
+        service_process(env, tmp_path / "serve.log") as service,
+        FixedRateLoad(service.url, rate=50, body_for=body) as load,
+    ):
+        time.sleep(5)
+        thresholds.write_text("default: [not, a, number\n")  # a half-written, broken file
+        corrupted_at = load.elapsed()
 
-            def metric(name: str) -> float:
-                text = httpx.get(f"{service.url}/metrics").text
-                line = next(x for x in text.splitlines() if x.startswith(name + " "))
-                return float(line.split()[-1])
+        def metric(name: str) -> float:
+            text = httpx.get(f"{service.url}/metrics").text
+            line = next(x for x in text.splitlines() if x.startswith(name + " "))
+            return float(line.split()[-1])
 
-            noticed = wait_until(lambda: metric("conrec_thresholds_config_valid") == 0.0, 10)
-            failures = metric("conrec_thresholds_config_reload_failures_total")
-            time.sleep(5)
-        figures = summary("thresholds file corrupted", load.outcomes)
-        print(f"bad file noticed after {noticed:.2f} s; reload failures {failures}")
-        assert figures["non_2xx"] == 0
-        assert failures >= 1
-        assert {o.config_version for o in load.since(corrupted_at)} == {"good"}
-    finally:
-        stop(redis_proc)
+        noticed = wait_until(lambda: metric("conrec_thresholds_config_valid") == 0.0, 10)
+        failures = metric("conrec_thresholds_config_reload_failures_total")
+        time.sleep(5)
+    figures = summary("thresholds file corrupted", load.outcomes)
+    print(f"bad file noticed after {noticed:.2f} s; reload failures {failures}")
+    assert figures["non_2xx"] == 0
+    assert failures >= 1
+    assert {o.config_version for o in load.since(corrupted_at)} == {"good"}
 
 
 def test_batch_job_killed_mid_run_keeps_serving_and_a_rerun_publishes(
     tmp_path, ml100k_dir, artifact_dir, ml100k
 ):
     model_dir = build_tiny_model_dir(ml100k, tmp_path / "model")
-    port = free_port()
-    redis_proc = start_redis(tmp_path, port, "--save", "")
-    url = f"redis://127.0.0.1:{port}/0"
+    server = RedisProcess(tmp_path, "--save", "").start()
+    url = server.url
     store = PredictionStore(connect(url), pointer_cache_s=0.0)
     previous = store.begin_run(
         "previous", codebook_version=load_codebook(artifact_dir).version, model_version="m"
@@ -233,7 +233,7 @@ def test_batch_job_killed_mid_run_keeps_serving_and_a_rerun_publishes(
 
     try:
         serve_env = {"CONREC_REDIS_URL": url, "CONREC_CODEBOOK_DIR": str(artifact_dir),
-                     "CONREC_POINTER_CACHE_S": "0.2"}  # fmt: skip
+                     "CONREC_POINTER_CACHE_S": "0.2", **REDIS_BUDGET}  # fmt: skip
         with (
             service_process(serve_env, tmp_path / "serve.log") as service,
             FixedRateLoad(service.url, rate=30, body_for=ml_body) as load,
@@ -250,7 +250,7 @@ def test_batch_job_killed_mid_run_keeps_serving_and_a_rerun_publishes(
             rerun_at = load.elapsed()
             rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
             assert rerun.returncode == 0, rerun.stderr[-2000:]
-            wait_until(lambda: load.outcomes[-1].prediction_version == "crashy", 10)
+            wait_until(lambda: load.outcomes[-1].prediction_version == "crashy", 60)
         figures = summary("batch job killed and rerun", load.outcomes)
         served = {
             o.prediction_version for o in load.outcomes if o.due < rerun_at and not o.fail_open
@@ -260,8 +260,7 @@ def test_batch_job_killed_mid_run_keeps_serving_and_a_rerun_publishes(
         assert killed_after < 100
         assert figures["non_2xx"] == 0
         assert served == {"previous"}  # the killed run was never served
-        after_kill = [o for o in load.since(killed_at) if o.due < rerun_at]
-        assert sum(o.fail_open for o in after_kill) < 0.01 * len(after_kill)
+        assert not any(o.fail_open for o in load.since(killed_at) if o.due < rerun_at)
         assert store.current_run().user_count == 200
     finally:
-        stop(redis_proc)
+        server.kill()
