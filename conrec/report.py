@@ -21,6 +21,7 @@ from codebook.artifact import Codebook, ItemSIDTable
 from codebook.figures import pyplot
 from codebook.similarity import max_cosine
 from model.data.splits import UserWindow
+from model.data.tables import categories_of
 
 THRESHOLDS = tuple(np.round(np.arange(0.50, 1.0001, 0.02), 2))
 
@@ -98,10 +99,7 @@ def caught_at(sweep: pd.DataFrame, positives_lost: float) -> float:
 def category_blocker(windows: Iterable[UserWindow], items: pd.DataFrame) -> dict[str, float]:
     """The rule-based baseline over the report's population: block every category of every
     item the user disliked."""
-    categories = {
-        row.item_id: {c.strip() for c in row.category.split(",") if c.strip()}
-        for row in items.itertuples()
-    }
+    categories = {row.item_id: categories_of(row.category) for row in items.itertuples()}
     caught = negatives = lost = positives = 0
     for w in report_population(windows):
         blocked = set().union(*(categories.get(i, set()) for i in w.negatives()))

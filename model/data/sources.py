@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from model.data.tables import (
+    CATEGORY_SEPARATOR,
     LoadReport,
     Polarity,
     drop_non_interest_negatives,
@@ -66,7 +67,7 @@ def load_ml100k(data_dir: str | Path | None = None) -> DataTables:
             {
                 "item_id": raw_items["item_id"],
                 "title": raw_items["movie_title"],
-                "category": raw_items["class"].str.replace(" ", ", "),
+                "category": raw_items["class"].str.replace(" ", CATEGORY_SEPARATOR),
                 "text": raw_items["release_year"].map(lambda y: f"Released {y}" if y else ""),
             }
         ),

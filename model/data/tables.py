@@ -131,6 +131,14 @@ def drop_non_interest_negatives(events: pd.DataFrame, report: LoadReport) -> pd.
     return events[~mask].reset_index(drop=True)
 
 
+CATEGORY_SEPARATOR = ", "
+
+
+def categories_of(category: str) -> frozenset[str]:
+    """An item's categories from its `category` cell, which holds them `, `-joined."""
+    return frozenset(c.strip() for c in category.split(CATEGORY_SEPARATOR.strip()) if c.strip())
+
+
 def item_texts(items: pd.DataFrame) -> list[str]:
     """The text an item is embedded from: title, then category, then any extra text."""
     parts = items[["title", "category", "text"]].fillna("").astype(str)

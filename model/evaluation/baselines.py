@@ -22,7 +22,7 @@ import pandas as pd
 
 from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow
-from model.data.tables import Polarity
+from model.data.tables import Polarity, categories_of
 from model.sids import SID
 from model.swing import SwingConfig, swing_scores
 
@@ -51,10 +51,7 @@ class Catalogue:
     @classmethod
     def of(cls, item_sids: ItemSIDTable, items: pd.DataFrame) -> Catalogue:
         by_id = dict(zip(items["item_id"].astype(str), items["category"].astype(str), strict=True))
-        categories = [
-            frozenset(c.strip() for c in by_id.get(str(i), "").split(",") if c.strip())
-            for i in item_sids.item_ids.tolist()
-        ]
+        categories = [categories_of(by_id.get(str(i), "")) for i in item_sids.item_ids.tolist()]
         return cls(item_sids.item_ids, item_sids.codes, categories)
 
     def __len__(self) -> int:
