@@ -116,6 +116,13 @@ def load_backbone_tokenizer(path: str | Path, levels: int, codebook_size: int):
     return tokenizer
 
 
+def device():
+    """Where models run: the GPU when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_backbone(path: str | Path, tokenizer):
     """A local checkpoint's model, its embeddings resized to `tokenizer` (with SID tokens)."""
     from transformers import AutoModelForCausalLM
@@ -123,7 +130,7 @@ def load_backbone(path: str | Path, tokenizer):
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="float32")
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
-    return model
+    return model.to(device())
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:

@@ -29,7 +29,8 @@ def completion_logprobs(model, tokenizer, prompt: str, completions: Sequence[str
     rows = [encode_completion(tokenizer, c) for c in completions]
     cache = None
     if len(prompt_ids) > 1:
-        cache = model(input_ids=torch.tensor([prompt_ids[:-1]]), use_cache=True).past_key_values
+        prefix = torch.tensor([prompt_ids[:-1]], device=model.device)
+        cache = model(input_ids=prefix, use_cache=True).past_key_values
         cache.batch_repeat_interleave(len(rows))
     width = max(len(r) for r in rows)
     # Each row feeds the prompt's last token, then its completion but for the final token.
@@ -42,9 +43,10 @@ def completion_logprobs(model, tokenizer, prompt: str, completions: Sequence[str
         scored[i, : len(r)] = 1.0
     mask = torch.cat([torch.ones((len(rows), len(prompt_ids) - 1), dtype=torch.long),
                       scored.long()], dim=1)  # fmt: skip
+    ids, mask, targets, scored = (t.to(model.device) for t in (ids, mask, targets, scored))
     logits = model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits  # [N, W, V]
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]
-    return (logp * scored).sum(-1).numpy()
+    return (logp * scored).sum(-1).cpu().numpy()
 
 
 def alignment_accuracy(model, tokenizer, samples: Sequence[dict]) -> float:
@@ -85,7 +87,7 @@ def generate_sids(
                 add_special_tokens=False,
                 padding=True,
                 return_tensors="pt",
-            )
+            ).to(model.device)
             generated = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
+from model.backbone import device
 from model.sids import is_sid_token
 
 DONE_MARKER = "STAGE_DONE"
@@ -97,5 +98,5 @@ def load_finished(stage_dir: Path):
     from transformers import AutoModelForCausalLM
 
     out = stage_dir / "merged"
-    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).to(device())
     return model, json.loads((out / DONE_MARKER).read_text())

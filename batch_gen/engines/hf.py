@@ -32,6 +32,7 @@ from batch_gen.engines.beam import (
     expand,
     initial_beams,
 )
+from model.backbone import device
 from model.sids import SID
 from model.trie import SIDTrie
 
@@ -50,10 +51,13 @@ def tree_attention_mask(
     real tokens and the key columns of its own SID tokens (`columns`: [prompts, beams, steps]),
     never its sibling beams."""
     num_prompts, num_beams, _ = columns.shape
-    visible = torch.zeros(num_prompts, num_beams, kv_length, dtype=torch.bool)
+    visible = torch.zeros(
+        num_prompts, num_beams, kv_length, dtype=torch.bool, device=columns.device
+    )
     visible[:, :, : prompt_mask.shape[1]] = prompt_mask[:, None, :]
     visible.scatter_(2, columns, True)
-    additive = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
+    additive = torch.zeros(visible.shape, device=visible.device)
+    additive = additive.masked_fill(~visible, torch.finfo(torch.float32).min)
     return additive[:, None]
 
 
@@ -68,7 +72,7 @@ class HFBeamEngine(BeamSearchEngine):
         )
         self.model = model or AutoModelForCausalLM.from_pretrained(
             config.model_path, local_files_only=True, dtype=getattr(torch, config.dtype)
-        )
+        ).to(device())
         self.model.eval()
         self.decode_sid = SIDDecoder(self.tokenizer, trie.depth)
 
@@ -77,7 +81,7 @@ class HFBeamEngine(BeamSearchEngine):
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (longest - len(ids)) + ids for ids in prompt_ids])
         mask = torch.tensor([[0] * (longest - len(ids)) + [1] * len(ids) for ids in prompt_ids])
-        return input_ids, mask
+        return input_ids.to(self.model.device), mask.to(self.model.device)
 
     def _forward(self, input_ids, mask, positions, cache=None, keep: int = 1):
         out = self.model(
@@ -138,10 +142,11 @@ class HFBeamEngine(BeamSearchEngine):
                     ],
                     axis=2,
                 )
-                mask = tree_attention_mask(prompt_mask, torch.from_numpy(columns), fed[-1] + 1)
+                columns_t = torch.from_numpy(columns).to(prompt_mask.device)
+                mask = tree_attention_mask(prompt_mask, columns_t, fed[-1] + 1)
                 positions = (last_position[:, None] + step).expand(-1, beams.width)
                 logits, cache = self._forward(
-                    torch.from_numpy(beams.tokens[:, :, -1]),
+                    torch.from_numpy(beams.tokens[:, :, -1]).to(prompt_mask.device),
                     mask.to(self.model.dtype),
                     positions,
                     cache,
@@ -157,15 +162,16 @@ class HFBeamEngine(BeamSearchEngine):
         num_prompts, old_width, steps = beams.tokens.shape
         prefixes = beams.tokens.reshape(num_prompts * old_width, steps)
         allowed = torch.from_numpy(allowed_mask(self.trie, prefixes, logits.shape[-1]))
-        logprobs = constrained_logprobs(logits, allowed)
+        logprobs = constrained_logprobs(logits, allowed.to(logits.device))
         banned = excluded_mask(prefixes, old_width, excluded, logits.shape[-1])
         if banned is not None:
-            logprobs = logprobs.masked_fill(torch.from_numpy(banned), float("-inf"))
+            banned = torch.from_numpy(banned).to(logits.device)
+            logprobs = logprobs.masked_fill(banned, float("-inf"))
         top = logprobs.topk(min(width, logits.shape[-1]), dim=-1)
         shape = (*beams.scores.shape, -1)
         return expand(
             beams,
-            top.indices.view(shape).numpy(),
-            top.values.view(shape).double().numpy(),
+            top.indices.view(shape).cpu().numpy(),
+            top.values.view(shape).double().cpu().numpy(),
             width,
         )

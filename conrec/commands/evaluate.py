@@ -17,6 +17,9 @@ def evaluate(
     ),
     out: str = typer.Option("runs/eval", help="Output directory; a rerun reuses what is there."),
     seeds: int = typer.Option(3, min=1, help="Seeds of CoNRec, SFT-only and stochastic baselines."),
+    first_seed: int = typer.Option(
+        0, min=0, help="First seed; rows are cached per seed, so spread seeds merge."
+    ),
     rows: str = typer.Option(
         "paper", help="LLM rows: all | paper | main | none, or comma-separated row keys."
     ),
@@ -47,7 +50,8 @@ def evaluate(
         raise typer.BadParameter(str(exc)) from None
     run_evaluation(
         EvaluationConfig(
-            config=config, out=out, seeds=seeds, rows=rows, baselines=names, split=split.value,
-            engine=engine.value, data_dir=data_dir, codebook_dir=codebook_dir, models=models,
+            config=config, out=out, seeds=seeds, first_seed=first_seed, rows=rows,
+            baselines=names, split=split.value, engine=engine.value, data_dir=data_dir,
+            codebook_dir=codebook_dir, models=models,
         )
     )  # fmt: skip

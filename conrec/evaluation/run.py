@@ -44,6 +44,13 @@ class EvaluationConfig:
     seeds: int = field(
         default=3, metadata={"help": "Seeds of CoNRec, SFT-only and stochastic baselines."}
     )
+    first_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seeds run are first_seed .. first_seed + seeds - 1. Rows are cached per "
+            "seed, so seeds spread over processes or machines merge by copying rows/."
+        },
+    )
     rows: str = field(
         default="paper", metadata={"help": "LLM rows: all | paper | main | none | keys."}
     )
@@ -56,6 +63,10 @@ class EvaluationConfig:
     models: dict[str, str] = field(
         default_factory=dict, metadata={"help": "row -> trained model dir, used for seed 0."}
     )
+
+    @property
+    def seed_range(self) -> range:
+        return range(self.first_seed, self.first_seed + self.seeds)
 
 
 @dataclass
@@ -190,7 +201,7 @@ def _baseline_runs(name, cfg, split, validation, catalogue, out: Path) -> list[R
             zip(("choice", "validation_fhr"), tune(name, validation, catalogue, cfg.k), strict=True)
         ),
     )
-    seeds = range(cfg.seeds) if name in STOCHASTIC_BASELINES else [0]
+    seeds = cfg.seed_range if name in STOCHASTIC_BASELINES else [0]
     runs = []
     for seed in seeds:
 
@@ -212,7 +223,7 @@ def _llm_runs(key, cfg, base, data, split, table, out: Path) -> list[RowRun]:
 
     row = LLM_ROWS[key]
     runs = []
-    for seed in range(cfg.seeds) if row.all_seeds else [0]:
+    for seed in cfg.seed_range if row.all_seeds else cfg.seed_range[:1]:
         console.rule(f"{key} (seed {seed}): {row.label}")
 
         def compute(seed=seed):

@@ -89,6 +89,19 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
     assert again["rows"]["conrec"]["metrics"] == rows["conrec"]["metrics"]
     assert json.loads((tmp_path / "results.json").read_text())["headline"] == again["headline"]
 
+    # A seed run elsewhere (another process or machine) makes the same cached row.
+    elsewhere = tmp_path / "elsewhere"
+    spread = dataclasses.replace(
+        cfg, out=str(elsewhere), seeds=1, first_seed=1, rows="conrec", baselines=("random",)
+    )
+    assert run_evaluation(spread, small)["rows"]["conrec"]["seeds"] == [1]
+    assert sorted(p.name for p in (elsewhere / "rows").glob("*-s*.json")) == [
+        "conrec-s1.json", "random-s1.json",
+    ]  # fmt: skip
+    for name in ("conrec-s1.json", "random-s1.json"):
+        ours, theirs = (json.loads((d / "rows" / name).read_text()) for d in (tmp_path, elsewhere))
+        assert theirs["predictions"] == ours["predictions"]
+
 
 def test_cli_rejects_unknown_rows_and_baselines_before_any_work(tmp_path):
     runner = CliRunner()
