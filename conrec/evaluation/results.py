@@ -196,6 +196,21 @@ def _table(rows: dict, keys: Sequence[str], labels: Sequence[str] | None = None)
     return lines
 
 
+def _machine_text(machine: dict) -> str:
+    return f"{machine['cpus']} CPUs ({machine['processor']}, GPU: {machine['gpu'] or 'none'})"
+
+
+def _llm_machines(rows: dict) -> str:
+    """Where the LLM rows ran: cached rows may come from other machines."""
+    machines = {
+        _machine_text(info["machine"]) if "machine" in info else "an unrecorded machine": None
+        for row in rows.values()
+        for info in row["info"]
+        if info.get("kind") == "llm"
+    }
+    return ", ".join(machines) or "no machine (no LLM rows)"
+
+
 def render_markdown(results: dict) -> str:
     rows, pops, head = results["rows"], results["populations"], results["headline"]
     lines = [
@@ -203,8 +218,8 @@ def render_markdown(results: dict) -> str:
         "",
         f"Config `{results['config']}`, {results['seeds']} seed(s) for CoNRec, SFT-only and "
         f"stochastic baselines (1 for the other rows), beam engine `{results['engine']}`; "
-        f"{results['seconds'] / 60:.1f} min on {results['machine']['cpus']} CPUs "
-        f"({results['machine']['processor']}, GPU: {results['machine']['gpu'] or 'none'}).",
+        f"{results['seconds'] / 60:.1f} min on {_machine_text(results['machine'])}; LLM rows "
+        f"trained and predicted on {_llm_machines(rows)}.",
         "",
         "Populations (users): "
         + ", ".join(f"{LABELS.get(k, k)} {v}" for k, v in pops.items())

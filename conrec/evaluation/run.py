@@ -248,6 +248,7 @@ def _llm_runs(key, cfg, base, data, split, table, out: Path) -> list[RowRun]:
                     "stages": {s: m.get("seconds") for s, m in summary.get("stages", {}).items()},
                 },
                 "predict_seconds": round(time.perf_counter() - start, 1),
+                "machine": machine(),  # rows merged from other machines say where they ran
             }
 
         payload = _cached(out / "rows" / f"{key}-s{seed}.json", compute)
