@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from batch_gen.store import DEFAULT_EMBEDDED_PATH, DEFAULT_PREFIX
@@ -36,3 +36,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     access_log: bool = False
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: object) -> object:
+        # docker-compose passes an unset variable through as "" (`${CONREC_API_KEY:-}`); an
+        # empty key would make every call without the header a 401.
+        return None if isinstance(value, str) and not value.strip() else value

@@ -34,6 +34,13 @@ def test_settings_read_the_conrec_environment(monkeypatch: pytest.MonkeyPatch) -
     assert settings.codebook_dir == Path("/models/codebook")
 
 
+def test_a_blank_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONREC_API_KEY", "")
+    assert Settings().api_key is None
+    monkeypatch.setenv("CONREC_API_KEY", "k")
+    assert Settings().api_key.get_secret_value() == "k"
+
+
 def test_thresholds_per_surface_and_content_version() -> None:
     raw = b"default: 0.9\nsurfaces: {home: 0.8}\noverride_range: {min: 0.5, max: 0.95}\n"
     thresholds = parse_thresholds(raw)
