@@ -1,4 +1,5 @@
-"""What the reliability tests drive: the service as its own process, and open-loop load.
+"""Open-loop load for the reliability tests (the service runs as its own process:
+`tests.service.support.service_process`).
 
 The load is open-loop: request i is due at start + i / rate and its latency is measured from
 that moment, so a stalled service shows up as queueing rather than as fewer requests.
@@ -7,59 +8,11 @@ that moment, so a stalled service shows up as queueing rather than as fewer requ
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
-import psutil
-
-from tests.redis_support import free_port
-
-
-@dataclass
-class ServiceProcess:
-    proc: subprocess.Popen
-    url: str
-
-    @property
-    def rss_mb(self) -> float:
-        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
-
-
-@contextlib.contextmanager
-def service_process(env: dict[str, str], log: Path) -> Iterator[ServiceProcess]:
-    """`conrec serve` on a free port with `env` (CONREC_* settings), ready when yielded."""
-    port = free_port()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "conrec", "serve", "--port", str(port)],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"conrec serve did not become ready: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield ServiceProcess(proc, url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
@@ -127,13 +80,3 @@ class FixedRateLoad:
             Outcome(due, status, latency, reply.get("fail_open", False),
                     reply.get("prediction_version"), reply.get("config_version"))
         )  # fmt: skip
-
-
-def wait_until(condition, timeout_s: float, interval_s: float = 0.05) -> float:
-    """Seconds until `condition()` held; raises TimeoutError after `timeout_s`."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"condition not met within {timeout_s} s")
-        time.sleep(interval_s)
-    return time.monotonic() - start

@@ -24,7 +24,8 @@ from batch_gen.store import PredictionStore, connect
 from codebook.artifact import EncoderWeights, load_codebook, save_artifact
 from tests.batch_gen.engines.tiny_setup import build_tiny_model_dir
 from tests.redis_support import free_port, redis_binary, wait_for
-from tests.reliability.support import FixedRateLoad, service_process, wait_until
+from tests.reliability.support import FixedRateLoad
+from tests.service.support import service_process, wait_until
 
 pytestmark = pytest.mark.reliability
 

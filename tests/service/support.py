@@ -1,14 +1,24 @@
-"""Helpers shared by the service, store and benchmark tests: a synthetic codebook whose cosines
-are easy to compute by hand, and run publishing."""
+"""Helpers shared by the service, store, reliability and benchmark tests: a synthetic codebook
+whose cosines are easy to compute by hand, run publishing, and `conrec serve` as a process."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
+import psutil
 
 from batch_gen.store import PredictionStore
 from codebook.artifact import EncoderWeights, save_artifact
+from tests.redis_support import free_port
 
 # Level 0 picks a basis vector e0..e3; levels 1 and 2 add small, known offsets, so that
 #   (0,0,0) = e0, (1,0,0) = e1, (0,1,0) = e0 + e1, (0,0,3) = e0 + 0.5 e1, (2,0,0) = e2.
@@ -45,3 +55,52 @@ def publish_run(
     writer = store.begin_run(run_id, codebook_version=codebook_version, model_version="m1", k=k)
     writer.write_batch(list(users), np.array(list(users.values()), dtype=np.uint16))
     writer.publish()
+
+
+@dataclass
+class ServiceProcess:
+    proc: subprocess.Popen
+    url: str
+
+    @property
+    def rss_mb(self) -> float:
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+
+@contextlib.contextmanager
+def service_process(env: dict[str, str], log: Path) -> Iterator[ServiceProcess]:
+    """`conrec serve` on a free port with `env` (CONREC_* settings), ready when yielded."""
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "conrec", "serve", "--port", str(port)],
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"conrec serve did not become ready: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield ServiceProcess(proc, url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(condition, timeout_s: float, interval_s: float = 0.05) -> float:
+    """Seconds until `condition()` held; raises TimeoutError after `timeout_s`."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
+    return time.monotonic() - start

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from service.core.config import Settings
 from service.main import create_app
-from tests.redis_support import free_port
+from tests.service.support import service_process, wait_until
 
 BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}]}
 
@@ -40,9 +38,7 @@ def test_missing_codebook_is_unready_until_it_appears(
     assert api.post("/filter", json=BODY).status_code == 503
 
     shutil.copytree(artifact_dir, later)
-    deadline = time.monotonic() + 5
-    while api.get("/readyz").status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: api.get("/readyz").status_code == 200, 5, interval_s=0.02)
     assert api.get("/readyz").status_code == 200
     assert api.post("/filter", json=BODY).json()["fail_open_reason"] == "no_prediction"
 
@@ -85,33 +81,12 @@ def test_service_imports_no_ml_framework() -> None:
     assert out.strip() == "[]"
 
 
-def test_conrec_serve_starts_the_service(artifact_dir: Path, redis_url: str) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CONREC_CODEBOOK_DIR": str(artifact_dir),
-        "CONREC_REDIS_URL": redis_url,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conrec", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/readyz")
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, "conrec serve exited"
-                assert time.monotonic() < deadline, "conrec serve did not start in 30 s"
-                time.sleep(0.1)
-        assert response.status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def test_conrec_serve_starts_the_service(
+    artifact_dir: Path, redis_url: str, tmp_path: Path
+) -> None:
+    env = {"CONREC_CODEBOOK_DIR": str(artifact_dir), "CONREC_REDIS_URL": redis_url}
+    with service_process(env, tmp_path / "serve.log") as service:
+        assert httpx.get(f"{service.url}/readyz").status_code == 200
 
 
 def test_openapi_documents_the_filter_bodies(server: Callable[..., httpx.Client]) -> None:
