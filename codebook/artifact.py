@@ -6,16 +6,23 @@ GRPO reward can decode semantic IDs (SIDs) without torch.
 Layout of an artifact directory::
 
     codebook.npz    codewords [D, K, latent], encoder MLP weights, meta (JSON)
-    item_sids.npz   item_ids [N] (unicode), codes [N, D] (uint16), codebook_version
+    item_sids.npz   item_ids [N] (unicode), codes [N, D] (uint16), codebook_version,
+                    table_version (int; absent in older files, read as 0)
 
 ``codebook_version`` is a content hash of the codewords, so any two artifacts with the same
 version decode every SID to the same vector; the prediction store records it next to each run.
+Within a codebook version the item table only grows (new items join, no SID ever changes);
+each rewrite increments ``table_version``.
+
+The loaders also take a versioned codebook root (``codebook.versions``) and read its current
+version.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -183,6 +190,7 @@ class ItemSIDTable:
     item_ids: np.ndarray  # [N] unicode
     codes: np.ndarray  # [N, D] uint16
     codebook_version: str
+    table_version: int = 0
 
     def __post_init__(self) -> None:
         self._index = {str(item): row for row, item in enumerate(self.item_ids.tolist())}
@@ -242,15 +250,28 @@ def save_artifact(
         arrays[f"encoder_w{i}"] = np.asarray(w, dtype=np.float32)
         arrays[f"encoder_b{i}"] = np.asarray(b, dtype=np.float32)
     _atomic_savez(out / CODEBOOK_FILE, arrays)
-    _atomic_savez(
-        out / ITEM_SIDS_FILE,
-        {
-            "item_ids": np.asarray([str(i) for i in item_ids], dtype=np.str_),
-            "codes": np.asarray(codes, dtype=np.uint16),
-            "codebook_version": np.array(version),
-        },
+    save_item_sids(
+        out,
+        ItemSIDTable(
+            np.asarray([str(i) for i in item_ids], dtype=np.str_),
+            np.asarray(codes, dtype=np.uint16),
+            version,
+        ),
     )
     return version
+
+
+def save_item_sids(artifact_dir: str | Path, table: ItemSIDTable) -> None:
+    """Write the item -> SID table atomically (a hot-reloading service sees old or new)."""
+    _atomic_savez(
+        Path(artifact_dir) / ITEM_SIDS_FILE,
+        {
+            "item_ids": np.asarray(table.item_ids, dtype=np.str_),
+            "codes": np.asarray(table.codes, dtype=np.uint16),
+            "codebook_version": np.array(table.codebook_version),
+            "table_version": np.array(table.table_version, dtype=np.int64),
+        },
+    )
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -258,12 +279,21 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(path)
+
+
+def _artifact_path(artifact_dir: str | Path, name: str) -> Path:
+    # Imported here: codebook.versions builds on this module's loaders.
+    from codebook.versions import resolve
+
+    return resolve(artifact_dir) / name
 
 
 def load_codebook(artifact_dir: str | Path) -> Codebook:
     """Load codewords, meta and encoder weights; raises ArtifactError with the reason."""
-    path = Path(artifact_dir) / CODEBOOK_FILE
+    path = _artifact_path(artifact_dir, CODEBOOK_FILE)
     if not path.is_file():
         raise ArtifactError(f"no codebook artifact at {path} (run `conrec codebook train`)")
     try:
@@ -286,11 +316,14 @@ def load_codebook(artifact_dir: str | Path) -> Codebook:
 
 
 def load_item_sids(artifact_dir: str | Path) -> ItemSIDTable:
-    path = Path(artifact_dir) / ITEM_SIDS_FILE
+    path = _artifact_path(artifact_dir, ITEM_SIDS_FILE)
     if not path.is_file():
         raise ArtifactError(f"no item -> SID table at {path}")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return ItemSIDTable(npz["item_ids"], npz["codes"], str(npz["codebook_version"]))
+            table_version = int(npz["table_version"]) if "table_version" in npz.files else 0
+            return ItemSIDTable(
+                npz["item_ids"], npz["codes"], str(npz["codebook_version"]), table_version
+            )
     except (OSError, KeyError, ValueError) as exc:
         raise ArtifactError(f"cannot read item -> SID table {path}: {exc}") from exc

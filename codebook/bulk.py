@@ -8,11 +8,18 @@ GPU; everything else is unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import faiss
 import numpy as np
 
-from codebook.artifact import ArtifactError, Codebook, ItemSIDTable
+from codebook.artifact import ArtifactError, Codebook, ItemSIDTable, save_item_sids
 from codebook.quality import resolve_collisions
+from codebook.versions import load_current
 
 
 class BulkEncoder:
@@ -64,3 +71,64 @@ class BulkEncoder:
             ranked[start:stop] = idx
             dist[start:stop] = d2[:, 0]
         return codes, ranked, dist
+
+
+@dataclass(frozen=True)
+class AddedItems:
+    codebook_version: str
+    table_version: int  # of the table now on disk (unchanged when nothing was added)
+    added: int
+    skipped: int  # ids already in the table, or repeated in the input
+    unresolved: int  # new items left sharing a SID (every last-level code of the prefix taken)
+    items: int  # in the table now
+
+
+def add_items(
+    root: str | Path, item_ids: list[str], embeddings: np.ndarray, use_gpu: bool = False
+) -> AddedItems:
+    """Give new items SIDs in the current codebook version of ``root`` (a versioned root or a
+    plain artifact directory) and write the grown table as its next ``table_version``.
+
+    Items already in the table are skipped, never re-encoded: SIDs do not change within a
+    codebook version, so predictions made earlier still name the same items. New items go
+    through the ``reassign`` collision policy against every SID already taken."""
+    ids = [str(i) for i in item_ids]
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or len(emb) != len(ids):
+        raise ValueError(f"{len(ids)} item ids but embeddings of shape {emb.shape}")
+    path, codebook, _ = load_current(root)
+    # One writer at a time per version: two concurrent runs would each drop the other's items.
+    with _locked(path):
+        path, codebook, table = load_current(path)
+        seen = set(table.item_ids.tolist())
+        rows = []
+        for row, item in enumerate(ids):
+            if item not in seen:
+                seen.add(item)
+                rows.append(row)
+        skipped = len(ids) - len(rows)
+        if not rows:
+            return AddedItems(codebook.version, table.table_version, 0, skipped, 0, len(table))
+        codes, unresolved = BulkEncoder(codebook, use_gpu=use_gpu).encode_new_items(
+            emb[rows], table
+        )
+        grown = ItemSIDTable(
+            np.concatenate([table.item_ids, np.asarray([ids[r] for r in rows], dtype=np.str_)]),
+            np.concatenate([table.codes.astype(np.uint16), codes]),
+            table.codebook_version,
+            table.table_version + 1,
+        )
+        save_item_sids(path, grown)
+    return AddedItems(
+        codebook.version, grown.table_version, len(rows), skipped, unresolved, len(grown)
+    )
+
+
+@contextlib.contextmanager
+def _locked(artifact_dir: Path) -> Iterator[None]:
+    with open(artifact_dir / ".item_sids.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

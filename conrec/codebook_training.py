@@ -7,34 +7,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from model.data.sources import load_dataset, read_table
-from model.data.tables import LoadReport, validate_items
+from model.data.prepared import load_tables
 from model.pypi import cache_dir
 
 log = logging.getLogger(__name__)
 
 
-def load_items(dataset: str, data_path: str | None) -> tuple[str, pd.DataFrame]:
-    """(source name, canonical items) of a named dataset, or of a generic items file."""
-    if dataset == "generic":
-        if data_path is None:
-            raise ValueError("the generic source needs --data-path to an items CSV/Parquet file")
-        report = LoadReport(Path(data_path).name)
-        items = validate_items(read_table(data_path), report)
-        if report.rows_dropped:
-            log.warning("%s", report.summary())
-        return Path(data_path).stem, items
-    ds = load_dataset(dataset, data_path)
-    return ds.name, ds.items
-
-
 def train_codebook(
     out: str | Path,
     *,
-    dataset: str = "ml-100k",
-    data_path: str | None = None,
+    data: str | Path | None = None,
     embeddings_path: str | None = None,
     levels: int = 3,
     size: int = 32,
@@ -43,13 +25,15 @@ def train_codebook(
     collision_policy: str = "reassign",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Train and write a codebook artifact for a dataset's items; returns its quality metrics."""
+    """Train and write a codebook artifact for the items of a prepared-tables folder (None:
+    ml-100k's); returns its quality metrics."""
     from codebook.embed import DEFAULT_ENCODER, MiniLMEncoder, embed_texts, load_precomputed
     from codebook.rqvae import RQVAEConfig
     from codebook.train import TrainConfig, plot_history, train_rqvae, write_artifact
     from model.data.tables import item_texts
 
-    source, items = load_items(dataset, data_path)
+    tables = load_tables(data)
+    source, items = tables.name, tables.items
     item_ids = items["item_id"].tolist()
     if embeddings_path:
         emb, encoder_name = load_precomputed(embeddings_path, item_ids), Path(embeddings_path).name

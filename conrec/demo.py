@@ -32,17 +32,19 @@ def run_demo(
     summary: dict = {}
     timer = time.perf_counter()
 
-    _stage(1, "data: ml-100k into the canonical tables")
+    _stage(1, "data: ml-100k into the prepared canonical tables")
+    from model.data.prepared import write_tables
     from model.data.sources import load_ml100k
 
     ds = load_ml100k(data_dir)
+    tables = write_tables(ds, out / "data")
     summary["data"] = ds.report.summary()
-    console.print(ds.report.summary())
+    console.print(f"{ds.report.summary()}; tables in {tables}")
 
     _stage(2, "codebook: MiniLM embeddings -> RQ-VAE -> semantic IDs")
     from conrec.codebook_training import train_codebook
 
-    cb = train_codebook(out / "codebook", dataset="ml-100k", data_path=data_dir)
+    cb = train_codebook(out / "codebook", data=tables)
     summary["codebook"] = cb
     console.print(
         f"codebook {cb['codebook_version']}: usage {cb['usage_per_level']}, perplexity "
@@ -55,7 +57,10 @@ def run_demo(
     from model.train_config import load_config
 
     cfg = load_config(
-        str(config), output_dir=str(out / "train"), codebook_dir=str(out / "codebook")
+        str(config),
+        output_dir=str(out / "train"),
+        codebook_dir=str(out / "codebook"),
+        data=str(tables),
     )
     _stage(3, f"model: translation, alignment, warm-up SFT, progressive GRPO ({cfg.backbone})")
     trained = run_curriculum(cfg, ds)

@@ -38,8 +38,9 @@ from model.backbone import (
     load_backbone_tokenizer,
 )
 from model.constrained import build_sid_trie
-from model.data.sources import DataTables, load_ml100k
-from model.data.splits import midpoint_cutoffs, training_cutoffs, user_windows
+from model.data.prepared import load_tables
+from model.data.sources import DataTables
+from model.data.splits import cutoffs_for, training_cutoffs, user_windows
 from model.data.tables import Polarity, item_texts
 from model.grpo import run_grpo_stage
 from model.likelihood import alignment_accuracy, generate_sids
@@ -70,7 +71,7 @@ def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> 
     """Run (or resume) every stage of `cfg`; return and write the summary."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = CurriculumRun(cfg, dataset or load_ml100k(cfg.data_dir))
+    run = CurriculumRun(cfg, dataset or load_tables(cfg.data))
     stages = run.stages
     done = [is_done(run.dir(s)) for s in stages]
     resume_at = next((i for i, d in enumerate(done) if not d), len(stages))
@@ -110,7 +111,7 @@ class CurriculumRun:
         self.caps = asdict(cfg.prompt)
 
         events = data.events
-        eval_cutoffs = midpoint_cutoffs(events)
+        eval_cutoffs = cutoffs_for(events, cfg.cutoff)
         train_cutoffs = training_cutoffs(events, eval_cutoffs, cfg.max_per_user)
         if cfg.max_train_windows and len(train_cutoffs) > cfg.max_train_windows:
             train_cutoffs = train_cutoffs.sample(cfg.max_train_windows, random_state=cfg.seed)

@@ -44,6 +44,7 @@ def base_fingerprint(cfg: CurriculumConfig, codebook_version: str, data_version:
     return _digest(
         {
             "data": data_version,
+            "cutoff": cfg.cutoff,
             "codebook": codebook_version,
             "backbone": cfg.backbone,
             "tiny": None if cfg.backbone else asdict(cfg.tiny),

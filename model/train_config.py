@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from model.backbone import TinyBackboneConfig
+from model.data.splits import CUTOFF_HELP
 from model.grpo import GRPOStageConfig
 from model.sft import SFTStageConfig
 from model.stages import LoraSettings
@@ -59,7 +60,14 @@ class CleaningSettings:
 class CurriculumConfig:
     output_dir: str = field(metadata={"help": "Where the final model and summary go."})
     codebook_dir: str = field(metadata={"help": "Codebook artifact (codebook + item SIDs)."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local ml-100k folder."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Prepared-tables folder (`conrec data prepare`); None: ml-100k's."},
+    )
+    cutoff: str = field(
+        default="midpoint",
+        metadata={"help": f"Evaluation cutoff; training windows end before it. {CUTOFF_HELP}"},
+    )
     backbone: str | None = field(
         default=None,
         metadata={

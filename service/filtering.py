@@ -128,9 +128,13 @@ async def fetch_prediction(state: ServiceState, user_id: str) -> tuple[Predictio
 
 
 async def run_filter(state: ServiceState, request: FilterRequest) -> FilterResponse:
-    """Raises BadRequest for bad input; otherwise answers, failing open if it must."""
-    codebook, items, thresholds = state.codebook, state.items, state.thresholds.current
-    if codebook is None or items is None or thresholds is None:
+    """Raises BadRequest for bad input; otherwise answers, failing open if it must.
+
+    Codebook versions: a prediction is decoded with the codebook it was made with (the current
+    or the previous one loaded). The candidates' SIDs are in ``request.codebook_version``, else
+    the current one; ids without a SID are looked up in the prediction's version's table."""
+    catalogue, thresholds = state.catalogue, state.thresholds.current
+    if catalogue is None or thresholds is None:
         raise NotReady("; ".join(state.not_ready_reasons()))
     if len(request.candidates) > state.settings.max_candidates:
         raise BadRequest(
@@ -138,17 +142,32 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             f"{state.settings.max_candidates} per request"
         )
     threshold = choose_threshold(thresholds, request)
-    codes, unknown = candidate_codes(codebook, items, request.candidates)
+    named = request.codebook_version
+    loaded = catalogue.current if named is None else catalogue.get(named)
     item_ids = list(map(_ITEM_ID, request.candidates))
-    unscored = [item_ids[i] for i in unknown]
-    state.metrics.candidates_seen.inc(len(item_ids))
-    state.metrics.candidates_unscored.inc(len(unscored))
+    if loaded is not None:
+        codes, unknown = candidate_codes(loaded.codebook, loaded.items, request.candidates)
+    else:
+        codes, unknown = None, []  # SIDs of a version not loaded: nothing to check them with
 
     prediction, reason = await fetch_prediction(state, request.user_id)
     try:
-        if prediction is not None and prediction.codebook_version != codebook.version:
-            reason = "codebook_mismatch"
-        elif prediction is not None:
+        if prediction is None:
+            pass
+        elif loaded is None:
+            reason = "sid_codebook_unloaded"
+        elif prediction.codebook_version != loaded.version:
+            # Only during a codebook roll (until the next nightly run): the prediction was made
+            # with the other loaded version, or with one no longer loaded.
+            loaded = catalogue.get(prediction.codebook_version)
+            if loaded is None:
+                reason = "codebook_mismatch"
+            elif any(map(_SID, request.candidates)):
+                reason = "sid_codebook_mismatch"
+            else:
+                codes, unknown = candidate_codes(loaded.codebook, loaded.items, request.candidates)
+        if not reason and prediction is not None:
+            codebook = loaded.codebook
             score = max_cosine_tables if use_tables(codebook, len(codes)) else max_cosine
             if not unknown:
                 scores = score(codebook, codes, codebook.validate(prediction.codes))
@@ -165,6 +184,9 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         # A bug here must not take the ranking path down with it: keep everything, loudly.
         logger.exception("scoring failed; failing open")
         reason = "internal_error"
+    unscored = [item_ids[i] for i in unknown]
+    state.metrics.candidates_seen.inc(len(item_ids))
+    state.metrics.candidates_unscored.inc(len(unscored))
     if reason:
         state.metrics.fail_open.labels(reason=reason).inc()
         return FilterResponse(
@@ -189,6 +211,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         config_version=thresholds.version,
         fail_open=False,
         unscored=unscored,
+        codebook_version=loaded.version,
     )
 
 

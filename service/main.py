@@ -71,14 +71,20 @@ def _add_body_schemas(app: FastAPI) -> None:
 
 
 async def _reload_loop(state: ServiceState) -> None:
-    """Poll the thresholds file (hot reload) and retry a codebook that failed to load."""
+    """Poll the thresholds file and the codebook root (hot reload: a moved ``CURRENT`` pointer,
+    a grown item table, or a codebook that failed to load before)."""
     while True:
         await asyncio.sleep(state.settings.thresholds_reload_s)
         try:
             state.thresholds.refresh()
-            state.load_codebook()
         except Exception:
             logger.exception("reload failed; keeping the current config")
+        try:
+            # In a worker thread: reading a large item table must not stall requests. The
+            # new catalogue is swapped in by one assignment when it is complete.
+            await asyncio.to_thread(state.refresh_codebooks)
+        except Exception:
+            logger.exception("codebook reload failed; keeping the loaded versions")
 
 
 def run(settings: Settings | None = None) -> None:

@@ -1,12 +1,13 @@
 """Prometheus metrics of the filter service, on an injectable registry.
 
 Names carry their unit (``_seconds``, ``_total``); labels are small fixed sets (route, status,
-reason, kind, version) and never a user or item id.
+reason, kind, version, role) and never a user or item id.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -18,8 +19,13 @@ FAIL_OPEN_REASONS = (
     "redis_error",
     "bad_prediction",
     "codebook_mismatch",
+    "sid_codebook_unloaded",
+    "sid_codebook_mismatch",
     "internal_error",
 )
+
+if TYPE_CHECKING:
+    from service.core.state import Catalogue
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,25 @@ class Metrics:
     config_valid: Gauge
     config_loaded_timestamp_seconds: Gauge
     config_reload_failures: Counter
+    codebook_info: Gauge
+    codebook_items: Gauge
+    codebook_loaded_timestamp_seconds: Gauge
+    codebook_reload_failures: Counter
 
     def set_config_version(self, version: str) -> None:
         self.config_info.clear()
         self.config_info.labels(version=version).set(1)
+
+    def set_codebooks(self, catalogue: Catalogue) -> None:
+        """One series per loaded codebook version, labelled current or previous."""
+        self.codebook_info.clear()
+        self.codebook_items.clear()
+        for loaded in catalogue.by_version.values():
+            role = "current" if loaded is catalogue.current else "previous"
+            table = str(loaded.items.table_version)
+            self.codebook_info.labels(version=loaded.version, role=role, table_version=table).set(1)
+            self.codebook_items.labels(version=loaded.version).set(len(loaded.items))
+        self.codebook_loaded_timestamp_seconds.set(catalogue.current.loaded_at)
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -117,6 +138,29 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         config_reload_failures=Counter(
             "conrec_thresholds_config_reload_failures",
             "Thresholds files rejected (unreadable or invalid).",
+            registry=registry,
+        ),
+        codebook_info=Gauge(
+            "conrec_codebook_info",
+            "Codebook versions loaded: 1 each, labelled with version, role (current, previous) "
+            "and the item table's version.",
+            ["version", "role", "table_version"],
+            registry=registry,
+        ),
+        codebook_items=Gauge(
+            "conrec_codebook_items",
+            "Items in the SID table of each loaded codebook version.",
+            ["version"],
+            registry=registry,
+        ),
+        codebook_loaded_timestamp_seconds=Gauge(
+            "conrec_codebook_loaded_timestamp_seconds",
+            "Unix time the current codebook (or its item table) was loaded.",
+            registry=registry,
+        ),
+        codebook_reload_failures=Counter(
+            "conrec_codebook_reload_failures",
+            "Codebook artifacts that failed to load (the loaded versions were kept).",
             registry=registry,
         ),
     )

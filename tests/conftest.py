@@ -88,6 +88,14 @@ def ml100k(ml100k_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def ml100k_tables(ml100k, tmp_path_factory) -> Path:
+    """ml-100k as a prepared-tables folder, the input of every command after `data prepare`."""
+    from model.data.prepared import write_tables
+
+    return write_tables(ml100k, tmp_path_factory.mktemp("ml100k-tables"))
+
+
+@pytest.fixture(scope="session")
 def item_embeddings(ml100k, tmp_path_factory) -> np.ndarray:
     from codebook.embed import MiniLMEncoder, embed_texts
     from model.data.tables import item_texts

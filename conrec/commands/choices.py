@@ -20,14 +20,6 @@ class DatasetName(StrEnum):
     kuairand = "kuairand"
 
 
-class Source(StrEnum):
-    """A named dataset, or `generic` files with a column mapping."""
-
-    ml100k = "ml-100k"
-    kuairand = "kuairand"
-    generic = "generic"
-
-
 class Context(StrEnum):
     recent = "recent"
     negatives = "negatives"

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from conrec.commands.choices import CollisionPolicy, Source
+from conrec.commands.choices import CollisionPolicy
+from conrec.commands.options import DataOption
 
 app = typer.Typer(help="Semantic-ID codebook (RQ-VAE).", no_args_is_help=True)
 console = Console()
@@ -18,10 +19,7 @@ console = Console()
 @app.command()
 def train(
     out: str = typer.Option("runs/codebook", help="Artifact directory."),
-    dataset: Annotated[Source, typer.Option(help="The catalogue's source.")] = Source.ml100k,
-    data_path: str | None = typer.Option(
-        None, help="Folder (ml-100k), file (kuairand) or items CSV/Parquet (generic)."
-    ),
+    data: DataOption = None,
     embeddings: str | None = typer.Option(
         None, help="Precomputed .npz (item_ids, embeddings) instead of the text encoder."
     ),
@@ -39,8 +37,7 @@ def train(
 
     metrics = train_codebook(
         out,
-        dataset=dataset.value,
-        data_path=data_path,
+        data=data,
         embeddings_path=embeddings,
         levels=levels,
         size=size,
@@ -72,3 +69,63 @@ def encode(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, item_ids=item_ids, codes=codes)
     console.print(f"encoded {len(codes)} items into {out} ({unresolved} unresolved collisions)")
+
+
+@app.command("add-items")
+def add_items(
+    codebook: str = typer.Option(..., help="Codebook root (or plain artifact directory)."),
+    embeddings: str = typer.Option(..., help=".npz with item_ids and embeddings of new items."),
+    gpu: bool = typer.Option(False, help="Use faiss-gpu."),
+) -> None:
+    """Give new items SIDs in the current codebook version and add them to its item table.
+
+    Existing items keep their SIDs; ids already in the table are skipped. The grown table is
+    written atomically as the next table_version; a running service picks it up."""
+    import numpy as np
+
+    from codebook.bulk import add_items as add
+
+    with np.load(embeddings, allow_pickle=False) as npz:
+        item_ids, emb = npz["item_ids"].tolist(), npz["embeddings"]
+    result = add(codebook, item_ids, emb, use_gpu=gpu)
+    console.print(
+        f"codebook {result.codebook_version} table {result.table_version}: added "
+        f"{result.added}, skipped {result.skipped} already present, {result.unresolved} "
+        f"unresolved collisions; {result.items} items",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def publish(
+    artifact: str = typer.Option(..., help="Artifact directory (e.g. `codebook train --out`)."),
+    root: str = typer.Option(..., help="Codebook root the service reads (CONREC_CODEBOOK_DIR)."),
+) -> None:
+    """Add an artifact to the root as a version and make it current; earlier versions stay.
+    Publishing a version already in the root (e.g. ROOT/versions/<old>) only moves the
+    pointer: that is a rollback."""
+    from codebook.versions import publish as publish_version
+
+    result = publish_version(artifact, root)
+    what = "added" if result.added else "already present"
+    console.print(
+        f"codebook {result.version} ({what}) is current in {root}; was {result.previous}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def versions(
+    root: str = typer.Option(..., help="Codebook root (or plain artifact directory)."),
+) -> None:
+    """List the root's codebook versions, oldest first; `*` marks the current one."""
+    from codebook.versions import list_versions
+
+    found = list_versions(root)
+    if not found:
+        console.print(f"no codebook in {root}")
+        raise typer.Exit(1)
+    for v in found:
+        mark = "*" if v.current else " "
+        line = f"{mark} {v.version}  items {v.items}  table {v.table_version}  {v.path}"
+        console.print(line, soft_wrap=True, highlight=False)

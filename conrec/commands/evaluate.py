@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from conrec.commands.choices import Engine, Split
+from conrec.commands.options import DataOption
 from conrec.evaluation.rows import BASELINES
 
 
@@ -28,7 +29,7 @@ def evaluate(
         Split, typer.Option(help="test, or validation for choosing settings.")
     ] = Split.test,
     engine: Annotated[Engine, typer.Option(help="Beam engine for the LLM rows.")] = Engine.hf,
-    data_dir: str | None = typer.Option(None, help="Local ml-100k folder."),
+    data: DataOption = None,
     codebook_dir: str | None = typer.Option(None, help="Override the config's codebook_dir."),
     model: Annotated[
         list[str] | None,
@@ -51,7 +52,7 @@ def evaluate(
     run_evaluation(
         EvaluationConfig(
             config=config, out=out, seeds=seeds, first_seed=first_seed, rows=rows,
-            baselines=names, split=split.value, engine=engine.value, data_dir=data_dir,
+            baselines=names, split=split.value, engine=engine.value, data=data,
             codebook_dir=codebook_dir, models=models,
         )
     )  # fmt: skip

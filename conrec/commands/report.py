@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from conrec.commands.choices import Engine
+from conrec.commands.options import DataOption
 
 console = Console()
 
@@ -27,7 +28,8 @@ def report(
     store_path: str | None = typer.Option(
         None, help="Or read the published run of an embedded store file (the demo's)."
     ),
-    data_dir: str | None = typer.Option(None, help="Local ml-100k folder."),
+    data: DataOption = None,
+    cutoff: str = typer.Option("midpoint", help="The cutoff the predictions were made at."),
     out: str = typer.Option("runs/report", help="Where filter_report.md and .png go."),
     engine: Annotated[Engine, typer.Option(help="Beam engine with --model-dir.")] = Engine.hf,
 ) -> None:
@@ -40,12 +42,12 @@ def report(
         raise typer.BadParameter("give exactly one of --model-dir, --redis-url, --store-path")
     from codebook.artifact import load_codebook, load_item_sids
     from conrec.report import operators_report
-    from model.data.sources import load_ml100k
+    from model.data.prepared import load_tables
     from model.evaluation.split import EvalSplit
 
-    data = load_ml100k(data_dir)
+    tables = load_tables(data)
     table = load_item_sids(codebook_dir)
-    split = EvalSplit.build(data.events, table)
+    split = EvalSplit.build(tables.events, table, cutoff=cutoff)
     if model_dir:
         from conrec.evaluation.llm import LLMPredictor
 
@@ -55,7 +57,7 @@ def report(
     else:
         predictions = _published(redis_url, store_path, [w.user_id for w in split.windows])
     figures = operators_report(
-        split.windows, predictions, load_codebook(codebook_dir), table, data.items, out
+        split.windows, predictions, load_codebook(codebook_dir), table, tables.items, out
     )
     console.print(
         f"{figures['users']} users ({figures['with_prediction']} with a prediction); at the "

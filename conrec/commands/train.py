@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from conrec.commands.options import DataOption
+
 
 def train(
     config: str = typer.Argument(
@@ -13,13 +15,16 @@ def train(
     ),
     output_dir: str | None = typer.Option(None, help="Override the config's output_dir."),
     codebook_dir: str | None = typer.Option(None, help="Override the config's codebook_dir."),
-    data_dir: str | None = typer.Option(None, help="Override the config's ml-100k folder."),
+    data: DataOption = None,
+    cutoff: str | None = typer.Option(None, help="Override the config's evaluation cutoff."),
 ) -> None:
     """Train SFT (translation, alignment, warm-up) then progressive GRPO; resumable."""
     from model.curriculum import SUMMARY_FILE, run_curriculum
     from model.train_config import load_config
 
-    cfg = load_config(config, output_dir=output_dir, codebook_dir=codebook_dir, data_dir=data_dir)
+    cfg = load_config(
+        config, output_dir=output_dir, codebook_dir=codebook_dir, data=data, cutoff=cutoff
+    )
     summary = run_curriculum(cfg)
     typer.echo(json.dumps(summary["eval"], indent=2))
     typer.echo(f"model: {summary['final_model']}  summary: {cfg.output_dir}/{SUMMARY_FILE}")

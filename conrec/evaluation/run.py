@@ -25,7 +25,9 @@ from rich.console import Console
 from codebook.artifact import CODEBOOK_FILE, load_item_sids
 from conrec.evaluation.llm import llm_outputs
 from conrec.evaluation.rows import BASELINES, LLM_ROWS, STOCHASTIC_BASELINES, select_rows
-from model.data.sources import DataTables, load_ml100k
+from model.data.prepared import load_tables
+from model.data.sources import DataTables
+from model.data.splits import cutoffs_for, validation_spec
 from model.evaluation.baselines import Catalogue
 from model.evaluation.metrics import CANDIDATE_METRIC, candidate_hits, topk_hits
 from model.evaluation.split import SPLITS, EvalSplit
@@ -58,7 +60,9 @@ class EvaluationConfig:
     split: str = field(default="test", metadata={"help": "test | validation (tuning)."})
     engine: str = field(default="hf", metadata={"help": "Beam engine for LLM rows: hf | vllm."})
     k: int = field(default=20, metadata={"help": "Predictions per user."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local ml-100k folder."})
+    data: str | None = field(
+        default=None, metadata={"help": "Prepared-tables folder; None: the config's."}
+    )
     codebook_dir: str | None = field(default=None, metadata={"help": "Override the config's."})
     models: dict[str, str] = field(
         default_factory=dict, metadata={"help": "row -> trained model dir, used for seed 0."}
@@ -91,19 +95,20 @@ def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> 
     base = load_config(
         cfg.config,
         codebook_dir=cfg.codebook_dir,
-        data_dir=cfg.data_dir,
+        data=cfg.data,
         output_dir=str(out / "models"),
     )
-    data = dataset or load_ml100k(base.data_dir)
+    data = dataset or load_tables(base.data)
     if cfg.split == "validation":
         # The validation split is the test split of the data cut at the test cutoff: training
         # and tuning on it never see the reported future.
-        data = dataclasses.replace(data, events=_before_test_cutoff(data))
+        data = dataclasses.replace(data, events=_before_test_cutoff(data, base.cutoff))
+        base = dataclasses.replace(base, cutoff=validation_spec(base.cutoff))
     _ensure_codebook(base, cfg)
     table = load_item_sids(base.codebook_dir)
     catalogue = Catalogue.of(table, data.items)
-    split = EvalSplit.build(data.events, table, "test")
-    validation = EvalSplit.build(data.events, table, "validation")
+    split = EvalSplit.build(data.events, table, "test", base.cutoff)
+    validation = EvalSplit.build(data.events, table, "validation", base.cutoff)
     console.print(f"split {cfg.split}: {split.populations()}")
 
     runs = [
@@ -147,10 +152,8 @@ def machine() -> dict:
     }
 
 
-def _before_test_cutoff(data: DataTables):
-    from model.data.splits import midpoint_cutoffs
-
-    return visible_events(data.events, midpoint_cutoffs(data.events)).reset_index(drop=True)
+def _before_test_cutoff(data: DataTables, cutoff: str):
+    return visible_events(data.events, cutoffs_for(data.events, cutoff)).reset_index(drop=True)
 
 
 def _ensure_codebook(base: CurriculumConfig, cfg: EvaluationConfig) -> None:
@@ -159,7 +162,7 @@ def _ensure_codebook(base: CurriculumConfig, cfg: EvaluationConfig) -> None:
     from conrec.codebook_training import train_codebook
 
     console.rule(f"codebook: none at {base.codebook_dir}, training one")
-    train_codebook(base.codebook_dir, dataset="ml-100k", data_path=base.data_dir)
+    train_codebook(base.codebook_dir, data=base.data)
 
 
 def _cached(path: Path, compute) -> dict:

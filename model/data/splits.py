@@ -6,7 +6,9 @@ future negatives = all negatives with t < ts <= t + horizon (7 days by default)
 future positives = likewise for positives
 
 The cutoff is the timestamp of the last event the model may see, so an event never sits on both
-sides. ml-100k users rate in bursts, so cutoffs are per user (`midpoint_cutoffs`).
+sides. ml-100k users rate in bursts, so its cutoffs are per user (`midpoint_cutoffs`); a
+platform's logs usually want one date for everyone. `cutoffs_for` reads the spelling that
+configs and commands use.
 """
 
 from __future__ import annotations
@@ -65,6 +67,49 @@ def global_cutoffs(events: pd.DataFrame, cutoff: int) -> pd.Series:
     """The same cutoff for every user (e.g. KuaiRand: 7 days of history, 7 of future)."""
     users = np.sort(events["user_id"].unique())
     return pd.Series(int(cutoff), index=pd.Index(users, name="user_id"), name="cutoff")
+
+
+CUTOFF_HELP = (
+    "midpoint (per user) | latest (all history) | last:<N>d (N days before the last event) | "
+    "a date (2024-03-01, UTC) | unix seconds"
+)
+
+
+def cutoffs_for(events: pd.DataFrame, spec: str | int) -> pd.Series:
+    """Cutoffs (user_id -> ts) from a spec; see CUTOFF_HELP. Raises ValueError naming it."""
+    text = str(spec).strip()
+    if text == "midpoint":
+        return midpoint_cutoffs(events)
+    if events.empty:
+        return global_cutoffs(events, 0)
+    last = int(events["ts"].max())
+    if text == "latest":
+        return global_cutoffs(events, last)
+    if text.startswith("last:") and text.endswith("d"):
+        try:
+            days = float(text[5:-1])
+        except ValueError:
+            days = -1.0
+        if days > 0:
+            return global_cutoffs(events, last - int(days * DAY_SECONDS))
+    elif text.lstrip("-").isdigit():
+        return global_cutoffs(events, int(text))
+    else:
+        try:
+            when = pd.Timestamp(text)
+        except ValueError:
+            when = None
+        if when is not None and not pd.isna(when):
+            when = when.tz_localize("UTC") if when.tzinfo is None else when
+            return global_cutoffs(events, int(when.timestamp()))
+    raise ValueError(f"cutoff {text!r} is not one of: {CUTOFF_HELP}")
+
+
+def validation_spec(spec: str | int) -> str:
+    """The cutoff spec of the validation split, applied to the events up to the test cutoffs:
+    a relative spec applies again; an absolute one (a date, `latest`) moves back one horizon."""
+    text = str(spec).strip()
+    return text if text == "midpoint" or text.startswith("last:") else f"last:{HORIZON_DAYS}d"
 
 
 def training_cutoffs(

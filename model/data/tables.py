@@ -84,9 +84,14 @@ def validate_items(raw: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
 
 
 def validate_events(
-    raw: pd.DataFrame, report: LoadReport, known_items: set[str] | None = None
+    raw: pd.DataFrame,
+    report: LoadReport,
+    known_items: set[str] | None = None,
+    *,
+    sort: bool = True,
 ) -> pd.DataFrame:
-    """Coerce to EVENT_COLUMNS, sorted by (user_id, ts); bad rows are dropped and counted."""
+    """Coerce to EVENT_COLUMNS, sorted by (user_id, ts) unless `sort` is False (a chunk of a
+    log that is sorted once in full); bad rows are dropped and counted."""
     report.rows_read += len(raw)
     df = raw.copy()
     if "reason" not in df.columns:
@@ -118,7 +123,9 @@ def validate_events(
         report.drop("unknown item", df[unknown])
         df = df[~unknown]
 
-    df = df.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
+    if sort:
+        df = df.sort_values(["user_id", "ts"], kind="stable")
+    df = df.reset_index(drop=True)
     report.rows_kept += len(df)
     return df
 

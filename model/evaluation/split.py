@@ -1,9 +1,10 @@
 """The evaluated split: who is judged, at which cutoff, against what, and what models may see.
 
-`test` uses each user's midpoint cutoff (the splits module's `midpoint_cutoffs`), as the
+`test` uses the configured cutoff (each user's midpoint by default, `model.data.splits`), as the
 training curriculum does: training windows and Swing never look past it. `validation` moves the
-cutoff earlier (each user's midpoint of the events up to their test cutoff) and cuts everything
-after the test cutoff away, so tuning on it never sees the reported future.
+cutoff earlier (the same spec applied to the events up to the test cutoff, or one horizon back
+for an absolute date) and cuts everything after the test cutoff away, so tuning on it never sees
+the reported future.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from codebook.artifact import ItemSIDTable
-from model.data.splits import UserWindow, midpoint_cutoffs, user_windows
+from model.data.splits import UserWindow, cutoffs_for, user_windows, validation_spec
 from model.evaluation.candidates import CandidateSet, candidate_sets
 from model.evaluation.metrics import summarize, topk_hits
 from model.evaluation.users import EvalUser, eval_users, negative_counts, visible_events
@@ -32,13 +33,19 @@ class EvalSplit:
     candidates_skipped: int
 
     @classmethod
-    def build(cls, events: pd.DataFrame, item_sids: ItemSIDTable, name: str = "test") -> EvalSplit:
+    def build(
+        cls,
+        events: pd.DataFrame,
+        item_sids: ItemSIDTable,
+        name: str = "test",
+        cutoff: str = "midpoint",
+    ) -> EvalSplit:
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
-        cutoffs = midpoint_cutoffs(events)
+        cutoffs = cutoffs_for(events, cutoff)
         if name == "validation":
             events = visible_events(events, cutoffs)
-            cutoffs = midpoint_cutoffs(events)
+            cutoffs = cutoffs_for(events, validation_spec(cutoff))
         visible = visible_events(events, cutoffs)
         windows = list(user_windows(events, cutoffs))
         users = eval_users(windows, item_sids, negative_counts(visible))

@@ -28,6 +28,10 @@ class FilterRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     surface: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     # Overrides the surface's threshold; must lie in the config's override_range.
     threshold: float | None = None
+    # The codebook version the candidates' SIDs are in; absent: the service's current one.
+    # SIDs of another version than the user's prediction cannot be compared with it (the
+    # request fails open); candidates given by item id only are looked up in the prediction's.
+    codebook_version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class DroppedItem(msgspec.Struct):
@@ -45,6 +49,8 @@ class FilterResponse(msgspec.Struct):
     fail_open_reason: str | None = None
     # Kept without a score: no SID given and the item id is not in the SID table (a new item).
     unscored: list[str] = []
+    # The codebook version the candidates were scored in (the prediction's); None if unscored.
+    codebook_version: str | None = None
 
 
 decode_request = msgspec.json.Decoder(FilterRequest).decode

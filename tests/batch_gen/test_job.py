@@ -16,10 +16,10 @@ import pytest
 
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig, UserPrompt, build_user_prompts
-from batch_gen.nightly import NightlyConfig, cutoffs_for, run_nightly
+from batch_gen.nightly import NightlyConfig, run_nightly
 from batch_gen.store import AsyncPredictionReader, PredictionStore, connect, connect_async
 from codebook.artifact import load_codebook, load_item_sids
-from model.data.splits import user_windows
+from model.data.splits import cutoffs_for, user_windows
 from model.prompts import next_negative_prompt
 from tests.redis_support import isolated_prefix
 
@@ -130,7 +130,7 @@ def test_a_run_with_too_many_failures_is_not_published(artifact_dir, store, tmp_
 
 
 def test_sigkill_mid_run_keeps_the_previous_version_and_a_rerun_resumes(
-    ml100k_dir, model_dir, artifact_dir, store, tmp_path, redis_url
+    ml100k_tables, model_dir, artifact_dir, store, tmp_path, redis_url
 ):
     previous = store.begin_run("previous", codebook_version="v", model_version="m")
     previous.write_batch(["196"], np.zeros((1, 20, 3), dtype=np.uint16))
@@ -139,7 +139,7 @@ def test_sigkill_mid_run_keeps_the_previous_version_and_a_rerun_resumes(
     cmd = [
         sys.executable, "-m", "conrec", "batch-gen",
         "--model-dir", str(model_dir), "--codebook-dir", str(artifact_dir),
-        "--data-path", str(ml100k_dir), "--run-id", "crashy", "--engine", "hf",
+        "--data", str(ml100k_tables), "--run-id", "crashy", "--engine", "hf",
         "--batch-size", "4", "--max-users", "200", "--cutoff", "midpoint",
         "--checkpoint-dir", str(tmp_path / "ckpt"),
     ]  # fmt: skip

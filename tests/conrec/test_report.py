@@ -80,7 +80,9 @@ def test_caught_at_interpolates_along_the_sweep():
     assert caught_at(sweep, 0.0) == pytest.approx(0.2)  # held at the ends
 
 
-def test_conrec_report_from_a_published_run_scores_every_user(tmp_path, ml100k_dir, artifact_dir):
+def test_conrec_report_from_a_published_run_scores_every_user(
+    tmp_path, ml100k_tables, artifact_dir
+):
     from typer.testing import CliRunner
 
     from batch_gen.store import PredictionStore, connect, stop_embedded
@@ -98,7 +100,7 @@ def test_conrec_report_from_a_published_run_scores_every_user(tmp_path, ml100k_d
     result = CliRunner().invoke(
         app,
         ["report", "--store-path", str(store_path), "--codebook-dir", str(artifact_dir),
-         "--data-dir", str(ml100k_dir), "--out", str(tmp_path / "report")],
+         "--data", str(ml100k_tables), "--out", str(tmp_path / "report")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "(3 with a prediction)" in result.output

