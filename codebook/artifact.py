@@ -25,6 +25,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,13 @@ class ItemSIDTable:
 
     def __contains__(self, item_id: object) -> bool:
         return str(item_id) in self._index
+
+    def rows_of(self, item_ids: list[str]) -> np.ndarray:
+        """Each id's row in the table, -1 for an id it does not hold: [M] int64. The lookups
+        run at C speed (``map`` over the dict's ``get``): the filter's item-id path."""
+        return np.fromiter(
+            map(self._index.get, item_ids, repeat(-1)), dtype=np.int64, count=len(item_ids)
+        )
 
     def lookup(self, item_ids: list[str]) -> tuple[np.ndarray, list[str]]:
         """Codes [len(found), D] for the known ids and the list of unknown ids."""

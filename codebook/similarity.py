@@ -21,6 +21,31 @@ def max_cosine(codebook: Codebook, candidates: np.ndarray, predictions: np.ndarr
     return (cand @ pred.T).max(axis=1)
 
 
+# Above this many floats (256 MB) a catalogue's item vectors are not kept: item ids are then
+# scored from their codes like SIDs.
+MAX_ITEM_VECTOR_FLOATS = 64_000_000
+
+
+def item_vectors(codebook: Codebook, codes: np.ndarray) -> np.ndarray | None:
+    """Unit decoded vectors of a catalogue's SIDs, [N, D] codes -> [N, dim] float32, computed
+    once per load so that candidates given by item id are scored without decoding them; None
+    for a catalogue too large to hold them."""
+    if len(codes) * codebook.dim > MAX_ITEM_VECTOR_FLOATS:
+        return None
+    vectors = np.empty((len(codes), codebook.dim), dtype=np.float32)
+    for start in range(0, len(codes), 65_536):
+        chunk = np.asarray(codes[start : start + 65_536], dtype=np.int64)
+        vectors[start : start + len(chunk)] = codebook.decode_normalized(chunk, validate=False)
+    vectors.setflags(write=False)
+    return vectors
+
+
+def max_cosine_vectors(candidates: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """``max_cosine`` of unit vectors: [M, dim] candidates, [K, dim] predictions -> [M]."""
+    # [K, M] rather than [M, K]: numpy's max is far faster along a long contiguous axis.
+    return (predictions @ candidates.T).max(axis=0)
+
+
 # Above this many Gram-table floats (levels^2 / 2 x size^2) the tables are not worth their memory.
 MAX_GRAM_FLOATS = 8_000_000
 

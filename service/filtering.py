@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from itertools import chain, compress
 from operator import attrgetter
 
@@ -17,9 +18,9 @@ import redis
 
 from batch_gen.store import Prediction, StoreError
 from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
-from codebook.similarity import max_cosine, max_cosine_tables, use_tables
+from codebook.similarity import max_cosine, max_cosine_tables, max_cosine_vectors, use_tables
 from service.api.schemas import Candidate, DroppedItem, FilterRequest, FilterResponse
-from service.core.state import ServiceState
+from service.core.state import LoadedCodebook, ServiceState
 from service.core.thresholds import Thresholds
 
 logger = logging.getLogger(__name__)
@@ -50,23 +51,88 @@ def choose_threshold(thresholds: Thresholds, request: FilterRequest) -> float:
     return request.threshold
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A request's candidates in one loaded codebook version: the scored ones as their codes,
+    or (a body of item ids only) as rows of the version's precomputed item vectors."""
+
+    loaded: LoadedCodebook
+    codes: np.ndarray | None  # [M', D]
+    rows: np.ndarray | None  # [M'] rows of ``loaded.vectors``
+    unknown: list[int]  # indices of the candidates kept unscored
+
+    @property
+    def scored(self) -> int:
+        return len(self.rows) if self.codes is None else len(self.codes)
+
+    def scores(self, prediction_codes: np.ndarray) -> np.ndarray:
+        """Max cosine of each scored candidate to the prediction's SIDs: [M']."""
+        codebook = self.loaded.codebook
+        predictions = codebook.validate(prediction_codes)
+        if self.codes is None:
+            units = codebook.decode_normalized(predictions, validate=False)
+            return max_cosine_vectors(self.loaded.vectors.take(self.rows, axis=0), units)
+        score = max_cosine_tables if use_tables(codebook, len(self.codes)) else max_cosine
+        return score(codebook, self.codes, predictions)
+
+
+def resolve(loaded: LoadedCodebook, candidates: list[Candidate], item_ids: list[str]) -> Resolved:
+    """The candidates in ``loaded``: ids only (and item vectors at hand) as rows, else codes."""
+    # ``count`` scans at C speed: a body of item ids only, what ranking services send.
+    if loaded.vectors is not None and list(map(_SID, candidates)).count(None) == len(candidates):
+        rows = loaded.items.rows_of(item_ids)
+        absent = rows < 0
+        if not absent.any():
+            return Resolved(loaded, None, rows, [])
+        return Resolved(loaded, None, rows[~absent], np.flatnonzero(absent).tolist())
+    codes, unknown = candidate_codes(loaded.codebook, loaded.items, candidates, item_ids)
+    return Resolved(loaded, codes, None, unknown)
+
+
 def candidate_codes(
-    codebook: Codebook, items: ItemSIDTable, candidates: list[Candidate]
+    codebook: Codebook, items: ItemSIDTable, candidates: list[Candidate], item_ids: list[str]
 ) -> tuple[np.ndarray, list[int]]:
     """Codes [M', D] of the candidates that have a SID (their own, else the item table's) and
     the indices of those that have none. An item too new for the SID table is not the caller's
     mistake: it is kept unscored rather than failing the whole ranking call."""
-    levels = codebook.levels
     sids = list(map(_SID, candidates))
-    unknown: list[int] = []
-    # ``None in`` scans at C speed; the enumeration only runs when some SID is missing.
-    unresolved = [i for i, sid in enumerate(sids) if sid is None] if None in sids else []
-    if unresolved:
-        for i in unresolved:
-            sids[i] = items.sid_of(candidates[i].item_id)
-        unknown = [i for i in unresolved if sids[i] is None]
-        if unknown:
-            sids = [sid for sid in sids if sid is not None]
+    # ``None in`` and ``count`` scan at C speed; only a mixed body enumerates its candidates.
+    if None not in sids:
+        return given_codes(codebook, sids, candidates), []
+    if sids.count(None) == len(sids):
+        rows = items.rows_of(item_ids)
+        missing = None
+    else:
+        missing = [i for i, sid in enumerate(sids) if sid is None]
+        rows = items.rows_of([item_ids[i] for i in missing])
+    # Rows of -1 (ids the table lacks) take some row's codes here and are dropped below.
+    looked_up = (
+        items.codes.take(rows, axis=0)
+        if len(items)
+        else np.zeros((len(rows), codebook.levels), dtype=items.codes.dtype)
+    )
+    if missing is None:
+        codes = looked_up.astype(np.int64)
+        missing_at = np.arange(len(sids))
+    else:
+        codes = np.empty((len(sids), codebook.levels), dtype=np.int64)
+        given = np.ones(len(sids), dtype=bool)
+        given[missing] = False
+        codes[given] = given_codes(codebook, [s for s in sids if s is not None], candidates)
+        codes[missing] = looked_up
+        missing_at = np.asarray(missing)
+    absent = rows < 0
+    if not absent.any():
+        return codes, []
+    unknown = missing_at[absent]
+    return np.delete(codes, unknown, axis=0), unknown.tolist()
+
+
+def given_codes(
+    codebook: Codebook, sids: list[list[int]], candidates: list[Candidate]
+) -> np.ndarray:
+    """The SIDs that callers sent, as validated codes [M, D]; BadRequest says what is wrong."""
+    levels = codebook.levels
     if set(map(len, sids)) - {levels}:
         wrong = next(
             i
@@ -77,7 +143,7 @@ def candidate_codes(
             f"candidates[{wrong}].sid has {len(candidates[wrong].sid)} codes; "
             f"the codebook has {levels} levels"
         )
-    if codebook.size <= 256 and sids:
+    if codebook.size <= 256:
         # Codes of a codebook this small fit a byte: ``bytes`` converts the ints at C speed,
         # faster than ``np.fromiter``. It refuses any code outside [0, 256): those take the general
         # path below, which reports them.
@@ -88,12 +154,12 @@ def candidate_codes(
         else:
             flat = np.frombuffer(packed, dtype=np.uint8).reshape(len(sids), levels)
             try:
-                return codebook.validate(flat), unknown
+                return codebook.validate(flat)
             except InvalidSIDError as exc:
                 raise BadRequest(f"invalid candidate sid: {exc}") from exc
     try:
         flat = np.fromiter(chain.from_iterable(sids), dtype=np.int64, count=len(sids) * levels)
-        return codebook.validate(flat.reshape(len(sids), levels)) if sids else flat, unknown
+        return codebook.validate(flat.reshape(len(sids), levels))
     except OverflowError as exc:
         raise BadRequest(f"invalid candidate sid: a code does not fit in 64 bits ({exc})") from exc
     except InvalidSIDError as exc:
@@ -145,38 +211,34 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
     named = request.codebook_version
     loaded = catalogue.current if named is None else catalogue.get(named)
     item_ids = list(map(_ITEM_ID, request.candidates))
-    if loaded is not None:
-        codes, unknown = candidate_codes(loaded.codebook, loaded.items, request.candidates)
-    else:
-        codes, unknown = None, []  # SIDs of a version not loaded: nothing to check them with
+    # SIDs of a version not loaded cannot be checked: resolved stays None.
+    resolved = resolve(loaded, request.candidates, item_ids) if loaded is not None else None
 
     prediction, reason = await fetch_prediction(state, request.user_id)
     try:
         if prediction is None:
             pass
-        elif loaded is None:
+        elif resolved is None:
             reason = "sid_codebook_unloaded"
-        elif prediction.codebook_version != loaded.version:
+        elif prediction.codebook_version != resolved.loaded.version:
             # Only during a codebook roll (until the next nightly run): the prediction was made
             # with the other loaded version, or with one no longer loaded.
-            loaded = catalogue.get(prediction.codebook_version)
-            if loaded is None:
+            other = catalogue.get(prediction.codebook_version)
+            if other is None:
                 reason = "codebook_mismatch"
             elif any(map(_SID, request.candidates)):
                 reason = "sid_codebook_mismatch"
             else:
-                codes, unknown = candidate_codes(loaded.codebook, loaded.items, request.candidates)
+                resolved = resolve(other, request.candidates, item_ids)
         if not reason and prediction is not None:
-            codebook = loaded.codebook
-            score = max_cosine_tables if use_tables(codebook, len(codes)) else max_cosine
-            if not unknown:
-                scores = score(codebook, codes, codebook.validate(prediction.codes))
+            if not resolved.unknown:
+                scores = resolved.scores(prediction.codes)
             else:
                 scores = np.full(len(item_ids), -np.inf, dtype=np.float32)
                 scored = np.ones(len(item_ids), dtype=bool)
-                scored[unknown] = False
-                if len(codes):
-                    scores[scored] = score(codebook, codes, codebook.validate(prediction.codes))
+                scored[resolved.unknown] = False
+                if resolved.scored:
+                    scores[scored] = resolved.scores(prediction.codes)
     except InvalidSIDError as exc:
         logger.warning("prediction %s has invalid codes: %s", prediction.version, exc)
         reason = "bad_prediction"
@@ -184,6 +246,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         # A bug here must not take the ranking path down with it: keep everything, loudly.
         logger.exception("scoring failed; failing open")
         reason = "internal_error"
+    unknown = resolved.unknown if resolved is not None else []
     unscored = [item_ids[i] for i in unknown]
     state.metrics.candidates_seen.inc(len(item_ids))
     state.metrics.candidates_unscored.inc(len(unscored))
@@ -211,7 +274,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         config_version=thresholds.version,
         fail_open=False,
         unscored=unscored,
-        codebook_version=loaded.version,
+        codebook_version=resolved.loaded.version,
     )
 
 

@@ -53,6 +53,12 @@ class FilterResponse(msgspec.Struct):
     codebook_version: str | None = None
 
 
+class Error(msgspec.Struct):
+    """Every 4xx/5xx body: what is wrong, in words."""
+
+    detail: str
+
+
 decode_request = msgspec.json.Decoder(FilterRequest).decode
 encode_response = msgspec.json.Encoder().encode
 
@@ -60,6 +66,6 @@ encode_response = msgspec.json.Encoder().encode
 def openapi_components() -> dict[str, Any]:
     """JSON schemas of the bodies, for the OpenAPI document's components."""
     _, components = msgspec.json.schema_components(
-        [FilterRequest, FilterResponse], ref_template="#/components/schemas/{name}"
+        [FilterRequest, FilterResponse, Error], ref_template="#/components/schemas/{name}"
     )
     return components

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import redis
 
 from batch_gen.store import AsyncPredictionReader, connect, connect_async, embedded_url
@@ -20,7 +21,7 @@ from codebook.artifact import (
     load_codebook,
     load_item_sids,
 )
-from codebook.similarity import gram_fits
+from codebook.similarity import gram_fits, item_vectors
 from codebook.versions import read_pointer, resolve
 from service.core.config import Settings
 from service.core.thresholds import Thresholds, ThresholdsSource
@@ -37,6 +38,8 @@ class LoadedCodebook:
     items: ItemSIDTable
     path: Path
     loaded_at: float
+    # Unit vectors of the table's items [N, dim] (``item_vectors``); None for a huge catalogue.
+    vectors: np.ndarray | None = None
 
     @property
     def version(self) -> str:
@@ -150,7 +153,8 @@ class ServiceState:
             raise ArtifactError(f"{path} holds codebook {codebook.version}, not {pointer}")
         if held is None and gram_fits(codebook):
             _ = codebook.gram  # computed now rather than in the first request
-        return LoadedCodebook(codebook, items, path, time.time())
+        vectors = item_vectors(codebook, items.codes)
+        return LoadedCodebook(codebook, items, path, time.time(), vectors)
 
     def _apply(self, loaded: LoadedCodebook) -> None:
         old = self.catalogue

@@ -1,29 +1,39 @@
-"""Benchmark: /filter at 1,000 candidates vs a bare endpoint on the same server.
+"""Benchmark: /filter at 1,000 candidates against a bare endpoint, for each kind of body.
 
-The bare endpoint only decodes and re-encodes the same body with the JSON library the service
-itself uses. The server runs in a subprocess (one uvicorn worker, as deployed); the load
-generator is a raw HTTP/1.1 keep-alive client on asyncio in the test process, cheap enough per
-request not to be the bottleneck. Run with::
+The bare endpoint is a separate minimal Starlette app, served the same way (one uvicorn worker):
+it reads the same body, decodes it with the service's JSON library (msgspec) and returns the
+candidate ids. The ratio /filter : bare therefore measures the filter's own work per request.
 
-    pytest -m benchmark tests/benchmarks/test_filter_throughput.py -s
+- Bodies: item ids only (what a ranking service naturally sends), item ids with SIDs, and mixed
+  (every other candidate with its SID). 1,000 candidates from a 10,000-item catalogue.
+- Users: every request names the next of 10,000 users with predictions in a real redis-server,
+  so no single key is hot; the service caches no Redis values.
+- Peak: closed loop with wrk (Debian package `wrk`; 1 thread, 4 connections, rounds of
+  ROUND_SECONDS interleaved between bare and /filter, best round of each).
+- Latency at half of peak: an open-loop generator at a fixed rate (half the median /filter
+  peak) that counts each request's latency from its scheduled start, so queueing behind a
+  stalled request is measured, not hidden (coordinated omission).
+
+Run: pytest -m benchmark tests/benchmarks/test_filter_throughput.py -s
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
 import numpy as np
 import pytest
-from fastapi import Request, Response
 
 from batch_gen.store import PredictionStore, connect
 from codebook.artifact import EncoderWeights, save_artifact
@@ -35,100 +45,131 @@ from tests.redis_support import free_port, private_redis
 pytestmark = pytest.mark.benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
-N_CANDIDATES = 1_000
-CONNECTIONS = 4
-ROUNDS = 3
-PEAK_SECONDS = 3.0
-LATENCY_SECONDS = 6.0
+N_ITEMS, N_CANDIDATES, N_USERS, K = 10_000, 1_000, 10_000, 20
+CONNECTIONS, ROUNDS, ROUND_SECONDS, LATENCY_SECONDS = 4, 3, 8, 6
+BODIES = ("ids", "sids", "mixed")
+USER = "__USER__"
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+# wrk: every request names the next user; the body is the template around the user id.
+WRK_SCRIPT = """
+local prefix, suffix, users, i = nil, nil, %d, 0
+function init(args)
+  local f = io.open(args[1], "rb"); local body = f:read("*a"); f:close()
+  local at = string.find(body, "__USER__", 1, true)
+  prefix, suffix = string.sub(body, 1, at - 1), string.sub(body, at + 8)
+end
+function request()
+  i = (i + 1) %% users
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
+                    prefix .. "user-" .. i .. suffix)
+end
+"""
 
 
-def build_world(root: Path, redis_url: str) -> bytes:
-    """A 3 x 256 x 32 codebook, 10k items, one user's 20 predictions; returns a request body."""
+def build_world(root: Path, redis_url: str) -> dict[str, bytes]:
+    """A 3 x 256 x 32 codebook over 10k items, 10k users' predictions; the body templates."""
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, size=(10_000, 3), dtype=np.uint16)
+    codes = rng.integers(0, 256, size=(N_ITEMS, 3), dtype=np.uint16)
     encoder = EncoderWeights((np.eye(32, dtype=np.float32),), (np.zeros(32, np.float32),))
     codewords = rng.normal(size=(3, 256, 32)).astype(np.float32)
-    version = save_artifact(
-        root, codewords, encoder, [f"item-{i}" for i in range(10_000)], codes, {}
-    )
+    ids = [f"item-{i}" for i in range(N_ITEMS)]
+    version = save_artifact(root, codewords, encoder, ids, codes, {})
     store = PredictionStore(connect(redis_url), prefix="bench")
-    writer = store.begin_run("r1", codebook_version=version, model_version="m")
-    writer.write_batch(["user-1"], codes[:20][None])
+    writer = store.begin_run("r1", codebook_version=version, model_version="m", k=K)
+    for start in range(0, N_USERS, 1_000):
+        users = [f"user-{u}" for u in range(start, start + 1_000)]
+        writer.write_batch(users, codes[rng.integers(0, N_ITEMS, size=(1_000, K))])
     writer.publish()
-    candidates = [{"item_id": f"item-{i}", "sid": codes[i].tolist()} for i in range(N_CANDIDATES)]
-    return json.dumps({"user_id": "user-1", "candidates": candidates}).encode()
+    picked = rng.choice(N_ITEMS, size=N_CANDIDATES, replace=False)
+    kinds = {
+        "ids": [{"item_id": ids[i]} for i in picked],
+        "sids": [{"item_id": ids[i], "sid": codes[i].tolist()} for i in picked],
+        "mixed": [
+            {"item_id": ids[i], **({"sid": codes[i].tolist()} if j % 2 else {})}
+            for j, i in enumerate(picked)
+        ],
+    }
+    return {
+        kind: json.dumps({"user_id": USER, "candidates": cands}).encode()
+        for kind, cands in kinds.items()
+    }
 
 
-def serve(port: int, codebook_dir: str, redis_url: str) -> None:
-    """The server process: the service app plus the bare reference endpoint."""
+def serve_filter(port: int, codebook_dir: str, redis_url: str) -> None:
     settings = Settings(
         codebook_dir=codebook_dir, redis_url=redis_url, store_prefix="bench", port=port
     )
-    app = create_app(settings)
+    service_main.serve(create_app(settings), settings)
 
-    @app.post("/bare")
+
+class BareCandidate(msgspec.Struct):
+    item_id: str
+    sid: list[int] | None = None
+
+
+class BareBody(msgspec.Struct):
+    user_id: str
+    candidates: list[BareCandidate]
+
+
+def serve_bare(port: int) -> None:
+    """The reference: read the body, decode it with msgspec, answer the candidate ids."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    decode, encode = msgspec.json.Decoder(BareBody).decode, msgspec.json.Encoder().encode
+
     async def bare(request: Request) -> Response:
-        # The service's own JSON library, so that the ratio measures the filter's work.
-        body = msgspec.json.encode(msgspec.json.decode(await request.body()))
-        return Response(body, media_type="application/json")
+        body = decode(await request.body())
+        ids = [c.item_id for c in body.candidates]
+        return Response(encode({"kept": ids}), media_type="application/json")
 
-    service_main.serve(app, settings)
+    async def ready(_: Request) -> Response:
+        return Response(b"{}", media_type="application/json")
 
-
-def raw_request(path: str, body: bytes) -> bytes:
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    app = Starlette(routes=[Route("/bare", bare, methods=["POST"]), Route("/readyz", ready)])
+    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 
 
-async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> None:
-    writer.write(raw)
-    head = await reader.readuntil(b"\r\n\r\n")
-    if head[9:12] != b"200":
-        raise RuntimeError(f"status {head[9:12].decode()}: {head[:200]!r}")
-    await reader.readexactly(int(_LENGTH.search(head).group(1)))
+@contextlib.contextmanager
+def started(code: str, port: int) -> Iterator[subprocess.Popen]:
+    """A server process running ``code``, ready on ``port``; stopped on the way out."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            assert proc.poll() is None, "benchmark server exited"
+            assert time.monotonic() < deadline, "benchmark server did not start"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
-async def closed_loop(port: int, raw: bytes, seconds: float) -> tuple[int, float]:
-    """CONNECTIONS clients send back to back for ``seconds``: (requests done, elapsed)."""
+def wrk_rps(url: str, body_file: Path, script: Path, seconds: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url,
+         "--", str(body_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert non2xx is None, out
+    return float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
+
+
+async def latencies_at(port: int, template: bytes, rate: float, seconds: float) -> np.ndarray:
+    """Open loop at a fixed rate; latency counts from each request's scheduled start."""
     loop = asyncio.get_running_loop()
-    done = 0
-
-    async def client(deadline: float) -> None:
-        nonlocal done
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while loop.time() < deadline:
-            await roundtrip(reader, writer, raw)
-            done += 1
-        writer.close()
-
-    started = loop.time()
-    await asyncio.gather(*(client(started + seconds) for _ in range(CONNECTIONS)))
-    return done, loop.time() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak(port: int, raw: bytes, seconds: float, pid: int) -> tuple[float, float]:
-    """(requests per second, server CPU milliseconds per request) at saturation."""
-    cpu = cpu_seconds(pid)
-    done, elapsed = asyncio.run(closed_loop(port, raw, seconds))
-    return done / elapsed, (cpu_seconds(pid) - cpu) / done * 1e3
-
-
-async def latencies_at(port: int, raw: bytes, rate: float, seconds: float) -> np.ndarray:
-    """Open loop at a fixed rate; latency counts from each request's scheduled start, so a
-    stalled server is not hidden by the client waiting for it (coordinated omission)."""
-    loop = asyncio.get_running_loop()
+    head, tail = template.split(USER.encode())
     pool: asyncio.Queue = asyncio.Queue()
-    for _ in range(16):
+    for _ in range(32):
         pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
     out: list[float] = []
     started = loop.time() + 0.05
@@ -136,68 +177,70 @@ async def latencies_at(port: int, raw: bytes, rate: float, seconds: float) -> np
     async def one(i: int) -> None:
         scheduled = started + i / rate
         await asyncio.sleep(scheduled - loop.time())
-        conn = await pool.get()
-        await roundtrip(*conn, raw)
-        pool.put_nowait(conn)
+        body = b"%suser-%d%s" % (head, i % N_USERS, tail)
+        reader, writer = await pool.get()
+        writer.write(
+            b"POST /filter HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        head_ = await reader.readuntil(b"\r\n\r\n")
+        if head_[9:12] != b"200":
+            raise RuntimeError(f"status {head_[9:12].decode()}")
+        await reader.readexactly(int(_LENGTH.search(head_).group(1)))
+        pool.put_nowait((reader, writer))
         out.append(loop.time() - scheduled)
 
     await asyncio.gather(*(one(i) for i in range(int(rate * seconds))))
     return np.array(out)
 
 
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
 def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
     with private_redis(tmp_path) as (_, redis_url):
-        body = build_world(tmp_path / "codebook", redis_url)
-        port = free_port()
-        code = (
-            "from tests.benchmarks.test_filter_throughput import serve; "
-            f"serve({port}, {str(tmp_path / 'codebook')!r}, {redis_url!r})"
+        templates = build_world(tmp_path / "codebook", redis_url)
+        script = tmp_path / "rotate.lua"
+        script.write_text(WRK_SCRIPT % N_USERS)
+        files = {}
+        for kind, body in templates.items():
+            files[kind] = tmp_path / f"{kind}.json"
+            files[kind].write_bytes(body)
+        fport, bport = free_port(), free_port()
+        module = "tests.benchmarks.test_filter_throughput"
+        filter_code = (
+            f"from {module} import serve_filter; "
+            f"serve_filter({fport}, {str(tmp_path / 'codebook')!r}, {redis_url!r})"
         )
-        server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-        try:
-            wait_ready(port, server)
-            check = httpx.post(f"http://127.0.0.1:{port}/filter", content=body).json()
-            assert check["fail_open"] is False, check
-            filter_raw, bare_raw = raw_request("/filter", body), raw_request("/bare", body)
-            peak(port, filter_raw, 1.0, server.pid)  # warm-up
-            peak(port, bare_raw, 1.0, server.pid)
-            # Interleaved rounds, best of each: the machine is shared and noisy.
-            bare_runs, filter_runs = [], []
-            for _ in range(ROUNDS):
-                bare_runs.append(peak(port, bare_raw, PEAK_SECONDS, server.pid))
-                filter_runs.append(peak(port, filter_raw, PEAK_SECONDS, server.pid))
-            bare_rps, bare_cpu = max(bare_runs)
-            filter_rps, filter_cpu = max(filter_runs)
-            # Half of the median peak, not of the best: the best round may have had the cores
-            # to itself, and half of it can exceed what a busy machine sustains.
-            rate = float(np.median([rps for rps, _ in filter_runs])) / 2
-            lat = asyncio.run(latencies_at(port, filter_raw, rate, LATENCY_SECONDS))
-        finally:
-            server.terminate()
-            server.wait(10)
-    p50, p99 = np.percentile(lat * 1e3, [50, 99])
+        bare_code = f"from {module} import serve_bare; serve_bare({bport})"
+        furl, burl = f"http://127.0.0.1:{fport}/filter", f"http://127.0.0.1:{bport}/bare"
+        with started(filter_code, fport), started(bare_code, bport):
+            for body in templates.values():
+                answer = httpx.post(furl, content=body.replace(b"__USER__", b"user-7")).json()
+                assert answer["fail_open"] is False, answer
+                assert not answer["unscored"], answer
+            results = {}
+            for kind in BODIES:
+                wrk_rps(furl, files[kind], script, 1)  # warm-up
+                wrk_rps(burl, files[kind], script, 1)
+                bare_runs, filter_runs = [], []
+                for _ in range(ROUNDS):  # interleaved: the machine is shared and noisy
+                    bare_runs.append(wrk_rps(burl, files[kind], script, ROUND_SECONDS))
+                    filter_runs.append(wrk_rps(furl, files[kind], script, ROUND_SECONDS))
+                rate = float(np.median(filter_runs)) / 2
+                lat = asyncio.run(latencies_at(fport, templates[kind], rate, LATENCY_SECONDS))
+                results[kind] = (max(bare_runs), max(filter_runs), rate, lat)
+
     print(
-        f"\nbody {len(body)} bytes, {N_CANDIDATES} candidates, {CONNECTIONS} connections, "
-        f"best of {ROUNDS} x {PEAK_SECONDS:.0f} s"
-        f"\nbare_rps: {bare_rps:.0f} (server CPU {bare_cpu:.2f} ms/request)"
-        f"\nfilter_rps: {filter_rps:.0f} (server CPU {filter_cpu:.2f} ms/request)"
-        f"\nfilter_vs_bare_ratio: {filter_rps / bare_rps:.2f}"
-        f"\nfilter_vs_bare_cpu_ratio: {bare_cpu / filter_cpu:.2f}"
-        f"\nhalf_peak_rate_rps: {rate:.0f} (half the median peak; {len(lat)} requests)"
-        f"\nfilter_p50_ms_at_half_peak: {p50:.2f}\nfilter_p99_ms_at_half_peak: {p99:.2f}"
+        f"\n{N_CANDIDATES} candidates, {N_USERS:,} users rotating, wrk -t1 -c{CONNECTIONS}, best "
+        f"of {ROUNDS} x {ROUND_SECONDS} s; latency open loop at half the median peak"
     )
-    assert filter_rps > 0
-    assert bare_rps > 0
-
-
-def wait_ready(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert server.poll() is None, "benchmark server exited"
-        assert time.monotonic() < deadline, "benchmark server did not start"
-        time.sleep(0.1)
+    print("body   bytes   bare req/s  filter req/s  ratio  half-peak rate  p50 ms  p99 ms")
+    for kind, (bare, filt, rate, lat) in results.items():
+        p50, p99 = np.percentile(lat * 1e3, [50, 99])
+        size = len(templates[kind])
+        print(f"{kind:6} {size:6}  {bare:10.0f}  {filt:12.0f}  {filt / bare:5.2f}  "
+              f"{rate:14.0f}  {p50:6.2f}  {p99:6.2f}")  # fmt: skip
+    names = {"sids": "filter", "ids": "filter_ids", "mixed": "filter_mixed"}
+    for kind, (bare, filt, _, lat) in results.items():
+        print(f"{names[kind]}_vs_bare_ratio: {filt / bare:.2f}")
+        print(f"{names[kind]}_p99_ms_at_half_peak: {np.percentile(lat * 1e3, 99):.2f}")
+    assert all(filt > 0 for _, filt, _, _ in results.values())

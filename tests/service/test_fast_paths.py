@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from itertools import compress
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from codebook.artifact import Codebook, ItemSIDTable
-from codebook.similarity import max_cosine, max_cosine_tables, use_tables
+from codebook.similarity import item_vectors, max_cosine, max_cosine_tables, use_tables
 from service.api.schemas import Candidate
-from service.filtering import BadRequest, candidate_codes, split
+from service.core.state import LoadedCodebook
+from service.filtering import BadRequest, candidate_codes, resolve, split
 
 
 @pytest.mark.parametrize(
@@ -56,6 +59,10 @@ def _codebook(size: int) -> Codebook:
     return Codebook(np.zeros((3, size, 2), np.float32))
 
 
+def _ids(cands: list[Candidate]) -> list[str]:
+    return [c.item_id for c in cands]
+
+
 def _items(codebook: Codebook) -> ItemSIDTable:
     return ItemSIDTable(np.array(["known"]), np.array([[1, 2, 3]], np.uint16), codebook.version)
 
@@ -68,10 +75,40 @@ def test_candidate_codes_on_both_conversion_paths(size: int) -> None:
     cands = [Candidate(f"i{i}", c) for i, c in enumerate(codes.tolist())]
     cands.append(Candidate("known"))  # resolved through the item table (a tuple)
     cands.append(Candidate("new"))  # unknown: kept unscored
-    out, unknown = candidate_codes(codebook, _items(codebook), cands)
+    out, unknown = candidate_codes(codebook, _items(codebook), cands, _ids(cands))
     assert out.dtype == np.int64
     np.testing.assert_array_equal(out, np.vstack([codes, [[1, 2, 3]]]))
     assert unknown == [51]
+
+
+@pytest.mark.parametrize("body", ["ids", "mixed"])
+def test_item_ids_are_looked_up_in_order_and_unknown_ones_reported(body: str) -> None:
+    rng = np.random.default_rng(1)
+    codebook = _codebook(256)
+    table_codes = rng.integers(0, 256, size=(300, 3)).astype(np.uint16)
+    items = ItemSIDTable(np.array([f"i{i}" for i in range(300)]), table_codes, codebook.version)
+    picks = rng.choice(300, size=100, replace=False)
+    cands = [Candidate(f"i{p}") for p in picks]
+    expected = table_codes[picks].astype(np.int64)
+    if body == "mixed":  # every third candidate carries its own SID, which wins
+        for j in range(0, 100, 3):
+            own = rng.integers(0, 256, size=3)
+            cands[j] = Candidate(cands[j].item_id, own.tolist())
+            expected[j] = own
+    cands[10:10] = [Candidate("new-1")]
+    cands.append(Candidate("new-2"))
+    out, unknown = candidate_codes(codebook, items, cands, _ids(cands))
+    assert unknown == [10, 101]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_an_empty_item_table_leaves_every_id_unscored() -> None:
+    codebook = _codebook(8)
+    empty = ItemSIDTable(np.array([], dtype=str), np.zeros((0, 3), np.uint16), codebook.version)
+    cands = [Candidate("a"), Candidate("b")]
+    out, unknown = candidate_codes(codebook, empty, cands, _ids(cands))
+    assert out.shape == (0, 3)
+    assert unknown == [0, 1]
 
 
 @pytest.mark.parametrize(
@@ -88,7 +125,7 @@ def test_out_of_range_codes_are_bad_requests(size: int, code: int, message: str)
     codebook = _codebook(size)
     cands = [Candidate("a", [0, 0, 0]), Candidate("b", [0, code, 0])]
     with pytest.raises(BadRequest) as caught:
-        candidate_codes(codebook, _items(codebook), cands)
+        candidate_codes(codebook, _items(codebook), cands, _ids(cands))
     assert message in str(caught.value)
 
 
@@ -105,3 +142,24 @@ def test_split_equals_the_mask_form(n_dropped: int) -> None:
     assert dropped == list(compress(ids, drop))
     assert dropped_scores == scores[drop].tolist()
     assert kept is not ids or n_dropped == 0
+
+
+def test_bodies_of_item_ids_are_scored_from_item_vectors_as_from_codes() -> None:
+    rng = np.random.default_rng(7)
+    codebook = Codebook(rng.normal(size=(3, 256, 16)).astype(np.float32))
+    table_codes = rng.integers(0, 256, size=(500, 3)).astype(np.uint16)
+    items = ItemSIDTable(np.array([f"i{i}" for i in range(500)]), table_codes, codebook.version)
+    fast = LoadedCodebook(codebook, items, Path("."), 0.0, item_vectors(codebook, table_codes))
+    slow = dataclasses.replace(fast, vectors=None)
+    cands = [Candidate(f"i{i}") for i in rng.choice(500, size=300, replace=False)]
+    cands.insert(5, Candidate("new"))
+    ids = _ids(cands)
+    by_rows, by_codes = resolve(fast, cands, ids), resolve(slow, cands, ids)
+    assert by_rows.codes is None
+    assert by_codes.rows is None
+    assert by_rows.unknown == by_codes.unknown == [5]
+    prediction = rng.integers(0, 256, size=(20, 3))
+    np.testing.assert_allclose(by_rows.scores(prediction), by_codes.scores(prediction), atol=2e-5)
+    # A body with a single SID among the ids takes the codes path.
+    cands[0] = Candidate(cands[0].item_id, [1, 2, 3])
+    assert resolve(fast, cands, _ids(cands)).rows is None

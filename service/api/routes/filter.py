@@ -32,6 +32,19 @@ class PlainRoute(APIRoute):
 
 router = APIRouter(tags=["filter"], route_class=PlainRoute)
 
+
+def _error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+_EXAMPLE = {
+    "user_id": "u-1029",
+    "surface": "home_feed",
+    "candidates": [{"item_id": "sku-1"}, {"item_id": "sku-2", "sid": [12, 3, 7]}],
+}
 _OPENAPI = {
     "parameters": [
         {
@@ -44,15 +57,42 @@ _OPENAPI = {
     ],
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FilterRequest"}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/FilterRequest"},
+                "example": _EXAMPLE,
+            }
+        },
     },
     "responses": {
         "200": {
-            "description": "Kept and dropped candidates",
+            "description": "Kept and dropped candidates; fail_open says why nothing was dropped "
+            "when the prediction side could not be used (kept is then every candidate).",
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/FilterResponse"}}
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/FilterResponse"},
+                    "example": {
+                        "kept": ["sku-1"],
+                        "dropped": [{"item_id": "sku-2", "score": 0.97}],
+                        "threshold": 0.9,
+                        "prediction_version": "20261126T020000Z",
+                        "config_version": "3f2a9c1e",
+                        "fail_open": False,
+                        "fail_open_reason": None,
+                        "unscored": [],
+                        "codebook_version": "a41c0f5e9b7d",
+                    },
+                }
             },
-        }
+        },
+        "400": _error("The body is not JSON."),
+        "401": _error("An API key is configured and X-API-Key is missing or wrong."),
+        "413": _error("The body exceeds the configured size limit."),
+        "422": _error(
+            "The body does not match FilterRequest, a SID has the wrong length or an "
+            "out-of-range code, too many candidates, or a threshold outside the allowed range."
+        ),
+        "503": _error("Not ready: the codebook or the thresholds config is not loaded yet."),
     },
 }
 
