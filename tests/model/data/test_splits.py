@@ -1,11 +1,14 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from model.data.splits import (
+    cutoffs_for,
     global_cutoffs,
     midpoint_cutoffs,
     training_cutoffs,
     user_windows,
+    validation_spec,
 )
 from model.data.tables import DAY_SECONDS
 
@@ -97,3 +100,33 @@ def test_global_cutoff_on_kuairand_gives_a_week_of_future(kuairand_file):
     assert len(windows) == 664
     assert all(np.all(w.history_ts <= cutoff) for w in windows)
     assert sum(bool(w.future_negatives) for w in windows) > 300
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("latest", {"u": 9 * DAY + 1, "w": 9 * DAY + 1}),
+        ("last:2d", {"u": 7 * DAY + 1, "w": 7 * DAY + 1}),
+        ("last:0.5d", {"u": 8 * DAY + DAY // 2 + 1, "w": 8 * DAY + DAY // 2 + 1}),
+        ("1970-01-03", {"u": 2 * DAY, "w": 2 * DAY}),
+        ("1970-01-03T01:00:00+01:00", {"u": 2 * DAY, "w": 2 * DAY}),
+        (str(3 * DAY), {"u": 3 * DAY, "w": 3 * DAY}),
+    ],
+)
+def test_cutoff_specs(spec, expected):
+    events = _events().sort_values(["user_id", "ts"]).reset_index(drop=True)
+    assert cutoffs_for(events, spec).to_dict() == expected
+
+
+def test_midpoint_spec_and_bad_specs():
+    events = _events().sort_values(["user_id", "ts"]).reset_index(drop=True)
+    assert cutoffs_for(events, "midpoint").equals(midpoint_cutoffs(events))
+    for bad in ("yesterday-ish", "last:-3d", "last:xd", "mid"):
+        with pytest.raises(ValueError, match="is not one of: midpoint"):
+            cutoffs_for(events, bad)
+
+
+def test_validation_moves_absolute_cutoffs_back_one_horizon():
+    assert validation_spec("midpoint") == "midpoint"
+    assert validation_spec("last:3d") == "last:3d"
+    assert validation_spec("2024-03-01") == validation_spec("latest") == "last:7d"
