@@ -25,7 +25,7 @@ from model.data.splits import CUTOFF_HELP, cutoffs_for, user_windows
 from model.prompts import PROMPT_CONFIG_FILE, load_prompt_config, next_negative_prompt
 
 log = logging.getLogger(__name__)
-ENGINES = ("vllm", "hf")
+ENGINES = ("auto", "vllm", "hf")
 
 
 @dataclass
@@ -33,7 +33,10 @@ class NightlyConfig:
     model_dir: str = field(metadata={"help": "Trained model + tokenizer (HF format)."})
     codebook_dir: str = field(metadata={"help": "Codebook artifact directory."})
     job: BatchJobConfig = field(metadata={"help": "Run options."})
-    engine: str = field(default="vllm", metadata={"help": f"One of {ENGINES}."})
+    engine: str = field(
+        default="auto",
+        metadata={"help": f"One of {ENGINES}; auto: the faster one here (see resolve_engine)."},
+    )
     cutoff: str = field(
         default="latest",
         metadata={"help": CUTOFF_HELP},
@@ -58,7 +61,29 @@ def trained_prompt_kwargs(model_dir: str) -> dict:
     return load_prompt_config(model_dir) if path.is_file() else {}
 
 
+def resolve_engine(kind: str) -> str:
+    """The engine `kind` names; "auto" picks the faster one on this machine's hardware.
+
+    On CPU: the HF engine, because it measured faster there. `pytest -m benchmark
+    tests/benchmarks/test_beam_search.py` (64 users, 92-token prompts, K=20, 2-core CPU) gave
+    the vLLM engine 0.08x the HF engine's users/s on the tiny Qwen3 (0.06x before its loop went
+    to the engine core directly) and 0.12x on SmolLM2-135M with SID tokens (8 users). vLLM
+    sends one request per beam and level: its per-request scheduling (~0.1 ms) and recomputing
+    each prompt's tail after its last full 32-token KV block outweigh the model, while the HF
+    engine prefills once and feeds every beam as one more token under a tree mask.
+    With a CUDA GPU: vLLM, the engine the batch job is built around. Not measured yet:
+    tests/benchmarks/gpu_beam_search.sh measures it; if HF wins there too, return "hf" here.
+    """
+    if kind != "auto":
+        return kind
+    import torch
+
+    # CPU: HF measured 8-12x vLLM's users/s (see the docstring).
+    return "vllm" if torch.cuda.is_available() else "hf"
+
+
 def make_engine(kind: str, config: EngineConfig, trie) -> BeamSearchEngine:
+    kind = resolve_engine(kind)
     if kind == "vllm":
         from batch_gen.engines.vllm_engine import VLLMBeamEngine
 

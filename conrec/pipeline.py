@@ -266,7 +266,7 @@ def _batch(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
     from batch_gen.nightly import NightlyConfig, run_nightly
     from model.data.prepared import load_tables
 
-    opts = {"engine": "hf", "cutoff": "latest", **settings}
+    opts = {"engine": "auto", "cutoff": "latest", **settings}
     job_keys = {f.name for f in fields(BatchJobConfig)} - {"run_id", "checkpoint_dir"}
     job = BatchJobConfig(
         run_id=opts.pop("run_id", None) or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),

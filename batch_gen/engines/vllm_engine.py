@@ -1,18 +1,28 @@
-"""Trie-constrained beam search on vLLM: an own beam loop over `LLM.generate`.
+"""Trie-constrained beam search on vLLM: an own beam loop over vLLM's engine core.
 
-Each SID level is one `generate` call with one single-token request per live beam, restricted to
-the tokens the trie allows after that beam (`allowed_token_ids`). Prefix caching keeps the
-prompts' KV blocks from the first level, so later levels compute only the tail after the last
-full cached block; a small block size keeps that tail short. `logprobs_mode="processed_logprobs"`
-makes vLLM return log-probs after the allowed-token mask, i.e. the same masked log-softmax the
-HF engine scores with.
+Each SID level sends one single-token request per live beam (the prompt plus the beam's SID
+tokens), restricted to the tokens the trie allows after that beam (`allowed_token_ids`).
+Prefix caching keeps the prompts' KV blocks from the first level, so later levels compute only
+the tail after the last full cached block (vLLM caches whole blocks only; the CPU attention
+backend's smallest block is 32 tokens). `logprobs_mode="processed_logprobs"` makes vLLM return
+log-probs after the allowed-token mask, i.e. the same masked log-softmax the HF engine scores
+with.
+
+The requests go to the engine core directly (`LLM.llm_engine.engine_core`), built by copying a
+request validated once per (trie prefix, log-prob count), and the raw log-prob arrays are read
+back: `LLM.generate`'s per-request rendering, validation and output objects cost more than the
+model itself for thousands of one-token requests. What is left per request is vLLM's own
+scheduling and batch bookkeeping (~0.1 ms on a CPU core) and the prompt tail; see
+docs/benchmarks.md and `batch_gen.nightly.resolve_engine`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from copy import copy
 
 import numpy as np
 
@@ -78,6 +88,9 @@ class VLLMBeamEngine(BeamSearchEngine):
             )
         self.tokenizer = self.llm.get_tokenizer()
         self.decode_sid = SIDDecoder(self.tokenizer, trie.depth)
+        self._tasks = self.llm.llm_engine.get_supported_tasks()
+        self._templates: dict[tuple, object] = {}
+        self._ids = itertools.count()
 
     def prefill(self, prompts: list[str]) -> None:
         from vllm import SamplingParams, TokensPrompt
@@ -97,7 +110,14 @@ class VLLMBeamEngine(BeamSearchEngine):
         size = self.config.batch_size
         excluded = self.decode_sid.exclusions(exclude, self.trie)
         results: list[list[ScoredSID]] = []
-        for start, batch in enumerate(chunks(encode_prompts(self.tokenizer, prompts), size)):
+        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        longest = max((len(ids) for ids in prompt_ids), default=0)
+        if longest + self.trie.depth > self.config.max_model_len:
+            raise ValueError(
+                f"a prompt of {longest} tokens plus {self.trie.depth} SID tokens exceeds "
+                f"max_model_len {self.config.max_model_len}"
+            )
+        for start, batch in enumerate(chunks(prompt_ids, size)):
             batch_excluded = excluded[start * size : (start + 1) * size] if excluded else None
             beams = initial_beams(len(batch))
             for _ in range(self.trie.depth):
@@ -108,48 +128,95 @@ class VLLMBeamEngine(BeamSearchEngine):
             )
         return results
 
+    def _request(
+        self, token_ids: list[int], prefix: tuple[int, ...], width: int, banned: frozenset
+    ):
+        """An engine-core request for one beam: a copy of a request validated once per
+        (trie prefix, log-prob count), with this beam's tokens."""
+        num_logprobs = min(width + len(banned), self.config.max_logprobs)
+        key = (prefix, num_logprobs)
+        template = self._templates.get(key)
+        if template is None:
+            from vllm import SamplingParams, TokensPrompt
+
+            params = SamplingParams(
+                max_tokens=1,
+                temperature=0.0,
+                logprobs=num_logprobs,
+                allowed_token_ids=self.trie.allowed(prefix).tolist(),
+                detokenize=False,
+            )
+            (engine_input,) = self.llm._preprocess_cmpl([TokensPrompt(prompt_token_ids=token_ids)])
+            template = self._templates[key] = self.llm.llm_engine.input_processor.process_inputs(
+                "sid-beam", engine_input, params, supported_tasks=self._tasks
+            )
+        request = copy(template)
+        request.prompt_token_ids = token_ids
+        return request
+
+    def _run(self, requests: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per request, its top allowed token ids and their masked log-probs, best first.
+
+        The requests go straight to the engine core and its raw outputs are read back: the
+        LLM front end's per-request rendering, validation and output objects would cost more
+        than the model here (one-token requests, thousands per level).
+        """
+        core = self.llm.llm_engine.engine_core
+        index: dict[str, int] = {}
+        for i, request in enumerate(requests):
+            request.request_id = request.external_req_id = f"sid-beam-{next(self._ids)}"
+            index[request.request_id] = i
+        results: list = [None] * len(requests)
+        remaining, idle = len(requests), 0
+        try:
+            for request in requests:
+                core.add_request(request)
+            while remaining:
+                outputs = core.get_output().outputs
+                idle = 0 if outputs else idle + 1
+                if idle > 1000:
+                    raise RuntimeError(f"vLLM stopped with {remaining} beam requests pending")
+                for out in outputs:
+                    i = index.pop(out.request_id, None)
+                    if i is None or out.new_logprobs is None:
+                        continue
+                    # Column 0 is the sampled token, then the top ones.
+                    n = requests[i].sampling_params.logprobs
+                    results[i] = (
+                        out.new_logprobs.logprob_token_ids[0, 1 : n + 1],
+                        out.new_logprobs.logprobs[0, 1 : n + 1],
+                    )
+                    remaining -= 1
+        except BaseException:
+            if index:
+                core.abort_requests(list(index))
+            raise
+        return results
+
     def _step(
         self, prompt_ids: list[list[int]], beams: Beams, width: int, excluded: Exclusions | None
     ) -> Beams:
-        from vllm import SamplingParams, TokensPrompt
-
-        # Beams of a level share few prefixes, so share their (validated once) sampling params.
-        # An excluded token is dropped from the returned log-probs (the trie-masked
-        # log-softmax, as in the HF engine), so ask for that many more.
-        params_by_key: dict[tuple, SamplingParams] = {}
-        live, requests, params, banned_of = [], [], [], []
+        # One single-token request per live beam, each restricted to the tokens the trie allows
+        # after that beam. An excluded token is dropped from the returned log-probs (the
+        # trie-masked log-softmax, as in the HF engine), so a beam with banned continuations
+        # asks for that many more.
+        requests, slots, banned_of = [], [], []
         for p, j in np.argwhere(np.isfinite(beams.scores)).tolist():
             prefix = tuple(beams.tokens[p, j].tolist())
             banned = excluded_tokens(excluded, p, prefix)
-            allowed = self.trie.allowed(prefix)
-            if len(banned) >= len(allowed):  # every continuation excluded: the beam ends
-                continue
-            key = (prefix, len(banned))
-            if key not in params_by_key:
-                params_by_key[key] = SamplingParams(
-                    max_tokens=1,
-                    temperature=0.0,
-                    logprobs=min(width + len(banned), self.config.max_logprobs),
-                    allowed_token_ids=allowed.tolist(),
-                    detokenize=False,
-                    # Nothing mutates these per request; a deep copy each would cost more.
-                    skip_clone=True,
-                )
-            live.append((p, j))
+            if len(banned) >= len(self.trie.allowed(prefix)):
+                continue  # every continuation excluded: the beam ends
+            requests.append(self._request(prompt_ids[p] + list(prefix), prefix, width, banned))
+            slots.append((p, j))
             banned_of.append(banned)
-            requests.append(TokensPrompt(prompt_token_ids=prompt_ids[p] + list(prefix)))
-            params.append(params_by_key[key])
-        outputs = self.llm.generate(requests, params, use_tqdm=False) if requests else []
         top_tokens = np.zeros((*beams.scores.shape, width), dtype=np.int64)
         top_logprobs = np.full((*beams.scores.shape, width), -np.inf)
-        for (p, j), banned, output in zip(live, banned_of, outputs, strict=True):
-            # The sampled token is returned beside the top ones, so there may be one more.
-            ranked = sorted(
-                (kv for kv in output.outputs[0].logprobs[0].items() if kv[0] not in banned),
-                key=lambda kv: kv[1].logprob,
-                reverse=True,
-            )[:width]
-            for n, (token, logprob) in enumerate(ranked):
-                top_tokens[p, j, n] = token
-                top_logprobs[p, j, n] = logprob.logprob
+        for (p, j), banned, (tokens, logprobs) in zip(
+            slots, banned_of, self._run(requests), strict=True
+        ):
+            if banned:  # the best `width` of the others
+                keep = ~np.isin(tokens, list(banned))
+                tokens, logprobs = tokens[keep][:width], logprobs[keep][:width]
+            top_tokens[p, j, : len(tokens)] = tokens
+            top_logprobs[p, j, : len(tokens)] = logprobs
         return expand(beams, top_tokens, top_logprobs, width)

@@ -21,7 +21,9 @@ def batch_gen(
     codebook_dir: str = typer.Option(..., help="Codebook artifact directory."),
     data: DataOption = None,
     run_id: str | None = typer.Option(None, help="Default: the UTC date and time."),
-    engine: Annotated[Engine, typer.Option(help="Beam search engine.")] = Engine.vllm,
+    engine: Annotated[
+        Engine, typer.Option(help="Beam search engine; auto: vllm with a CUDA GPU, else hf.")
+    ] = Engine.auto,
     k: int = typer.Option(20, help="SIDs per user."),
     batch_size: int = typer.Option(64, help="Users per batch."),
     context: Annotated[

@@ -6,6 +6,7 @@ from enum import StrEnum
 
 
 class Engine(StrEnum):
+    auto = "auto"  # the faster engine on this hardware: batch_gen.nightly.resolve_engine
     hf = "hf"
     vllm = "vllm"
 

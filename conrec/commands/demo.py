@@ -17,6 +17,7 @@ def demo(
     config: str | None = typer.Option(
         None, help="Curriculum YAML; default: model/configs/smollm2-demo.yaml."
     ),
+    # hf, explicitly: what --engine auto picks on the CPU machines the demo targets.
     engine: Annotated[Engine, typer.Option(help="Beam engine of the nightly batch.")] = Engine.hf,
 ) -> None:
     """Run the main job end to end on ml-100k with embedded defaults."""
