@@ -103,12 +103,12 @@ def test_conrec_report_from_a_published_run_scores_every_user(
          "--data", str(ml100k_tables), "--out", str(tmp_path / "report")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "(3 with a prediction)" in result.output
+    assert "(3 with a prediction)" in result.output, result.output
     text = (tmp_path / "report" / "filter_report.md").read_text()
     assert "| category blocker |" in text
     # three users out of ~930 can drop only a sliver of all future negatives
     caught = [float(line.split("|")[2]) for line in text.splitlines() if line.startswith("| 0.50")]
-    assert 0.0 < caught[0] < 0.02
+    assert 0.0 < caught[0] < 0.02, text
     assert (tmp_path / "report" / "filter_report.png").stat().st_size > 10_000
 
 
