@@ -25,7 +25,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import repeat
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any
 
@@ -211,14 +211,11 @@ class ItemSIDTable:
 
     def lookup(self, item_ids: list[str]) -> tuple[np.ndarray, list[str]]:
         """Codes [len(found), D] for the known ids and the list of unknown ids."""
-        rows, missing = [], []
-        for item in item_ids:
-            row = self._index.get(str(item))
-            if row is None:
-                missing.append(str(item))
-            else:
-                rows.append(row)
-        return self.codes[np.asarray(rows, dtype=np.int64)], missing
+        names = [str(item) for item in item_ids]
+        rows = self.rows_of(names)
+        found = rows >= 0
+        missing = list(compress(names, (~found).tolist()))
+        return self.codes[rows[found]], missing
 
     def sid_of(self, item_id: str) -> tuple[int, ...] | None:
         row = self._index.get(str(item_id))

@@ -78,24 +78,30 @@ class Resolved:
 
 def resolve(loaded: LoadedCodebook, candidates: list[Candidate], item_ids: list[str]) -> Resolved:
     """The candidates in ``loaded``: ids only (and item vectors at hand) as rows, else codes."""
+    sids = list(map(_SID, candidates))
     # ``count`` scans at C speed: a body of item ids only, what ranking services send.
-    if loaded.vectors is not None and list(map(_SID, candidates)).count(None) == len(candidates):
+    if loaded.vectors is not None and sids.count(None) == len(sids):
         rows = loaded.items.rows_of(item_ids)
         absent = rows < 0
         if not absent.any():
             return Resolved(loaded, None, rows, [])
         return Resolved(loaded, None, rows[~absent], np.flatnonzero(absent).tolist())
-    codes, unknown = candidate_codes(loaded.codebook, loaded.items, candidates, item_ids)
+    codes, unknown = candidate_codes(loaded.codebook, loaded.items, candidates, item_ids, sids)
     return Resolved(loaded, codes, None, unknown)
 
 
 def candidate_codes(
-    codebook: Codebook, items: ItemSIDTable, candidates: list[Candidate], item_ids: list[str]
+    codebook: Codebook,
+    items: ItemSIDTable,
+    candidates: list[Candidate],
+    item_ids: list[str],
+    sids: list[list[int] | None] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Codes [M', D] of the candidates that have a SID (their own, else the item table's) and
     the indices of those that have none. An item too new for the SID table is not the caller's
-    mistake: it is kept unscored rather than failing the whole ranking call."""
-    sids = list(map(_SID, candidates))
+    mistake: it is kept unscored rather than failing the whole ranking call. ``sids`` are the
+    candidates' own SIDs if the caller has already taken them out."""
+    sids = list(map(_SID, candidates)) if sids is None else sids
     # ``None in`` and ``count`` scan at C speed; only a mixed body enumerates its candidates.
     if None not in sids:
         return given_codes(codebook, sids, candidates), []

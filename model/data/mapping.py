@@ -183,7 +183,7 @@ def column_hints(mapping: SourceMapping) -> dict[str, str]:
 def map_events(chunk: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
     """A chunk of the events file (string columns) as canonical events, not yet validated:
     unusable cells become values that validation counts (NaN timestamps, `invalid` polarity)."""
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": chunk[mapping.user_id],
             "item_id": chunk[mapping.item_id],
@@ -192,7 +192,6 @@ def map_events(chunk: pd.DataFrame, mapping: SourceMapping) -> pd.DataFrame:
             "reason": chunk[mapping.reason] if mapping.reason else "",
         }
     )
-    return out
 
 
 def polarity_of(chunk: pd.DataFrame, mapping: SourceMapping) -> pd.Series:

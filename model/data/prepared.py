@@ -65,7 +65,7 @@ def load_tables(data: str | Path | None = None) -> DataTables:
     if not is_prepared(folder):
         raise FileNotFoundError(
             f"{folder} is not a prepared-tables folder (no {ITEMS_FILE} / {EVENTS_FILE}); "
-            "write one with `conrec data prepare --out " + str(folder) + "`"
+            f"write one with `conrec data prepare --out {folder}`"
         )
     meta = read_report(folder)
     report = LoadReport(meta.get("source", folder.name))
