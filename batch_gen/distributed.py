@@ -25,7 +25,7 @@ import numpy as np
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchOutcome, UserPrompt, search_and_write
 from batch_gen.nightly import NightlyConfig, make_engine
-from batch_gen.store import PredictionStore, RunWriter, connect
+from batch_gen.store import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class EngineWorker:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
         trie = build_sid_trie(table.codes, tokenizer)
         self.engine = make_engine(cfg.engine, EngineConfig(**engine_config), trie)
-        store = PredictionStore(connect(cfg.redis_url, retries=3), prefix=cfg.store_prefix)
+        store = cfg.open_store()
         self.writer = store.begin_run(
             cfg.job.run_id,
             codebook_version=codebook_version,

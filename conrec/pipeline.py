@@ -67,7 +67,10 @@ class PipelineConfig:
     )
     batch: dict[str, Any] = field(
         default_factory=dict,
-        metadata={"help": "engine, cutoff, k, batch_size, redis_url, store_prefix, max_users."},
+        metadata={
+            "help": "engine, cutoff, k, batch_size, redis_url, redis_cluster, store_prefix, "
+            "max_users."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
 from codebook.similarity import max_cosine, max_cosine_tables, max_cosine_vectors, use_tables
 from service.api.schemas import Candidate, DroppedItem, FilterRequest, FilterResponse
 from service.core.state import LoadedCodebook, ServiceState
-from service.core.thresholds import Thresholds
+from service.core.thresholds import OverrideRange
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # C-speed field access over a thousand candidates, cheaper than a list comprehension.
 _SID = attrgetter("sid")
 _ITEM_ID = attrgetter("item_id")
+# The scores of a request whose candidates are all unscored (never written to).
+_NONE_SCORED = np.empty(0, dtype=np.float32)
 
 
 class BadRequest(ValueError):
@@ -39,10 +41,12 @@ class NotReady(RuntimeError):
     """The codebook or the thresholds config is not loaded yet."""
 
 
-def choose_threshold(thresholds: Thresholds, request: FilterRequest) -> float:
+def choose_threshold(
+    surface_threshold: float, bounds: OverrideRange, request: FilterRequest
+) -> float:
+    """The request's own threshold if it gives one within ``bounds``, else its surface's."""
     if request.threshold is None:
-        return thresholds.for_surface(request.surface)
-    bounds = thresholds.override_range
+        return surface_threshold
     if not bounds.min <= request.threshold <= bounds.max:  # False for NaN too
         raise BadRequest(
             f"threshold {request.threshold} is outside the allowed range "
@@ -195,7 +199,6 @@ async def fetch_prediction(state: ServiceState, user_id: str) -> tuple[Predictio
         metrics.redis_seconds.observe(time.perf_counter() - started)
     if prediction is None:
         return None, "no_prediction"
-    metrics.prediction_age_seconds.set(time.time() - prediction.created_at)
     return prediction, ""
 
 
@@ -213,7 +216,8 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             f"{len(request.candidates)} candidates exceed the limit of "
             f"{state.settings.max_candidates} per request"
         )
-    threshold = choose_threshold(thresholds, request)
+    label, policy = thresholds.policy(request.surface)
+    threshold = choose_threshold(policy.threshold, thresholds.override_range, request)
     named = request.codebook_version
     loaded = catalogue.current if named is None else catalogue.get(named)
     item_ids = list(map(_ITEM_ID, request.candidates))
@@ -237,14 +241,15 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             else:
                 resolved = resolve(other, request.candidates, item_ids)
         if not reason and prediction is not None:
+            # ``found``: the scored candidates' scores, what the score histogram counts.
+            found = resolved.scores(prediction.codes) if resolved.scored else _NONE_SCORED
             if not resolved.unknown:
-                scores = resolved.scores(prediction.codes)
+                scores = found
             else:
                 scores = np.full(len(item_ids), -np.inf, dtype=np.float32)
                 scored = np.ones(len(item_ids), dtype=bool)
                 scored[resolved.unknown] = False
-                if resolved.scored:
-                    scores[scored] = resolved.scores(prediction.codes)
+                scores[scored] = found
     except InvalidSIDError as exc:
         logger.warning("prediction %s has invalid codes: %s", prediction.version, exc)
         reason = "bad_prediction"
@@ -254,8 +259,11 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         reason = "internal_error"
     unknown = resolved.unknown if resolved is not None else []
     unscored = [item_ids[i] for i in unknown]
-    state.metrics.candidates_seen.inc(len(item_ids))
-    state.metrics.candidates_unscored.inc(len(unscored))
+    # A few counter increments and one numpy histogram update per request, whatever its size.
+    counted = state.metrics.surfaces.get(label)
+    counted.seen.inc(len(item_ids))
+    if unscored:
+        counted.unscored.inc(len(unscored))
     if reason:
         state.metrics.fail_open.labels(reason=reason).inc()
         return FilterResponse(
@@ -267,20 +275,28 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             fail_open=True,
             fail_open_reason=reason,
             unscored=unscored,
+            surface=label,
+            mode=policy.mode,
         )
     kept, dropped, dropped_scores = split(item_ids, scores, threshold)
-    state.metrics.candidates_dropped.inc(len(dropped))
+    counted.requests[policy.mode].inc()
+    counted.dropped[policy.mode].inc(len(dropped))
+    counted.scores.observe(found)
+    drops = [DroppedItem(item_id=i, score=s) for i, s in zip(dropped, dropped_scores, strict=True)]
+    shadow = policy.mode == "shadow"
     return FilterResponse(
-        kept=kept,
-        dropped=[
-            DroppedItem(item_id=i, score=s) for i, s in zip(dropped, dropped_scores, strict=True)
-        ],
+        # Shadow mode scores and counts exactly as enforce would, then keeps every candidate.
+        kept=item_ids if shadow else kept,
+        dropped=[] if shadow else drops,
         threshold=threshold,
         prediction_version=prediction.version,
         config_version=thresholds.version,
         fail_open=False,
         unscored=unscored,
         codebook_version=resolved.loaded.version,
+        surface=label,
+        mode=policy.mode,
+        would_drop=drops if shadow else [],
     )
 
 

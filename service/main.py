@@ -16,11 +16,12 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from batch_gen.store import stop_embedded
-from service.api.middleware import MetricsMiddleware
+from service.api.middleware import MetricsMiddleware, RequestIdMiddleware
 from service.api.routes import filter as filter_routes
 from service.api.routes import ops
 from service.api.schemas import openapi_components
 from service.core.config import Settings
+from service.core.logs import configure_logging
 from service.core.state import ServiceState
 from service.metrics import create_metrics
 
@@ -38,6 +39,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Says at start-up, in one log line, whether predictions can be read at all.
+        await state.refresh_store()
         task = asyncio.create_task(_reload_loop(state))
         try:
             yield
@@ -52,6 +55,8 @@ def create_app(
     app.include_router(filter_routes.router)
     app.include_router(ops.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost (added last): the id is set before anything else runs.
+    app.add_middleware(RequestIdMiddleware)
     _add_body_schemas(app)
     return app
 
@@ -72,9 +77,11 @@ def _add_body_schemas(app: FastAPI) -> None:
 
 async def _reload_loop(state: ServiceState) -> None:
     """Poll the thresholds file and the codebook root (hot reload: a moved ``CURRENT`` pointer,
-    a grown item table, or a codebook that failed to load before)."""
+    a grown item table, or a codebook that failed to load before), and the store's published
+    run (its age and reachability)."""
     while True:
         await asyncio.sleep(state.settings.thresholds_reload_s)
+        await state.refresh_store()
         try:
             state.thresholds.refresh()
         except Exception:
@@ -90,9 +97,7 @@ async def _reload_loop(state: ServiceState) -> None:
 def run(settings: Settings | None = None) -> None:
     """`conrec serve`: build the app from ``settings`` (default: the environment) and serve."""
     settings = Settings() if settings is None else settings
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     serve(create_app(settings), settings)
 
 
@@ -112,7 +117,8 @@ def serve(app: FastAPI, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,
-        log_level="info",
+        # Logging is the process's (`configure_logging`): uvicorn's records reach its handler.
+        log_config=None,
     )
 
 

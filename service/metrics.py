@@ -1,15 +1,20 @@
 """Prometheus metrics of the filter service, on an injectable registry.
 
 Names carry their unit (``_seconds``, ``_total``); labels are small fixed sets (route, status,
-reason, kind, version, role) and never a user or item id.
+reason, kind, version, role, mode, and surface: the names in the thresholds file plus ``other``)
+and never a user or item id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.array_histogram import ArrayHistogram, ArrayHistogramSeries
+from service.core.thresholds import MODES, OTHER
 
 # Sub-millisecond resolution at the low end: the hot path's goal is p99 <= 5 ms.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
@@ -23,9 +28,64 @@ FAIL_OPEN_REASONS = (
     "sid_codebook_mismatch",
     "internal_error",
 )
+# Max cosine lies in [-1, 1]; the buckets are finest where thresholds are set (0.8 - 0.99), so
+# that the histogram tells what a threshold there would drop. None below 0 (le="0.0" holds
+# every negative cosine): a histogram with a negative bucket exports no _sum and _count.
+SCORE_BUCKETS = (
+    0.0, 0.25, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75,
+    0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from service.core.state import Catalogue
+
+
+@dataclass(frozen=True, slots=True)
+class SurfaceMetrics:
+    """The series of one surface label, resolved once per thresholds config: ``labels()``
+    takes a lock and builds a key on every call, too slow for the request path."""
+
+    seen: Counter
+    unscored: Counter
+    requests: dict[str, Counter]  # by mode
+    dropped: dict[str, Counter]  # by mode
+    scores: ArrayHistogramSeries
+
+
+class SurfaceIndex:
+    """Surface label -> its series, for the configured surfaces and ``other``. ``apply``
+    replaces the index whole when the thresholds config changes, creating the new surfaces'
+    series (at zero, so that dashboards see them before traffic does)."""
+
+    def __init__(
+        self,
+        seen: Counter,
+        unscored: Counter,
+        requests: Counter,
+        dropped: Counter,
+        scores: ArrayHistogram,
+    ) -> None:
+        self._parents = (seen, unscored, requests, dropped, scores)
+        self._other = self._resolve(OTHER)
+        self._by_label = {OTHER: self._other}
+
+    def apply(self, surfaces: Iterable[str]) -> None:
+        self._by_label = {OTHER: self._other} | {name: self._resolve(name) for name in surfaces}
+
+    def get(self, label: str) -> SurfaceMetrics:
+        # A label missing here is a surface removed from the config while its request awaited
+        # Redis: counted under ``other`` then.
+        return self._by_label.get(label, self._other)
+
+    def _resolve(self, label: str) -> SurfaceMetrics:
+        seen, unscored, requests, dropped, scores = self._parents
+        return SurfaceMetrics(
+            seen=seen.labels(surface=label),
+            unscored=unscored.labels(surface=label),
+            requests={mode: requests.labels(surface=label, mode=mode) for mode in MODES},
+            dropped={mode: dropped.labels(surface=label, mode=mode) for mode in MODES},
+            scores=scores.series(label),
+        )
 
 
 @dataclass(frozen=True)
@@ -36,10 +96,14 @@ class Metrics:
     candidates_seen: Counter
     candidates_dropped: Counter
     candidates_unscored: Counter
+    filter_requests: Counter
+    max_cosine: ArrayHistogram
     fail_open: Counter
     redis_seconds: Histogram
     redis_errors: Counter
     prediction_age_seconds: Gauge
+    prediction_published_timestamp_seconds: Gauge
+    store_up: Gauge
     config_info: Gauge
     config_valid: Gauge
     config_loaded_timestamp_seconds: Gauge
@@ -48,6 +112,18 @@ class Metrics:
     codebook_items: Gauge
     codebook_loaded_timestamp_seconds: Gauge
     codebook_reload_failures: Counter
+    # Per surface label, the series a request counts on; ``surfaces.apply`` on a config change.
+    surfaces: SurfaceIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        index = SurfaceIndex(
+            seen=self.candidates_seen,
+            unscored=self.candidates_unscored,
+            requests=self.filter_requests,
+            dropped=self.candidates_dropped,
+            scores=self.max_cosine,
+        )
+        object.__setattr__(self, "surfaces", index)  # the dataclass is frozen
 
     def set_config_version(self, version: str) -> None:
         self.config_info.clear()
@@ -84,17 +160,37 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             registry=registry,
         ),
         candidates_seen=Counter(
-            "conrec_filter_candidates_seen", "Candidates received by /filter.", registry=registry
+            "conrec_filter_candidates_seen",
+            "Candidates received by /filter, by surface.",
+            ["surface"],
+            registry=registry,
         ),
         candidates_dropped=Counter(
             "conrec_filter_candidates_dropped",
-            "Candidates dropped because they resemble a predicted negative.",
+            "Candidates that resemble a predicted negative, by surface and mode: dropped "
+            "(enforce), or kept and counted as would-be drops (shadow).",
+            ["surface", "mode"],
             registry=registry,
         ),
         candidates_unscored=Counter(
             "conrec_filter_candidates_unscored",
-            "Candidates kept unscored: no SID given and their item id is not in the SID table.",
+            "Candidates kept unscored, by surface: no SID given and their item id is not in the "
+            "SID table.",
+            ["surface"],
             registry=registry,
+        ),
+        filter_requests=Counter(
+            "conrec_filter_requests",
+            "/filter requests scored (not failed open), by surface and mode.",
+            ["surface", "mode"],
+            registry=registry,
+        ),
+        max_cosine=ArrayHistogram(
+            "conrec_filter_max_cosine",
+            "Max cosine of each scored candidate to the user's predicted negatives, by surface.",
+            "surface",
+            SCORE_BUCKETS,
+            registry,
         ),
         fail_open=Counter(
             "conrec_filter_fail_open",
@@ -116,7 +212,18 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         prediction_age_seconds=Gauge(
             "conrec_prediction_age_seconds",
-            "Age of the prediction run served most recently (now - run created_at).",
+            "Age of the published prediction run at scrape time (now - its created_at); +Inf "
+            "while no run is known.",
+            registry=registry,
+        ),
+        prediction_published_timestamp_seconds=Gauge(
+            "conrec_prediction_published_timestamp_seconds",
+            "Unix time the published prediction run was created, as last read from the store.",
+            registry=registry,
+        ),
+        store_up=Gauge(
+            "conrec_store_up",
+            "1 if the last read of the published-run pointer succeeded, 0 if Redis failed.",
             registry=registry,
         ),
         config_info=Gauge(

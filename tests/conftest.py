@@ -14,7 +14,12 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.redis_support import TEST_REDIS_URL_ENV, private_redis
+from tests.redis_support import (
+    TEST_REDIS_CLUSTER_URL_ENV,
+    TEST_REDIS_URL_ENV,
+    private_cluster,
+    private_redis,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOCAL_DATA_ENV = "CONREC_TEST_DATA"  # a folder with ml-100k/ and kuairand-like-hate/
@@ -33,6 +38,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield given
         return
     with private_redis(tmp_path_factory.mktemp("redis")) as (_, url):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A node of a 3-node Redis Cluster shared like ``redis_url`` (each test its own prefix):
+    CONREC_TEST_REDIS_CLUSTER_URL if set, else one the suite starts on loopback ports."""
+    given = os.environ.get(TEST_REDIS_CLUSTER_URL_ENV)
+    if given:
+        yield given
+        return
+    with private_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
         yield url
 
 

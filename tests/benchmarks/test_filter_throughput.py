@@ -8,6 +8,8 @@ candidate ids. The ratio /filter : bare therefore measures the filter's own work
   (every other candidate with its SID). 1,000 candidates from a 10,000-item catalogue.
 - Users: every request names the next of 10,000 users with predictions in a real redis-server,
   so no single key is hot; the service caches no Redis values.
+- Surfaces: every request names a surface of the thresholds file (enforce mode), so that its
+  per-surface counters and score histogram are part of the measured work.
 - Peak: closed loop with wrk (Debian package `wrk`; 1 thread, 4 connections, rounds of
   ROUND_SECONDS interleaved between bare and /filter, best round of each).
 - Latency at half of peak: an open-loop generator at a fixed rate (half the median /filter
@@ -47,6 +49,8 @@ pytestmark = pytest.mark.benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 N_ITEMS, N_CANDIDATES, N_USERS, K = 10_000, 1_000, 10_000, 20
+SURFACE = "home"
+THRESHOLDS = "version: bench\ndefault: 0.9\nsurfaces: {home: 0.9, search: {mode: shadow}}\n"
 CONNECTIONS, ROUNDS, ROUND_SECONDS, LATENCY_SECONDS = 4, 3, 8, 6
 BODIES = ("ids", "sids", "mixed")
 USER = "__USER__"
@@ -91,14 +95,18 @@ def build_world(root: Path, redis_url: str) -> dict[str, bytes]:
         ],
     }
     return {
-        kind: json.dumps({"user_id": USER, "candidates": cands}).encode()
+        kind: json.dumps({"user_id": USER, "surface": SURFACE, "candidates": cands}).encode()
         for kind, cands in kinds.items()
     }
 
 
-def serve_filter(port: int, codebook_dir: str, redis_url: str) -> None:
+def serve_filter(port: int, codebook_dir: str, redis_url: str, thresholds_file: str) -> None:
     settings = Settings(
-        codebook_dir=codebook_dir, redis_url=redis_url, store_prefix="bench", port=port
+        codebook_dir=codebook_dir,
+        redis_url=redis_url,
+        store_prefix="bench",
+        port=port,
+        thresholds_file=thresholds_file,
     )
     service_main.serve(create_app(settings), settings)
 
@@ -199,6 +207,8 @@ async def latencies_at(port: int, template: bytes, rate: float, seconds: float) 
 def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
     with private_redis(tmp_path) as (_, redis_url):
         templates = build_world(tmp_path / "codebook", redis_url)
+        thresholds = tmp_path / "thresholds.yaml"
+        thresholds.write_text(THRESHOLDS)
         script = tmp_path / "rotate.lua"
         script.write_text(WRK_SCRIPT % N_USERS)
         files = {}
@@ -209,7 +219,8 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
         module = "tests.benchmarks.test_filter_throughput"
         filter_code = (
             f"from {module} import serve_filter; "
-            f"serve_filter({fport}, {str(tmp_path / 'codebook')!r}, {redis_url!r})"
+            f"serve_filter({fport}, {str(tmp_path / 'codebook')!r}, {redis_url!r}, "
+            f"{str(thresholds)!r})"
         )
         bare_code = f"from {module} import serve_bare; serve_bare({bport})"
         furl, burl = f"http://127.0.0.1:{fport}/filter", f"http://127.0.0.1:{bport}/bare"
@@ -217,6 +228,7 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
             for body in templates.values():
                 answer = httpx.post(furl, content=body.replace(b"__USER__", b"user-7")).json()
                 assert answer["fail_open"] is False, answer
+                assert (answer["surface"], answer["mode"]) == (SURFACE, "enforce"), answer
                 assert not answer["unscored"], answer
             results = {}
             for kind in BODIES:

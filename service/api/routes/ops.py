@@ -1,11 +1,13 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness, the thresholds in force and Prometheus metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from service.api.deps import StateDep
+from service.core.thresholds import Mode, OverrideRange, Surface
 
 router = APIRouter(tags=["ops"])
 
@@ -44,6 +46,50 @@ async def readyz(state: StateDep, response: Response) -> dict[str, object]:
         "codebook_error": state.codebook_error,
         "config_version": thresholds.version if thresholds else None,
         "config_error": state.thresholds.last_error,
+        # Informational, not a readiness condition (see above).
+        "store": {
+            "url": state.store_url,
+            "up": state.store_error is None,
+            "error": state.store_error,
+            "published_run": state.published.run_id if state.published else None,
+            "published_at": state.published.created_at if state.published else None,
+        },
+    }
+
+
+class ThresholdsInForce(BaseModel):
+    """The thresholds config a /filter request gets now. Surfaces are resolved: each with its
+    threshold and mode, whichever form the file used; any other surface gets ``default`` and
+    ``mode``. The config fields are null while none has loaded (the service is then unready)."""
+
+    path: str | None  # the thresholds file; null: the built-in config (no file configured)
+    version: str | None
+    default: float | None
+    mode: Mode | None
+    surfaces: dict[str, Surface]
+    override_range: OverrideRange | None
+    loaded_at: float | None  # unix time the config in force was loaded
+    last_error: str | None  # why the last read of the file was rejected (the config was kept)
+
+
+@router.get(
+    "/thresholds",
+    response_model=ThresholdsInForce,
+    responses={503: {"model": ThresholdsInForce, "description": "No config loaded yet."}},
+)
+async def thresholds(state: StateDep, response: Response) -> dict[str, object]:
+    source = state.thresholds
+    current = source.current
+    if current is None:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        config = {**dict.fromkeys(("version", "default", "mode", "override_range")), "surfaces": {}}
+    else:
+        config = current.model_dump()
+    return {
+        **config,
+        "path": str(source.path) if source.path else None,
+        "loaded_at": source.loaded_at if current else None,
+        "last_error": source.last_error,
     }
 
 

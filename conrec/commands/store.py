@@ -1,0 +1,176 @@
+"""`conrec store status|rollback`: the prediction store's published run, the runs still within
+their TTL, and pointing readers back at an earlier one. Loads redis and numpy, never torch."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from batch_gen.store import PredictionStore, RunMeta
+
+app = typer.Typer(help="The prediction store: published runs, rollback.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(envvar="CONREC_REDIS_URL", help="The store's Redis (redis:// or rediss://)."),
+]
+Cluster = Annotated[
+    bool,
+    typer.Option(envvar="CONREC_REDIS_CLUSTER", help="--redis-url names a Redis Cluster node."),
+]
+Prefix = Annotated[
+    str, typer.Option(envvar="CONREC_STORE_PREFIX", help="Prediction store key prefix.")
+]
+StorePath = Annotated[
+    str | None,
+    typer.Option(
+        help="Or an embedded store file (batch-gen's without --redis-url: "
+        "runs/prediction-store/redis.db); wins over CONREC_REDIS_URL."
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
+
+
+@app.command()
+def status(
+    redis_url: RedisUrl = None,
+    cluster: Cluster = False,
+    prefix: Prefix = "conrec",
+    store_path: StorePath = None,
+    as_json: AsJson = False,
+) -> None:
+    """The published run (age, users, codebook and model versions) and every run whose
+    predictions are still whole, which `conrec store rollback` can point back at."""
+    with _opened(redis_url, cluster, prefix, store_path) as store:
+        published, runs = store.current_run(), store.published_runs()
+    now = time.time()
+    if as_json:
+        shown = {
+            "prefix": prefix,
+            "published": None if published is None else _run_fields(published, now),
+            "runs": [_run_fields(run, now) for run in runs],
+        }
+        print(json.dumps(shown, indent=2))
+        return
+    if published is None:
+        console.print(f"No run is published under prefix {escape(prefix)!r}.")
+    else:
+        gone = " [red](its predictions have expired)[/red]" if published.expires_at <= now else ""
+        console.print(
+            f"Published run [bold]{escape(published.run_id)}[/bold]: "
+            f"{_duration(now - published.created_at)} old, {published.user_count} users, "
+            f"codebook {escape(published.codebook_version)}, "
+            f"model {escape(published.model_version)}{gone}"
+        )
+    table = Table(title=f"Runs within their TTL (prefix {escape(prefix)})")
+    for column in ("run", "created (UTC)", "age", "expires in", "users", "codebook", "model"):
+        table.add_column(column)
+    for run in runs:
+        mark = " (published)" if published and run.run_id == published.run_id else ""
+        table.add_row(
+            escape(run.run_id) + mark,
+            datetime.fromtimestamp(run.created_at, UTC).strftime("%Y-%m-%d %H:%M"),
+            _duration(now - run.created_at),
+            _duration(run.expires_at - now),
+            str(run.user_count),
+            escape(run.codebook_version),
+            escape(run.model_version),
+        )
+    console.print(table)
+
+
+@app.command()
+def rollback(
+    run_id: Annotated[str, typer.Option(help="The earlier run to publish again.")],
+    redis_url: RedisUrl = None,
+    cluster: Cluster = False,
+    prefix: Prefix = "conrec",
+    store_path: StorePath = None,
+    as_json: AsJson = False,
+) -> None:
+    """Point readers back at an earlier run published whole whose predictions have not expired;
+    exit 2, changing nothing, for one that never was or has expired."""
+    from batch_gen.store import StoreError
+
+    with _opened(redis_url, cluster, prefix, store_path) as store:
+        before = store.current_run()
+        try:
+            after = store.rollback(run_id)
+        except StoreError as exc:
+            errors.print(f"rollback refused: {escape(str(exc))}", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+    previous = before.run_id if before else None
+    if as_json:
+        print(json.dumps({"published": _run_fields(after, time.time()), "previous": previous}))
+        return
+    console.print(
+        f"Published run is now [bold]{escape(after.run_id)}[/bold] "
+        f"(was {escape(str(previous))}); readers switch within their pointer cache time."
+    )
+
+
+@contextlib.contextmanager
+def _opened(
+    redis_url: str | None, cluster: bool, prefix: str, store_path: str | None
+) -> Iterator[PredictionStore]:
+    """The store the options name, its pointer read afresh on every call."""
+    from pathlib import Path
+
+    from batch_gen.store import PredictionStore, connect, release_embedded
+
+    if store_path is not None:
+        if cluster:
+            raise typer.BadParameter("--cluster needs --redis-url: an embedded store is one server")
+        if not Path(store_path).is_file():
+            raise typer.BadParameter(f"no prediction store at {store_path}")
+        client = connect(None, embedded_path=store_path)
+        try:
+            yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+        finally:
+            release_embedded(client)
+        return
+    if not redis_url:
+        raise typer.BadParameter("give --redis-url (or set CONREC_REDIS_URL) or --store-path")
+    client = connect(redis_url, cluster=cluster, timeout_s=10.0)
+    try:
+        yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+    finally:
+        client.close()
+
+
+def _run_fields(run: RunMeta, now: float) -> dict:
+    return {
+        "run_id": run.run_id,
+        "created_at": run.created_at,
+        "age_s": round(now - run.created_at, 1),
+        "expires_in_s": round(run.expires_at - now, 1),
+        "user_count": run.user_count,
+        "codebook_version": run.codebook_version,
+        "model_version": run.model_version,
+        "ttl_s": run.ttl_s,
+    }
+
+
+def _duration(seconds: float) -> str:
+    """3d 4h, 5h 12m, 7m 3s: the two largest units."""
+    if seconds < 0:
+        return "expired"
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return " ".join(parts[:2])

