@@ -47,6 +47,7 @@ DEFAULT_TIMEOUT_S = 0.025
 FAIL_OPEN_METRIC = "conrec_client_fail_open_total"
 # Proxies and ingresses answer these for load, not for a bad request: fail open.
 _TRANSIENT_4XX = frozenset({408, 429})
+_REQUEST_ID = "x-request-id"
 
 
 class _Body(msgspec.Struct, omit_defaults=True, gc=False):
@@ -119,24 +120,33 @@ class _FilterClientBase:
         listed = [Candidate(c) if isinstance(c, str) else c for c in candidates]
         return _encode(_Body(user_id, listed, surface, threshold, codebook_version)), listed
 
-    def _fail_open(self, candidates: list[Candidate], reason: str, detail: str) -> FilterResult:
+    def _headers_for(self, request_id: str | None) -> dict[str, str]:
+        return self._headers if request_id is None else {**self._headers, _REQUEST_ID: request_id}
+
+    def _fail_open(
+        self, candidates: list[Candidate], reason: str, detail: str, request_id: str | None
+    ) -> FilterResult:
         with self._count_lock:
             self.fail_opens[reason] += 1
         if self._prometheus is not None:
             self._prometheus.labels(reason=reason).inc()
-        return FilterResult.kept_all([c.item_id for c in candidates], reason, detail)
+        return FilterResult.kept_all([c.item_id for c in candidates], reason, detail, request_id)
 
-    def _read(self, candidates: list[Candidate], response: httpx.Response) -> FilterResult:
+    def _read(
+        self, candidates: list[Candidate], response: httpx.Response, request_id: str | None
+    ) -> FilterResult:
         status = response.status_code
+        request_id = response.headers.get(_REQUEST_ID, request_id)
         if 400 <= status < 500 and status not in _TRANSIENT_4XX:
             raise FilterRequestError(status, _detail(response))
         if status >= 400:
-            return self._fail_open(candidates, UNAVAILABLE, f"HTTP {status}: {_detail(response)}")
+            detail = f"HTTP {status}: {_detail(response)}"
+            return self._fail_open(candidates, UNAVAILABLE, detail, request_id)
         try:
             answer = decode_answer(response.content)
         except msgspec.DecodeError as exc:  # ValidationError included
-            return self._fail_open(candidates, BAD_ANSWER, f"HTTP {status}: {exc}")
-        return FilterResult.from_answer(answer)
+            return self._fail_open(candidates, BAD_ANSWER, f"HTTP {status}: {exc}", request_id)
+        return FilterResult.from_answer(answer, request_id)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -185,15 +195,20 @@ class FilterClient(_FilterClientBase):
         surface: str | None = None,
         threshold: float | None = None,
         codebook_version: str | None = None,
+        request_id: str | None = None,
     ) -> FilterResult:
         """Filter ``candidates`` (item ids, or ``Candidate``s with their SIDs) for ``user_id``.
+        ``request_id`` is sent as X-Request-ID, which the service's log lines for this call
+        carry; without one the service makes one up (``FilterResult.request_id`` either way).
         One attempt, no retries. Raises only ``FilterRequestError`` (a 4xx)."""
         body, listed = self._body(user_id, candidates, surface, threshold, codebook_version)
         try:
-            response = self._http.post("/filter", content=body, headers=self._headers)
+            response = self._http.post(
+                "/filter", content=body, headers=self._headers_for(request_id)
+            )
         except httpx.TransportError as exc:
-            return self._fail_open(listed, _transport_failure(exc), repr(exc))
-        return self._read(listed, response)
+            return self._fail_open(listed, _transport_failure(exc), repr(exc), request_id)
+        return self._read(listed, response, request_id)
 
     def close(self) -> None:
         self._http.close()
@@ -238,17 +253,21 @@ class AsyncFilterClient(_FilterClientBase):
         surface: str | None = None,
         threshold: float | None = None,
         codebook_version: str | None = None,
+        request_id: str | None = None,
     ) -> FilterResult:
         """See ``FilterClient.filter``."""
         body, listed = self._body(user_id, candidates, surface, threshold, codebook_version)
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._http.post("/filter", content=body, headers=self._headers)
+                response = await self._http.post(
+                    "/filter", content=body, headers=self._headers_for(request_id)
+                )
         except TimeoutError:
-            return self._fail_open(listed, TIMEOUT, f"no answer within {self.timeout} s")
+            detail = f"no answer within {self.timeout} s"
+            return self._fail_open(listed, TIMEOUT, detail, request_id)
         except httpx.TransportError as exc:
-            return self._fail_open(listed, _transport_failure(exc), repr(exc))
-        return self._read(listed, response)
+            return self._fail_open(listed, _transport_failure(exc), repr(exc), request_id)
+        return self._read(listed, response, request_id)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -71,9 +71,12 @@ class FilterResult:
     detail: str | None = None
     # The service's full answer (scores, threshold, versions, unscored ids), when it answered.
     answer: FilterAnswer | None = None
+    # The request id the service logged this call under (the caller's, or one it generated);
+    # the caller's own when the client failed open.
+    request_id: str | None = None
 
     @classmethod
-    def from_answer(cls, answer: FilterAnswer) -> FilterResult:
+    def from_answer(cls, answer: FilterAnswer, request_id: str | None = None) -> FilterResult:
         return cls(
             kept=answer.kept,
             dropped=[d.item_id for d in answer.dropped],
@@ -82,11 +85,17 @@ class FilterResult:
             failed_open=answer.fail_open,
             reason=answer.fail_open_reason,
             answer=answer,
+            request_id=request_id,
         )
 
     @classmethod
-    def kept_all(cls, item_ids: list[str], reason: str, detail: str) -> FilterResult:
-        return cls(item_ids, [], [], None, failed_open=True, reason=reason, detail=detail)
+    def kept_all(
+        cls, item_ids: list[str], reason: str, detail: str, request_id: str | None
+    ) -> FilterResult:
+        return cls(
+            item_ids, [], [], None, failed_open=True, reason=reason, detail=detail,
+            request_id=request_id,
+        )  # fmt: skip
 
 
 class FilterRequestError(Exception):
