@@ -36,7 +36,7 @@ def test_settings_read_the_conrec_environment(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_blank_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONREC_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("CONREC_REDIS_URL", "redis://redis.example:6379/0")
     monkeypatch.setenv("CONREC_API_KEY", "")
     assert Settings().api_key is None
     monkeypatch.setenv("CONREC_API_KEY", "k")

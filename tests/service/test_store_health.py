@@ -39,13 +39,13 @@ def test_no_redis_url_refuses_to_start_unless_embedded(monkeypatch: pytest.Monke
         Settings()
     assert Settings(embedded=True).redis_url is None
     with pytest.raises(ValidationError, match="exclude each other"):
-        Settings(embedded=True, redis_url="redis://127.0.0.1:6379/0")
+        Settings(embedded=True, redis_url="redis://redis.example:6379/0")
 
 
 def test_conrec_serve_without_a_store_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # A misspelt variable is the case this guards: the right one is simply not there.
     monkeypatch.delenv("CONREC_REDIS_URL", raising=False)
-    monkeypatch.setenv("CONREC_REDIS_ULR", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("CONREC_REDIS_ULR", "redis://redis.example:6379/0")
     result = CliRunner().invoke(app, ["serve", "--port", "0"])
     assert result.exit_code == 2, result.output
     assert "no Redis configured" in result.output
@@ -55,7 +55,7 @@ def test_conrec_serve_without_a_store_is_a_usage_error(monkeypatch: pytest.Monke
 def test_redacted_hides_only_the_password() -> None:
     assert redacted("redis://:s3cret@redis.example:6380/2") == "redis://:***@redis.example:6380/2"
     assert redacted("rediss://app:pw@r:6379/0") == "rediss://app:***@r:6379/0"
-    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redacted("redis://redis.example:6379/0") == "redis://redis.example:6379/0"
 
 
 def test_unreachable_store_is_logged_at_start_and_recovers(
