@@ -75,13 +75,14 @@ def trained_prompt_kwargs(model_dir: str) -> dict:
 def resolve_engine(kind: str) -> str:
     """The engine `kind` names; "auto" picks the faster one on this machine's hardware.
 
-    On CPU: the HF engine, because it measured faster there. `pytest -m benchmark
-    tests/benchmarks/test_beam_search.py` (64 users, 92-token prompts, K=20, 2-core CPU) gave
-    the vLLM engine 0.08x the HF engine's users/s on the tiny Qwen3 (0.06x before its loop went
-    to the engine core directly) and 0.12x on SmolLM2-135M with SID tokens (8 users). vLLM
-    sends one request per beam and level: its per-request scheduling (~0.1 ms) and recomputing
-    each prompt's tail after its last full 32-token KV block outweigh the model, while the HF
-    engine prefills once and feeds every beam as one more token under a tree mask.
+    On CPU: the HF engine, because it measured faster there on the prompts the batch job
+    builds. `pytest -m benchmark tests/benchmarks/test_beam_search.py` (92-token prompts, K=20,
+    2-core CPU) gave the vLLM engine 0.12x the HF engine's users/s on the tiny Qwen3 (64 users)
+    and 0.17x on SmolLM2-135M with SID tokens (8 users). Each vLLM request of a beam recomputes
+    its prompt's tail after the last whole 32-token KV block (prefix caching shares whole blocks
+    only), 28 tokens here, while the HF engine prefills once and feeds every beam as one more
+    token under a tree mask. With prompts of whole blocks (96 tokens) vLLM was 1.34x the HF
+    engine on SmolLM2, but 0.20x on the tiny model, where vLLM's per-request work dominates.
     With a CUDA GPU: vLLM, the engine the batch job is built around. Not measured yet:
     tests/benchmarks/gpu_beam_search.sh measures it; if HF wins there too, return "hf" here.
     """

@@ -104,6 +104,35 @@ def excluded_mask(
     return mask
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """What one level needs from the model: the live beams it must score, and those it need
+    not. A beam the trie lets continue one way only is forced: that token's trie-masked
+    log-prob is exactly 0, whatever the model says, so engines that pay per beam skip it."""
+
+    # (prompt, slot, prefix, tokens banned after it) of each beam the model must score.
+    queried: list[tuple[int, int, tuple[int, ...], frozenset[int]]]
+    # (prompt, slot, the one token allowed) of each forced beam.
+    forced: list[tuple[int, int, int]]
+
+
+def plan_step(trie: SIDTrie, beams: Beams, excluded: Exclusions | None) -> StepPlan:
+    """Sorts the live beams (finite score) into queried and forced ones. A beam whose every
+    continuation is excluded is in neither: it ends here."""
+    queried, forced = [], []
+    for p, j in np.argwhere(np.isfinite(beams.scores)).tolist():
+        prefix = tuple(beams.tokens[p, j].tolist())
+        allowed = trie.allowed(prefix)
+        banned = excluded_tokens(excluded, p, prefix)
+        if len(banned) >= len(allowed):
+            continue
+        if len(allowed) == 1:
+            forced.append((p, j, int(allowed[0])))
+        else:
+            queried.append((p, j, prefix, banned))
+    return StepPlan(queried, forced)
+
+
 def expand(beams: Beams, top_tokens: np.ndarray, top_logprobs: np.ndarray, width: int) -> Beams:
     """The `width` best one-token extensions of each prompt's beams.
 

@@ -1,7 +1,9 @@
 """Trie-constrained beam search on vLLM: an own beam loop over vLLM's engine core.
 
 Each SID level sends one single-token request per live beam (the prompt plus the beam's SID
-tokens), restricted to the tokens the trie allows after that beam (`allowed_token_ids`).
+tokens), restricted to the tokens the trie allows after that beam (`allowed_token_ids`). A beam
+the trie lets continue one way only sends none: its masked log-prob is 0 (`plan_step`); in a
+sparse catalogue that is most beams of the last level.
 Prefix caching keeps the prompts' KV blocks from the first level, so later levels compute only
 the tail after the last full cached block (vLLM caches whole blocks only; the CPU attention
 backend's smallest block is 32 tokens). `logprobs_mode="processed_logprobs"` makes vLLM return
@@ -38,9 +40,9 @@ from batch_gen.engines.beam import (
     Beams,
     Exclusions,
     best_sequences,
-    excluded_tokens,
     expand,
     initial_beams,
+    plan_step,
 )
 from model.sids import SID
 from model.trie import SIDTrie
@@ -196,23 +198,21 @@ class VLLMBeamEngine(BeamSearchEngine):
     def _step(
         self, prompt_ids: list[list[int]], beams: Beams, width: int, excluded: Exclusions | None
     ) -> Beams:
-        # One single-token request per live beam, each restricted to the tokens the trie allows
-        # after that beam. An excluded token is dropped from the returned log-probs (the
-        # trie-masked log-softmax, as in the HF engine), so a beam with banned continuations
-        # asks for that many more.
-        requests, slots, banned_of = [], [], []
-        for p, j in np.argwhere(np.isfinite(beams.scores)).tolist():
-            prefix = tuple(beams.tokens[p, j].tolist())
-            banned = excluded_tokens(excluded, p, prefix)
-            if len(banned) >= len(self.trie.allowed(prefix)):
-                continue  # every continuation excluded: the beam ends
-            requests.append(self._request(prompt_ids[p] + list(prefix), prefix, width, banned))
-            slots.append((p, j))
-            banned_of.append(banned)
+        # One single-token request per beam the trie lets continue more than one way, each
+        # restricted to the tokens the trie allows after that beam. An excluded token is dropped
+        # from the returned log-probs (the trie-masked log-softmax, as in the HF engine), so a
+        # beam with banned continuations asks for that many more.
+        plan = plan_step(self.trie, beams, excluded)
         top_tokens = np.zeros((*beams.scores.shape, width), dtype=np.int64)
         top_logprobs = np.full((*beams.scores.shape, width), -np.inf)
-        for (p, j), banned, (tokens, logprobs) in zip(
-            slots, banned_of, self._run(requests), strict=True
+        for p, j, token in plan.forced:
+            top_tokens[p, j, 0], top_logprobs[p, j, 0] = token, 0.0
+        requests = [
+            self._request(prompt_ids[p] + list(prefix), prefix, width, banned)
+            for p, _, prefix, banned in plan.queried
+        ]
+        for (p, j, _, banned), (tokens, logprobs) in zip(
+            plan.queried, self._run(requests), strict=True
         ):
             if banned:  # the best `width` of the others
                 keep = ~np.isin(tokens, list(banned))

@@ -16,6 +16,10 @@ candidate ids. The ratio /filter : bare therefore measures the filter's own work
   peak) that counts each request's latency from its scheduled start, so queueing behind a
   stalled request is measured, not hidden (coordinated omission).
 
+- Attribution (``test_filter_time_attribution``): the same id-only load on /filter as served and
+  with parts of its own work taken out in the server process (the Redis read; the item-id lookup
+  and scoring; both), each against the bare endpoint, to show where a request's time goes.
+
 Run: pytest -m benchmark tests/benchmarks/test_filter_throughput.py -s
 """
 
@@ -100,7 +104,11 @@ def build_world(root: Path, redis_url: str) -> dict[str, bytes]:
     }
 
 
-def serve_filter(port: int, codebook_dir: str, redis_url: str, thresholds_file: str) -> None:
+def serve_filter(
+    port: int, codebook_dir: str, redis_url: str, thresholds_file: str, without: str = ""
+) -> None:
+    if without:
+        take_out(without)
     settings = Settings(
         codebook_dir=codebook_dir,
         redis_url=redis_url,
@@ -109,6 +117,33 @@ def serve_filter(port: int, codebook_dir: str, redis_url: str, thresholds_file: 
         thresholds_file=thresholds_file,
     )
     service_main.serve(create_app(settings), settings)
+
+
+# Parts of /filter's own work that the attribution run takes out, one server each.
+WITHOUT = {
+    "redis": "no Redis read (one prediction, read once, for every request)",
+    "scoring": "no item-id lookup or scoring (every candidate scores 0)",
+    "both": "neither",
+}
+
+
+def take_out(part: str) -> None:
+    """Replace a part of /filter's work in this server process: attribution runs only."""
+    from codebook.artifact import ItemSIDTable
+    from service import filtering
+
+    if part in ("redis", "both"):
+        fetch, first = filtering.fetch_prediction, {}
+
+        async def fetch_once(state, user_id: str):
+            if "answer" not in first:
+                first["answer"] = await fetch(state, user_id)
+            return first["answer"]
+
+        filtering.fetch_prediction = fetch_once
+    if part in ("scoring", "both"):
+        ItemSIDTable.rows_of = lambda self, ids: np.arange(len(ids))
+        filtering.Resolved.scores = lambda self, codes: np.zeros(self.scored, np.float32)
 
 
 class BareCandidate(msgspec.Struct):
@@ -203,28 +238,42 @@ async def latencies_at(port: int, template: bytes, rate: float, seconds: float) 
     return np.array(out)
 
 
+def write_inputs(tmp_path: Path, redis_url: str) -> tuple[dict, dict, Path, Path]:
+    """The world in Redis and on disk: body templates, body files, wrk script, thresholds."""
+    templates = build_world(tmp_path / "codebook", redis_url)
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text(THRESHOLDS)
+    script = tmp_path / "rotate.lua"
+    script.write_text(WRK_SCRIPT % N_USERS)
+    files = {}
+    for kind, body in templates.items():
+        files[kind] = tmp_path / f"{kind}.json"
+        files[kind].write_bytes(body)
+    return templates, files, script, thresholds
+
+
+def filter_server(port: int, tmp_path: Path, redis_url: str, thresholds: Path, without: str = ""):
+    code = (
+        "from tests.benchmarks.test_filter_throughput import serve_filter; "
+        f"serve_filter({port}, {str(tmp_path / 'codebook')!r}, {redis_url!r}, "
+        f"{str(thresholds)!r}, {without!r})"
+    )
+    return started(code, port)
+
+
+def bare_server(port: int):
+    return started(
+        f"from tests.benchmarks.test_filter_throughput import serve_bare; serve_bare({port})", port
+    )
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
 def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
     with private_redis(tmp_path) as (_, redis_url):
-        templates = build_world(tmp_path / "codebook", redis_url)
-        thresholds = tmp_path / "thresholds.yaml"
-        thresholds.write_text(THRESHOLDS)
-        script = tmp_path / "rotate.lua"
-        script.write_text(WRK_SCRIPT % N_USERS)
-        files = {}
-        for kind, body in templates.items():
-            files[kind] = tmp_path / f"{kind}.json"
-            files[kind].write_bytes(body)
+        templates, files, script, thresholds = write_inputs(tmp_path, redis_url)
         fport, bport = free_port(), free_port()
-        module = "tests.benchmarks.test_filter_throughput"
-        filter_code = (
-            f"from {module} import serve_filter; "
-            f"serve_filter({fport}, {str(tmp_path / 'codebook')!r}, {redis_url!r}, "
-            f"{str(thresholds)!r})"
-        )
-        bare_code = f"from {module} import serve_bare; serve_bare({bport})"
         furl, burl = f"http://127.0.0.1:{fport}/filter", f"http://127.0.0.1:{bport}/bare"
-        with started(filter_code, fport), started(bare_code, bport):
+        with filter_server(fport, tmp_path, redis_url, thresholds), bare_server(bport):
             for body in templates.values():
                 answer = httpx.post(furl, content=body.replace(b"__USER__", b"user-7")).json()
                 assert answer["fail_open"] is False, answer
@@ -262,3 +311,36 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
         print(f"{names[kind]}_vs_bare_ratio: {filt / bare:.2f}")
         print(f"{names[kind]}_p99_ms_at_half_peak: {np.percentile(lat * 1e3, 99):.2f}")
     assert all(filt > 0 for _, filt, _, _ in results.values())
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
+def test_filter_time_attribution(tmp_path: Path) -> None:
+    """Where an id-only request's time goes under load: /filter as served, and with parts of
+    its own work taken out (``WITHOUT``), each against the same bare endpoint, interleaved."""
+    with private_redis(tmp_path) as (_, redis_url):
+        _, files, script, thresholds = write_inputs(tmp_path, redis_url)
+        ports = {part: free_port() for part in ("", *WITHOUT)}
+        bport = free_port()
+        with contextlib.ExitStack() as stack:
+            for part, port in ports.items():
+                stack.enter_context(filter_server(port, tmp_path, redis_url, thresholds, part))
+            stack.enter_context(bare_server(bport))
+            urls = {part: f"http://127.0.0.1:{port}/filter" for part, port in ports.items()}
+            burl = f"http://127.0.0.1:{bport}/bare"
+            for url in (*urls.values(), burl):
+                wrk_rps(url, files["ids"], script, 1)  # warm-up
+            runs: dict[str, list[float]] = {part: [] for part in (*urls, "bare")}
+            for _ in range(ROUNDS):
+                runs["bare"].append(wrk_rps(burl, files["ids"], script, ROUND_SECONDS))
+                for part, url in urls.items():
+                    runs[part].append(wrk_rps(url, files["ids"], script, ROUND_SECONDS))
+    bare = max(runs.pop("bare"))
+    print(f"\nid-only bodies, {N_CANDIDATES} candidates; bare endpoint {bare:.0f} req/s")
+    print("/filter                                                       req/s  vs bare")
+    for part, rps in runs.items():
+        label = WITHOUT.get(part, "as served")
+        print(f"{label:60} {max(rps):6.0f}  {max(rps) / bare:5.2f}")
+    for part, rps in runs.items():
+        name = f"without_{part}_" if part else ""
+        print(f"filter_ids_{name}vs_bare_ratio: {max(rps) / bare:.2f}")
+    assert all(max(rps) > 0 for rps in runs.values())

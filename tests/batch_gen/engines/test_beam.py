@@ -10,6 +10,7 @@ from batch_gen.engines.beam import (
     exclusions,
     expand,
     initial_beams,
+    plan_step,
 )
 from model.trie import SIDTrie
 
@@ -75,3 +76,29 @@ def test_exclusions_clear_only_the_tokens_leading_to_that_prompts_excluded_sids(
     assert excluded_mask(prefixes, 2, None, vocab_size=8) is None
     assert excluded_tokens(None, 0, (3,)) == frozenset()
     assert exclusions([[(9, 9)]], trie) == [{}]  # not a catalogue SID: nothing to exclude
+
+
+def test_plan_step_queries_only_beams_with_a_choice():
+    trie = SIDTrie([(1, 2, 3), (1, 2, 4), (1, 5, 6), (7, 8, 9)])
+    # Prompt 0: beams (1,) and (7,) and an empty slot; prompt 1: beam (1,), its 5 excluded.
+    beams = Beams(
+        tokens=np.array([[[1], [7], [0]], [[1], [7], [0]]]),
+        scores=np.array([[-0.1, -0.2, NEG], [-0.3, NEG, NEG]]),
+        parents=np.zeros((2, 3), dtype=np.int64),
+    )
+    excluded = [{}, {(1,): frozenset({5})}]
+    plan = plan_step(trie, beams, excluded)
+    assert plan.queried == [(0, 0, (1,), frozenset()), (1, 0, (1,), frozenset({5}))]
+    assert plan.forced == [(0, 1, 8)]
+
+
+def test_plan_step_forces_single_continuations_and_ends_fully_excluded_beams():
+    trie = SIDTrie([(1, 2, 3), (1, 2, 4), (1, 5, 6)])
+    beams = Beams(
+        tokens=np.array([[[1, 2], [1, 5]]]),
+        scores=np.array([[-0.5, -0.7]]),
+        parents=np.zeros((1, 2), dtype=np.int64),
+    )
+    plan = plan_step(trie, beams, [{(1, 2): frozenset({3, 4})}])
+    assert plan.queried == []  # (1, 2) has both continuations excluded: it ends
+    assert plan.forced == [(0, 1, 6)]

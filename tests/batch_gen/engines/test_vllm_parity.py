@@ -4,6 +4,7 @@ import pytest
 
 from batch_gen.engines.hf import HFBeamEngine
 from batch_gen.engines.vllm_engine import VLLMBeamEngine
+from model.constrained import build_sid_trie
 
 
 @pytest.fixture(scope="module")
@@ -44,4 +45,27 @@ def test_vllm_and_hf_agree_with_excluded_sids(vllm_engine, hf_engine, tiny, asse
     from_hf = hf_engine.generate_topk(prompts, 20, exclude=exclude)
     for got, expected, banned in zip(from_vllm, from_hf, exclude, strict=True):
         assert not banned & {sid for sid, _ in got}
+        assert_same_topk(got, expected)
+
+
+def test_beams_with_one_continuation_send_no_request(
+    vllm_engine, hf_engine, tiny, monkeypatch, assert_same_topk
+):
+    # A catalogue whose SIDs all start differently: after the first level every beam has one
+    # way on, so vLLM is asked once per prompt, and the scores still match the HF engine's.
+    distinct = list({sid[0]: sid for sid in tiny.sids}.values())
+    trie = build_sid_trie(distinct, tiny.tokenizer)
+    for engine in (vllm_engine, hf_engine):
+        monkeypatch.setattr(engine, "trie", trie)
+    monkeypatch.setattr(vllm_engine, "_templates", {})  # they hold the allowed tokens
+    core = vllm_engine.llm.llm_engine.engine_core
+    sent = []
+    add_request = core.add_request
+    monkeypatch.setattr(core, "add_request", lambda request: (sent.append(1), add_request(request)))
+    prompts = tiny.prompts(3, seed=7)
+    k = min(20, len(distinct))
+    from_vllm = vllm_engine.generate_topk(prompts, k)
+    assert len(sent) == len(prompts)
+    for got, expected in zip(from_vllm, hf_engine.generate_topk(prompts, k), strict=True):
+        assert len(got) == k
         assert_same_topk(got, expected)
