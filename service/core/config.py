@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from batch_gen.store import DEFAULT_EMBEDDED_PATH, DEFAULT_PREFIX
+from batch_gen.store import DEFAULT_EMBEDDED_PATH, DEFAULT_PREFIX, connect_async
 
 
 class Settings(BaseSettings):
@@ -79,4 +79,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CONREC_REDIS_CLUSTER needs CONREC_REDIS_URL: the embedded store is one server"
             )
+        if self.redis_url is not None:
+            # Building the reader checks the URL (no I/O): refused here, in one line, rather
+            # than at the first read.
+            try:
+                connect_async(self.redis_url.get_secret_value(), cluster=self.redis_cluster)
+            except ValueError as exc:
+                raise ValueError(f"CONREC_REDIS_URL: {exc}") from None
         return self

@@ -52,6 +52,17 @@ def test_conrec_serve_without_a_store_is_a_usage_error(monkeypatch: pytest.Monke
     assert "--embedded" in result.output
 
 
+def test_a_redis_url_the_reader_cannot_honour_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONREC_REDIS_URL", "redis://:s3cret@redis.example:6379/0?socket_timeout=1")
+    result = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert "CONREC_REDIS_URL" in result.output
+    assert "socket_timeout" in result.output
+    assert "s3cret" not in result.output
+
+
 def test_redacted_hides_only_the_password() -> None:
     assert redacted("redis://:s3cret@redis.example:6380/2") == "redis://:***@redis.example:6380/2"
     assert redacted("rediss://app:pw@r:6379/0") == "rediss://app:***@r:6379/0"
