@@ -1,11 +1,11 @@
 """The service's reads from one Redis server, multiplexed on one connection (auto-pipelining).
 
 /filter reads one key per request, with many requests in flight. redis-py's asyncio client takes
-a pooled connection per command and runs its retry and response machinery around each: ~95 us of
+a pooled connection per command and runs its retry and response machinery around each: ~96 us of
 CPU per GET on this project's 2-core benchmark machine (uvloop). Here each GET is written down a
 single connection as it comes, and each reply resolves the oldest waiting GET (Redis answers a
-connection's commands in order): ~12 us per GET, and concurrent GETs share the server's reads
-and writes. Replies are parsed by hiredis, as redis-py parses them.
+connection's commands in order): ~19 us per GET (tests/benchmarks/test_redis_reads.py), and
+concurrent GETs share the server's reads and writes. hiredis parses the replies, as in redis-py.
 
 Only GET is spoken, plus AUTH and SELECT when a connection opens: the read path of a single
 server over TCP or a unix socket. A Redis Cluster and TLS (``rediss://``) keep redis-py's

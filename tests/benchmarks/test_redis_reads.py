@@ -1,0 +1,66 @@
+"""Benchmark: the service's Redis reads, multiplexed on one connection vs redis-py's asyncio client.
+
+20,000 GETs of 120-byte values (a prediction's size) from 4 concurrent readers, as /filter's
+requests overlap, on uvloop as the service runs; CPU seconds of this process per GET (the
+reader's own cost, what /filter pays per request), best of 3 interleaved rounds.
+
+Run: pytest -m benchmark tests/benchmarks/test_redis_reads.py -s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+import uvloop
+
+from batch_gen.multiplexed import MultiplexedRedis
+from tests.redis_support import private_redis
+
+pytestmark = pytest.mark.benchmark
+
+GETS, READERS, ROUNDS, KEYS = 20_000, 4, 3, 10_000
+
+
+def cpu_us_per_get(make_client: Callable[[], object]) -> float:
+    async def run() -> float:
+        client = make_client()
+        try:
+
+            async def reader(offset: int) -> None:
+                for i in range(GETS // READERS):
+                    assert await client.get(f"user-{(offset + i) % KEYS}") is not None
+
+            await reader(0)  # connect and warm up
+            started = time.process_time()
+            await asyncio.gather(*(reader(r * 997) for r in range(READERS)))
+            return (time.process_time() - started) / GETS * 1e6
+        finally:
+            await client.aclose()
+
+    return uvloop.run(run())
+
+
+def test_multiplexed_reads_vs_redis_py(tmp_path: Path) -> None:
+    with private_redis(tmp_path) as (_, url):
+        with redis.Redis.from_url(url) as admin:
+            admin.mset({f"user-{i}": bytes(120) for i in range(KEYS)})
+        clients = {
+            "redis-py asyncio": lambda: redis.asyncio.Redis.from_url(url),
+            "multiplexed": lambda: MultiplexedRedis(url),
+        }
+        best = {name: float("inf") for name in clients}
+        for _ in range(ROUNDS):
+            for name, make in clients.items():
+                best[name] = min(best[name], cpu_us_per_get(make))
+    print(f"\n{GETS:,} GETs from {READERS} concurrent readers, CPU µs per GET (best of {ROUNDS})")
+    for name, us in best.items():
+        print(f"{name:18} {us:6.1f}")
+    ratio = best["redis-py asyncio"] / best["multiplexed"]
+    print(f"multiplexed_vs_redis_py_reads_per_cpu_s_ratio: {ratio:.2f}")
+    assert ratio > 0
