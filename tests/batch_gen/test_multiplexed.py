@@ -66,11 +66,11 @@ def test_password_and_db_from_the_url(tmp_path: Path) -> None:
 
 def test_urls_it_cannot_honour_are_refused_or_go_to_redis_py() -> None:
     with pytest.raises(ValueError, match="socket_timeout"):
-        MultiplexedRedis("redis://127.0.0.1:6379/0?socket_timeout=1")
+        MultiplexedRedis("redis://redis.example:6379/0?socket_timeout=1")
     with pytest.raises(ValueError, match="TLS"):
-        MultiplexedRedis("rediss://127.0.0.1:6379/0")
-    assert isinstance(connect_async("rediss://127.0.0.1:6379/0"), redis.asyncio.Redis)
-    assert isinstance(connect_async("redis://127.0.0.1:6379/0"), MultiplexedRedis)
+        MultiplexedRedis("rediss://redis.example:6379/0")
+    assert isinstance(connect_async("rediss://redis.example:6379/0"), redis.asyncio.Redis)
+    assert isinstance(connect_async("redis://redis.example:6379/0"), MultiplexedRedis)
 
 
 def test_reads_given_up_during_a_stall_leave_later_reads_in_step(tmp_path: Path) -> None:
