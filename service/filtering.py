@@ -19,7 +19,13 @@ import redis
 from batch_gen.store import Prediction, StoreError
 from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
 from codebook.similarity import max_cosine, max_cosine_tables, max_cosine_vectors, use_tables
-from service.api.schemas import Candidate, DroppedItem, FilterRequest, FilterResponse
+from service.api.schemas import (
+    Candidate,
+    DroppedItem,
+    FilterRequest,
+    FilterResponse,
+    ItemIdsRequest,
+)
 from service.core.state import LoadedCodebook, ServiceState
 from service.core.thresholds import OverrideRange
 
@@ -80,11 +86,17 @@ class Resolved:
         return score(codebook, self.codes, predictions)
 
 
-def resolve(loaded: LoadedCodebook, candidates: list[Candidate], item_ids: list[str]) -> Resolved:
-    """The candidates in ``loaded``: ids only (and item vectors at hand) as rows, else codes."""
-    sids = list(map(_SID, candidates))
-    # ``count`` scans at C speed: a body of item ids only, what ranking services send.
-    if loaded.vectors is not None and sids.count(None) == len(sids):
+def resolve(
+    loaded: LoadedCodebook,
+    candidates: list[Candidate],
+    item_ids: list[str],
+    ids_only: bool = False,
+) -> Resolved:
+    """The candidates in ``loaded``: ids only (and item vectors at hand) as rows, else codes.
+    ``ids_only``: the caller knows that no candidate gives a SID (an ``ItemIdsRequest``)."""
+    sids = None if ids_only else list(map(_SID, candidates))
+    # ``count`` scans at C speed where the body's kind is not known already.
+    if loaded.vectors is not None and (sids is None or sids.count(None) == len(sids)):
         rows = loaded.items.rows_of(item_ids)
         absent = rows < 0
         if not absent.any():
@@ -221,8 +233,11 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
     named = request.codebook_version
     loaded = catalogue.current if named is None else catalogue.get(named)
     item_ids = list(map(_ITEM_ID, request.candidates))
+    ids_only = isinstance(request, ItemIdsRequest)
     # SIDs of a version not loaded cannot be checked: resolved stays None.
-    resolved = resolve(loaded, request.candidates, item_ids) if loaded is not None else None
+    resolved = (
+        resolve(loaded, request.candidates, item_ids, ids_only) if loaded is not None else None
+    )
 
     prediction, reason = await fetch_prediction(state, request.user_id)
     try:
@@ -236,10 +251,10 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             other = catalogue.get(prediction.codebook_version)
             if other is None:
                 reason = "codebook_mismatch"
-            elif any(map(_SID, request.candidates)):
+            elif not ids_only and any(map(_SID, request.candidates)):
                 reason = "sid_codebook_mismatch"
             else:
-                resolved = resolve(other, request.candidates, item_ids)
+                resolved = resolve(other, request.candidates, item_ids, ids_only)
         if not reason and prediction is not None:
             # ``found``: the scored candidates' scores, what the score histogram counts.
             found = resolved.scores(prediction.codes) if resolved.scored else _NONE_SCORED

@@ -25,6 +25,12 @@ class Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     sid: list[int] | None = None
 
 
+class ItemOnly(Candidate, forbid_unknown_fields=True, gc=False):
+    """A candidate of a body in which no candidate gives a SID (see ``decode_request``)."""
+
+    sid: None = None
+
+
 class FilterRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     user_id: Id
     candidates: Annotated[list[Candidate], msgspec.Meta(min_length=1)]
@@ -37,6 +43,13 @@ class FilterRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     # SIDs of another version than the user's prediction cannot be compared with it (the
     # request fails open); candidates given by item id only are looked up in the prediction's.
     codebook_version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+class ItemIdsRequest(FilterRequest, forbid_unknown_fields=True, gc=False):
+    """A request whose candidates are item ids only, what ranking services send: the filter
+    looks every one up in the SID table without first checking each for a SID of its own."""
+
+    candidates: Annotated[list[ItemOnly], msgspec.Meta(min_length=1)]
 
 
 class DroppedItem(msgspec.Struct):
@@ -70,7 +83,23 @@ class Error(msgspec.Struct):
     detail: str
 
 
-decode_request = msgspec.json.Decoder(FilterRequest).decode
+_decode_item_ids = msgspec.json.Decoder(ItemIdsRequest).decode
+_decode_any = msgspec.json.Decoder(FilterRequest).decode
+
+
+def decode_request(body: bytes) -> FilterRequest:
+    """The body as an ``ItemIdsRequest`` if no candidate gives a SID, else as a FilterRequest.
+
+    A body with SIDs fails the first decoder where its first SID is (usually the first
+    candidate, so little is decoded twice); the second decoder then decodes it or reports what
+    is wrong, so callers always see the errors of the full FilterRequest schema. Malformed JSON
+    before any SID is reported by the first, with the same message the second would give."""
+    try:
+        return _decode_item_ids(body)
+    except msgspec.ValidationError:
+        return _decode_any(body)
+
+
 encode_response = msgspec.json.Encoder().encode
 
 

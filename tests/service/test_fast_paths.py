@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from itertools import compress
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
 from codebook.artifact import Codebook, ItemSIDTable
 from codebook.similarity import item_vectors, max_cosine, max_cosine_tables, use_tables
-from service.api.schemas import Candidate
+from service.api.schemas import Candidate, FilterRequest, ItemIdsRequest, decode_request
 from service.core.state import LoadedCodebook
 from service.filtering import BadRequest, candidate_codes, resolve, split
 
@@ -158,8 +160,49 @@ def test_bodies_of_item_ids_are_scored_from_item_vectors_as_from_codes() -> None
     assert by_rows.codes is None
     assert by_codes.rows is None
     assert by_rows.unknown == by_codes.unknown == [5]
+    told = resolve(fast, cands, ids, ids_only=True)  # the body was decoded as item ids only
+    np.testing.assert_array_equal(told.rows, by_rows.rows)
+    assert told.unknown == [5]
     prediction = rng.integers(0, 256, size=(20, 3))
     np.testing.assert_allclose(by_rows.scores(prediction), by_codes.scores(prediction), atol=2e-5)
     # A body with a single SID among the ids takes the codes path.
     cands[0] = Candidate(cands[0].item_id, [1, 2, 3])
     assert resolve(fast, cands, _ids(cands)).rows is None
+
+
+_FULL = msgspec.json.Decoder(FilterRequest).decode
+
+
+@pytest.mark.parametrize(
+    ("candidates", "ids_only"),
+    [
+        ('{"item_id": "a"}, {"item_id": "b"}', True),
+        ('{"item_id": "a", "sid": null}', True),
+        ('{"item_id": "a", "sid": [1, 2, 3]}, {"item_id": "b"}', False),
+        ('{"item_id": "a"}, {"item_id": "b", "sid": [1, 2, 3]}', False),  # only the last
+    ],
+)
+def test_bodies_without_sids_decode_as_item_ids_requests(candidates: str, ids_only: bool) -> None:
+    body = b'{"user_id": "u", "surface": "home", "candidates": [%s]}' % candidates.encode()
+    decoded = decode_request(body)
+    assert isinstance(decoded, ItemIdsRequest) is ids_only
+    assert msgspec.to_builtins(decoded) == msgspec.to_builtins(_FULL(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"user_id": "u", "candidates": [{"item_id": "a"}, {"item_id": ""}]}',
+        b'{"user_id": "u", "candidates": [{"item_id": "a"}, {"item_id": "b", "sid": "1"}]}',
+        b'{"user_id": "u", "candidates": [{"item_id": "a", "x": 1}]}',
+        b'{"user_id": "u", "candidates": [{"item_id": "a", "sid": [1]}, {"item_id": 2}]}',
+        b'{"user_id": "u", "candidates": [{"item_id": "a"}], "threshold": "high"}',
+        b'{"user_id": "u", "candidates": [{"item_id": "a", "sid": [1]}, oops]}',
+        b'{"user_id": "u", "candidates": [{"item_id": "a"}, oops]}',
+    ],
+)
+def test_bad_bodies_get_the_full_schemas_error(body: bytes) -> None:
+    with pytest.raises(msgspec.DecodeError) as expected:
+        _FULL(body)
+    with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
+        decode_request(body)
