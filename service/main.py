@@ -26,6 +26,9 @@ from service.core.state import ServiceState
 from service.metrics import create_metrics
 
 logger = logging.getLogger(__name__)
+# How many more container objects (lists, dicts, ...) may be alive than at the last collection
+# before the young generation is collected (Python's default: 700).
+GC_THRESHOLD = 50_000
 
 
 def create_app(
@@ -109,9 +112,7 @@ def serve(app: FastAPI, settings: Settings) -> None:
     # The scoring matmuls are small ([1000, dim] x [dim, 20]) and requests arrive concurrently:
     # BLAS threads would only contend with the request handlers for the cores.
     threadpool_limits(limits=1, user_api="blas")
-    # Everything alive now (modules, codebook, app) lives as long as the process; moving it out
-    # of the collector's generations makes each collection triggered by a request cheap.
-    gc.freeze()
+    tune_collector()
     uvicorn.run(
         app,
         host=settings.host,
@@ -120,6 +121,17 @@ def serve(app: FastAPI, settings: Settings) -> None:
         # Logging is the process's (`configure_logging`): uvicorn's records reach its handler.
         log_config=None,
     )
+
+
+def tune_collector() -> None:
+    """Keep the cyclic garbage collector off the request path. Everything alive now (modules,
+    codebook, app) lives as long as the process: frozen out of the collector's generations, it
+    is never traversed again. And a body with SIDs holds a thousand lists while it is decoded,
+    so at the default threshold the young generation was collected several times per request
+    (~6% of the process's time under load); requests make almost no cyclic garbage, so the
+    threshold is raised to ``GC_THRESHOLD``."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD)
 
 
 @contextmanager
