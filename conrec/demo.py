@@ -24,7 +24,7 @@ DEMO_BASELINES = ("random", "popularity", "category_blocker", "swing")
 def run_demo(
     out: str | Path,
     data_dir: str | None = None,
-    engine: str = "hf",
+    engine: str = "auto",
     config: str | Path = DEMO_CONFIG,
 ) -> dict:
     out = Path(out)
@@ -67,10 +67,12 @@ def run_demo(
     summary["train"] = trained["eval"]
     console.print_json(json.dumps(trained["eval"], default=float))
 
-    _stage(4, f"nightly batch: {engine} constrained beam search -> embedded Redis")
     from batch_gen.engines.base import EngineConfig
     from batch_gen.job import BatchJobConfig
-    from batch_gen.nightly import NightlyConfig, run_nightly
+    from batch_gen.nightly import NightlyConfig, resolve_engine, run_nightly
+
+    engine = resolve_engine(engine, trained["final_model"])
+    _stage(4, f"nightly batch: {engine} constrained beam search -> embedded Redis")
     from batch_gen.store import PredictionStore, connect, stop_embedded
 
     store_path = out / "prediction-store" / "redis.db"

@@ -6,6 +6,9 @@ a config, with a word-level tokenizer trained locally on the item titles and pro
 
 `encode_prompt` and `encode_completion` are the one place text is tokenised for training,
 scoring and the batch engines, so training targets and constrained decoding agree.
+`align_prompt` pads a prompt in front with fill tokens to whole KV blocks, so that vLLM's prefix
+cache (whole blocks only) holds all of it and every beam of the nightly search computes only its
+own SID tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from pathlib import Path
 from model.sids import sid_tokens
 
 SPECIAL_TOKENS = {"unk": "<unk>", "pad": "<pad>", "bos": "<s>", "eos": "</s>"}
+# Its own token rather than pad or EOS: batching code masks and strips those, and a filler must be
+# attended to exactly as training attended to it.
+FILL_TOKEN = "<|fill|>"
 
 
 @dataclass
@@ -60,23 +66,24 @@ def build_tokenizer(corpus: Iterable[str], levels: int, codebook_size: int):
         bos_token=SPECIAL_TOKENS["bos"],
         eos_token=SPECIAL_TOKENS["eos"],
     )
-    fast.add_tokens(_sid_added_tokens(levels, codebook_size))
+    fast.add_tokens(_added_tokens(levels, codebook_size))
     # Word-level pieces carry no spacing; decode joins them with spaces.
     fast.backend_tokenizer.decoder = None
     return fast
 
 
 def add_sid_tokens(tokenizer, levels: int, codebook_size: int) -> int:
-    """Add the SID tokens to a pretrained tokenizer (a model must then be resized to match)."""
-    return tokenizer.add_tokens(_sid_added_tokens(levels, codebook_size))
+    """Add the SID tokens and the fill token to a pretrained tokenizer (a model must then be
+    resized to match)."""
+    return tokenizer.add_tokens(_added_tokens(levels, codebook_size))
 
 
-def _sid_added_tokens(levels: int, codebook_size: int) -> list:
+def _added_tokens(levels: int, codebook_size: int) -> list:
     from tokenizers import AddedToken
 
     return [
         AddedToken(tok, special=False, normalized=False, single_word=False)
-        for tok in sid_tokens(levels, codebook_size)
+        for tok in [*sid_tokens(levels, codebook_size), FILL_TOKEN]
     ]
 
 
@@ -136,6 +143,21 @@ def load_backbone(path: str | Path, tokenizer):
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
     """Token ids of a prompt, with the tokenizer's own special tokens (as TRL tokenises them)."""
     return list(tokenizer(prompt)["input_ids"])
+
+
+def align_prompt(tokenizer, prompt: str, block: int) -> str:
+    """`prompt` after as many fill tokens as make its token count a multiple of `block`.
+
+    The fill tokens go in front, as text: TRL tokenises GRPO's prompt strings itself, and an added
+    token splits the text around it, so the prompt's own tokens stay what they were. `block` 0
+    leaves the prompt as it is (models trained before the fill token existed).
+    """
+    if block <= 0:
+        return prompt
+    fill_id = tokenizer.convert_tokens_to_ids(FILL_TOKEN)
+    if fill_id is None or tokenizer.convert_ids_to_tokens(fill_id) != FILL_TOKEN:
+        raise ValueError(f"the tokenizer has no {FILL_TOKEN} token to align prompts to {block}")
+    return FILL_TOKEN * (-len(encode_prompt(tokenizer, prompt)) % block) + prompt
 
 
 def encode_completion(tokenizer, completion: str) -> list[int]:

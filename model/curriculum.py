@@ -46,7 +46,7 @@ from model.grpo import run_grpo_stage
 from model.likelihood import alignment_accuracy, generate_sids
 from model.plots import plot_grpo
 from model.pretrained import PROVENANCE_FILE, resolve
-from model.prompts import prompt_vocabulary, save_prompt_config
+from model.prompts import next_negative_prompter, prompt_vocabulary, save_prompt_config
 from model.rewards import make_reward, make_valid_sid_reward, output_sid, set_similarity
 from model.sft import run_sft_stage
 from model.stage_plan import PlannedStage, base_fingerprint, plan_stages
@@ -108,7 +108,7 @@ class CurriculumRun:
         version = data_version(data.events)
         self.stages = plan_stages(cfg, self.codebook.version, version)
         self.root = Path(cfg.stages_dir) if cfg.stages_dir else Path(cfg.output_dir) / "stages"
-        self.caps = asdict(cfg.prompt)
+        self.prompt_settings = asdict(cfg.prompt)
 
         events = data.events
         eval_cutoffs = cutoffs_for(events, cfg.cutoff)
@@ -125,13 +125,13 @@ class CurriculumRun:
         )
         self.align_train, align_eval = tasks.split_by_user(align_all, cfg.eval_fraction)
         self.align_eval = align_eval[: cfg.eval_samples]
-        self.grpo_eval = tasks.grpo_samples(
-            user_windows(events, eval_cutoffs), self.item_sids, self.swing, "full",
-            cfg.reward.swing_per_item, **self.caps,
-        )[: cfg.eval_samples]  # fmt: skip
-
         tok_dir = self.root / f"tokenizer-{base_fingerprint(cfg, self.codebook.version, version)}"
         self.tokenizer, self.provenance = self._tokenizer(tok_dir)
+        self.prompt = next_negative_prompter(self.tokenizer, **self.prompt_settings)
+        self.grpo_eval = tasks.grpo_samples(
+            user_windows(events, eval_cutoffs), self.item_sids, self.swing, "full",
+            cfg.reward.swing_per_item, prompt=self.prompt,
+        )[: cfg.eval_samples]  # fmt: skip
         self.trie = build_sid_trie(self.item_sids.codes, self.tokenizer)
         r = cfg.reward
         self.reward = make_reward(
@@ -190,7 +190,7 @@ class CurriculumRun:
             return self.align_train, {}
         if stage.name == "warmup":
             return tasks.next_negative_samples(
-                self.windows, self.item_sids, cfg.warmup_context, **self.caps
+                self.windows, self.item_sids, cfg.warmup_context, prompt=self.prompt
             ), {}
         position = stage.index - (len(self.stages) - len(cfg.grpo)) - 1
         pool = tasks.stage_subsets(self.windows, len(cfg.grpo), salt=str(cfg.seed))[position]
@@ -198,7 +198,7 @@ class CurriculumRun:
             pool = [w for w in pool if w.recent_negatives(cfg.prompt.recent_days)]
         samples = tasks.grpo_samples(
             pool, self.item_sids, self.swing, stage.config.context, cfg.reward.swing_per_item,
-            cfg.reward.ground_truth, **self.caps,
+            cfg.reward.ground_truth, prompt=self.prompt,
         )  # fmt: skip
         random.Random(f"{cfg.seed}:{stage.label}").shuffle(samples)
         samples = samples[: stage.config.max_steps * stage.config.prompts_per_step]
@@ -299,6 +299,6 @@ def _save_final(final: Path, model, run: CurriculumRun, last: PlannedStage) -> N
     cfg = run.cfg
     # The batch job must prompt exactly as the last stage did.
     context = cfg.grpo[-1].context if cfg.grpo else cfg.warmup_context
-    save_prompt_config(final, context=context, **run.caps)
+    save_prompt_config(final, context=context, **run.prompt_settings)
     (final / PROVENANCE_FILE).write_text(json.dumps(run.provenance, indent=2))
     marker.write_text(json.dumps({"stage": last.label, "fingerprint": last.fingerprint}))

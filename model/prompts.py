@@ -5,6 +5,8 @@ added tokens, so on a byte-level BPE tokenizer a space before one would cost a t
 Prompts are short English (the pretrained backbone reads them; the tiny test backbone's
 word-level vocabulary is built from `prompt_vocabulary()` and the item texts) and end with a
 colon; the completion (a SID or a title) follows directly and the trainer appends EOS.
+Next-negative prompts, the ones the nightly job sends, are aligned to whole KV blocks
+(`next_negative_prompter`, `model.backbone.align_prompt`) in training and inference alike.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
+from model.backbone import align_prompt
 from model.data.splits import UserWindow
 from model.sids import SID, format_sid
 
@@ -82,13 +85,28 @@ def next_negative_prompt(
     return f"{text} {NEXT_NEGATIVE}"
 
 
+class NextNegativePrompt(Protocol):
+    def __call__(self, window: UserWindow, item_sids: SIDLookup, context: Context) -> str: ...
+
+
+def next_negative_prompter(tokenizer, align_to: int = 0, **caps) -> NextNegativePrompt:
+    """`next_negative_prompt` with `caps`, each prompt aligned to `align_to` tokens of
+    `tokenizer`; takes a saved prompt config as it is (`align_to` absent: not aligned)."""
+
+    def prompt(window: UserWindow, item_sids: SIDLookup, context: Context) -> str:
+        text = next_negative_prompt(window, item_sids, context, **caps)
+        return align_prompt(tokenizer, text, align_to)
+
+    return prompt
+
+
 def save_prompt_config(model_dir: str | Path, **prompt_kwargs) -> None:
-    """Store the `next_negative_prompt` keyword arguments a model was trained with."""
+    """Store the `next_negative_prompter` keyword arguments a model was trained with."""
     (Path(model_dir) / PROMPT_CONFIG_FILE).write_text(json.dumps(prompt_kwargs, indent=2))
 
 
 def load_prompt_config(model_dir: str | Path) -> dict:
-    """Keyword arguments for `next_negative_prompt` matching the model in `model_dir`."""
+    """Keyword arguments for `next_negative_prompter` matching the model in `model_dir`."""
     return json.loads((Path(model_dir) / PROMPT_CONFIG_FILE).read_text())
 
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from model.backbone import FILL_TOKEN
 from model.grpo import GRPOStageConfig
 from model.sft import SFTStageConfig
 from model.train_config import CurriculumConfig
@@ -50,6 +51,8 @@ def base_fingerprint(cfg: CurriculumConfig, codebook_version: str, data_version:
             "tiny": None if cfg.backbone else asdict(cfg.tiny),
             "seed": cfg.seed,
             "lora": asdict(cfg.lora),
+            # The tokenizer's added tokens beyond the SIDs: a vocabulary change reshapes the model.
+            "added_tokens": [FILL_TOKEN],
         }
     )
 

@@ -110,15 +110,14 @@ def next_negative_samples(
     windows: Iterable[UserWindow],
     item_sids: ItemSIDTable,
     context: prompts.Context = "negatives",
-    **prompt_caps,
+    prompt: prompts.NextNegativePrompt = prompts.next_negative_prompt,
 ) -> list[dict]:
     """Warm-up SFT: the prompt of `context` and the next negative's SID."""
     out = []
     for w in windows:
         sid = item_sids.sid_of(w.next_negative) if w.next_negative else None
         if sid is not None:
-            prompt = prompts.next_negative_prompt(w, item_sids, context, **prompt_caps)
-            out.append({"prompt": prompt, "completion": format_sid(sid)})
+            out.append({"prompt": prompt(w, item_sids, context), "completion": format_sid(sid)})
     return out
 
 
@@ -151,7 +150,7 @@ def grpo_samples(
     context: prompts.Context,
     swing_per_item: int = 3,
     ground_truth: str = "future7d+swing",
-    **prompt_caps,
+    prompt: prompts.NextNegativePrompt = prompts.next_negative_prompt,
 ) -> list[dict]:
     """GRPO prompts with their reward columns (and `window`, `user@cutoff`, naming the window);
     windows with an empty ground truth are skipped."""
@@ -163,7 +162,7 @@ def grpo_samples(
             continue
         out.append(
             {
-                "prompt": prompts.next_negative_prompt(w, item_sids, context, **prompt_caps),
+                "prompt": prompt(w, item_sids, context),
                 "gt_sids": gt,
                 "future_pos_sids": _unique_sids(w.future_positives, item_sids),
                 "window": f"{w.user_id}@{w.cutoff}",

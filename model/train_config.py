@@ -18,10 +18,21 @@ from model.tasks import AlignmentConfig
 
 
 @dataclass
-class PromptCaps:
+class PromptSettings:
+    """How next-negative prompts are built (`model.prompts.next_negative_prompter`); saved beside
+    the model so that the nightly job builds them the same way."""
+
     max_negatives: int = field(default=20, metadata={"help": "Negatives kept in a prompt."})
     max_positives: int = field(default=20, metadata={"help": "Positives kept in a prompt."})
     recent_days: float = field(default=3.0, metadata={"help": "Window of the `recent` context."})
+    align_to: int = field(
+        default=32,
+        metadata={
+            "help": "Next-negative prompts start with fill tokens up to a multiple of this many "
+            "tokens, so vLLM's prefix cache (whole KV blocks; 32 on CPU) holds all of a prompt "
+            "and each beam computes only its SID tokens; 0: no fill."
+        },
+    )
 
 
 @dataclass
@@ -85,7 +96,7 @@ class CurriculumConfig:
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, data and sampling."})
     tiny: TinyBackboneConfig = field(default_factory=TinyBackboneConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
-    prompt: PromptCaps = field(default_factory=PromptCaps)
+    prompt: PromptSettings = field(default_factory=PromptSettings)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     swing: SwingConfig = field(default_factory=SwingConfig)
     reward: RewardSettings = field(default_factory=RewardSettings)

@@ -6,7 +6,9 @@ the trie lets continue one way only sends none: its masked log-prob is 0 (`plan_
 sparse catalogue that is most beams of the last level.
 Prefix caching keeps the prompts' KV blocks from the first level, so later levels compute only
 the tail after the last full cached block (vLLM caches whole blocks only; the CPU attention
-backend's smallest block is 32 tokens). `logprobs_mode="processed_logprobs"` makes vLLM return
+backend's smallest block is 32 tokens). Prompts built with training's `align_to` (fill tokens in
+front, `model.backbone.align_prompt`) are whole blocks, so that tail is the beam's own SID
+tokens. `logprobs_mode="processed_logprobs"` makes vLLM return
 log-probs after the allowed-token mask, i.e. the same masked log-softmax the HF engine scores
 with.
 

@@ -8,7 +8,6 @@ since a user without a prediction would count as a miss.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from batch_gen.nightly import make_engine, trained_prompt_kwargs
 from codebook.artifact import ItemSIDTable
 from model.evaluation.split import EvalSplit
 from model.likelihood import completion_logprobs
-from model.prompts import next_negative_prompt
+from model.prompts import next_negative_prompter
 from model.sids import SID, format_sid
 
 
@@ -37,8 +36,8 @@ class LLMPredictor:
         self.model_dir, self.item_sids, self.batch_size = str(model_dir), item_sids, batch_size
         kwargs = trained_prompt_kwargs(self.model_dir)
         self.context = kwargs.pop("context", "full")
-        self.prompt_fn = functools.partial(next_negative_prompt, **kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        self.prompt_fn = next_negative_prompter(self.tokenizer, **kwargs)
         trie = build_sid_trie(item_sids.codes, self.tokenizer)
         config = EngineConfig(model_path=self.model_dir, batch_size=batch_size)
         self.engine: BeamSearchEngine = make_engine(engine, config, trie)

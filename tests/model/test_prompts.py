@@ -1,6 +1,7 @@
 import pytest
 
 from model import prompts
+from model.backbone import FILL_TOKEN, align_prompt, encode_prompt
 from model.sids import format_sid, parse_sids
 
 
@@ -59,3 +60,45 @@ def test_prompt_config_round_trips(tmp_path, windows, item_sids):
     assert prompts.next_negative_prompt(w, item_sids, **kwargs) == prompts.next_negative_prompt(
         w, item_sids, "recent", max_negatives=3, max_positives=2, recent_days=2.0
     )
+
+
+@pytest.mark.parametrize("block", [8, 32])
+def test_next_negative_prompts_fill_to_whole_blocks_in_front(tokenizer, windows, item_sids, block):
+    prompt = prompts.next_negative_prompter(tokenizer, align_to=block, max_negatives=5)
+    fill = tokenizer.convert_tokens_to_ids(FILL_TOKEN)
+    fills = set()
+    for w in windows[:30]:
+        ids = encode_prompt(tokenizer, prompt(w, item_sids, "full"))
+        own = encode_prompt(tokenizer, prompts.next_negative_prompt(w, item_sids, "full", 5))
+        assert len(ids) % block == 0
+        filled = len(ids) - len(own)
+        assert 0 <= filled < block
+        assert ids[:filled] == [fill] * filled
+        assert ids[filled:] == own  # the prompt's own tokens are what they were
+        fills.add(filled)
+    assert len(fills) > 1  # the windows' prompts differ in length; each gets its own fill
+
+
+def test_a_saved_prompt_config_aligns_as_training_did(tmp_path, windows, item_sids, tokenizer):
+    w = _window_with_both(windows)
+    prompts.save_prompt_config(tmp_path, context="full", max_negatives=3, align_to=32)
+    kwargs = prompts.load_prompt_config(tmp_path)
+    context = kwargs.pop("context")
+    text = prompts.next_negative_prompter(tokenizer, **kwargs)(w, item_sids, context)
+    assert len(encode_prompt(tokenizer, text)) % 32 == 0
+    assert text.endswith(prompts.next_negative_prompt(w, item_sids, "full", max_negatives=3))
+    # A model saved before prompts were aligned: its prompts stay exactly as they were.
+    unaligned = prompts.next_negative_prompter(tokenizer, max_negatives=3)(w, item_sids, "full")
+    assert unaligned == prompts.next_negative_prompt(w, item_sids, "full", max_negatives=3)
+
+
+def test_aligning_needs_the_fill_token():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "next": 1}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    old = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    assert align_prompt(old, "next", 0) == "next"
+    with pytest.raises(ValueError, match="no <\\|fill\\|> token"):
+        align_prompt(old, "next", 32)

@@ -2,8 +2,10 @@
 
 import pytest
 
+from batch_gen.engines.base import encode_prompts
 from batch_gen.engines.hf import HFBeamEngine
-from batch_gen.engines.vllm_engine import VLLMBeamEngine
+from batch_gen.engines.vllm_engine import PREFIX_BLOCK_SIZE, VLLMBeamEngine
+from model.backbone import align_prompt
 from model.constrained import build_sid_trie
 
 
@@ -28,6 +30,22 @@ def test_vllm_and_hf_return_the_same_top20(vllm_engine, hf_engine, tiny, assert_
         assert len(got) == 20
         assert {sid for sid, _ in got} <= catalogue
         assert_same_topk(got, expected)
+
+
+def test_whole_block_prompts_agree_cold_and_from_the_prefix_cache(
+    vllm_engine, hf_engine, tiny, assert_same_topk
+):
+    # As the batch job sends them: fill tokens in front, to whole KV blocks. The second search
+    # finds every prompt's blocks cached, so its first level computes only the last token.
+    prompts = [
+        align_prompt(tiny.tokenizer, tiny.prompts(1, length=n, seed=n)[0], PREFIX_BLOCK_SIZE)
+        for n in (40, 61, 75, 96)
+    ]
+    assert [len(ids) for ids in encode_prompts(tiny.tokenizer, prompts)] == [64, 64, 96, 96]
+    from_hf = hf_engine.generate_topk(prompts, 20)
+    for _ in range(2):
+        for got, expected in zip(vllm_engine.generate_topk(prompts, 20), from_hf, strict=True):
+            assert_same_topk(got, expected)
 
 
 def test_vllm_beam_width_over_max_logprobs_is_refused(vllm_engine, tiny):
