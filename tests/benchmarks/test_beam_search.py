@@ -1,9 +1,10 @@
 """Nightly batch: constrained beam search top-20 cost against a prefill pass, per engine.
 
-64 users, 92-token prompts (CONREC_BENCH_PROMPT_TOKENS changes it), 3 SID tokens, a tiny
-random Qwen3 on this machine's CPU (or its GPU); then the same on SmolLM2-135M with the SID
-tokens added (untrained: the cost does not depend on the weights), with fewer users. Every
-ratio compares two timings taken on the same engine in the same run. Run with
+64 users, 92-token prompts (CONREC_BENCH_PROMPT_TOKENS changes it) preceded by fill tokens to
+whole 32-token blocks as the batch job sends them (CONREC_BENCH_ALIGN_TO=0: unaligned), 3 SID
+tokens, a tiny random Qwen3 on this machine's CPU (or its GPU); then the same on SmolLM2-135M
+with the SID tokens added (untrained: the cost does not depend on the weights). Every ratio
+compares two timings taken on the same engine in the same run. Run with
 `pytest -m benchmark tests/benchmarks/test_beam_search.py -s`; see docs/benchmarks.md and,
 for a GPU machine, tests/benchmarks/gpu_beam_search.sh."""
 
@@ -24,19 +25,23 @@ import torch
 from batch_gen.engines.base import EngineConfig, encode_prompts
 from batch_gen.engines.hf import HFBeamEngine
 from batch_gen.engines.vllm_engine import VLLMBeamEngine
+from model.backbone import align_prompt
 from model.constrained import SIDLogitsProcessor, build_sid_trie
 from model.sids import SID, format_sid
+from model.train_config import PromptSettings
 from tests.batch_gen.engines.tiny_setup import build_tiny_setup
 
 pytestmark = pytest.mark.benchmark
 
 USERS, K = 64, 20
-# vLLM recomputes each beam's prompt tail after its last whole 32-token KV block: 92 tokens
-# leave 28 of them; CONREC_BENCH_PROMPT_TOKENS=96 measures prompts of whole blocks.
+# The prompt's own tokens; the batch job then puts fill tokens in front up to whole KV blocks
+# (training's `align_to`). vLLM recomputes each beam's prompt tail after its last whole block:
+# with CONREC_BENCH_ALIGN_TO=0, 28 tokens of a 92-token prompt.
 PROMPT_TOKENS = int(os.environ.get("CONREC_BENCH_PROMPT_TOKENS", "92"))
-# SmolLM2 costs ~1,000x the tiny model per token; on a 2-core CPU 64 users would take minutes
-# per timed run. CONREC_BENCH_SMOLLM2_USERS raises it (e.g. 64 on a GPU).
-SMOLLM2_USERS = int(os.environ.get("CONREC_BENCH_SMOLLM2_USERS", "8"))
+ALIGN_TO = int(os.environ.get("CONREC_BENCH_ALIGN_TO", str(PromptSettings().align_to)))
+# One batch of the nightly job (`BatchJobConfig.batch_size`): fewer users would leave vLLM's KV
+# cache half empty and flatter it.
+SMOLLM2_USERS = int(os.environ.get("CONREC_BENCH_SMOLLM2_USERS", "64"))
 
 
 def fastest_seconds(
@@ -152,7 +157,14 @@ def report(measured: dict, suffix: str = "") -> None:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tiny = build_tiny_setup(tmp_path_factory.mktemp("bench_backbone"))
-    return tiny, tiny.prompts(USERS, length=PROMPT_TOKENS)
+    return tiny, aligned(tiny.tokenizer, tiny.prompts(USERS, length=PROMPT_TOKENS))
+
+
+def aligned(tokenizer, prompts: list[str]) -> list[str]:
+    """The prompts as the batch job sends them: fill tokens in front, to whole blocks."""
+    out = [align_prompt(tokenizer, p, ALIGN_TO) for p in prompts]
+    print(f"\n{PROMPT_TOKENS}-token prompts sent as {len(encode_prompts(tokenizer, out[:1])[0])}")
+    return out
 
 
 def test_beam_search_cost_vs_prefill(setup):
@@ -203,7 +215,9 @@ def smollm2_main(backbone: str, out_dir: str) -> None:
     tokenizer.save_pretrained(out_dir)
     del model
     catalogue = sorted(sids)
-    prompts = prompts_of_length(tokenizer, catalogue, SMOLLM2_USERS, PROMPT_TOKENS)
+    prompts = aligned(
+        tokenizer, prompts_of_length(tokenizer, catalogue, SMOLLM2_USERS, PROMPT_TOKENS)
+    )
     measured = measure(out_dir, tokenizer, catalogue, prompts, baselines=False, repeats=(2, 2))
     print("SMOLLM2_RESULT " + json.dumps(measured))
 
@@ -229,5 +243,5 @@ def test_beam_search_cost_vs_prefill_smollm2(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert lines, proc.stdout[-4000:]
     measured = json.loads(lines[-1].removeprefix("SMOLLM2_RESULT "))
-    print(f"\nsmollm2: {SMOLLM2_USERS} users, {PROMPT_TOKENS}-token prompts")
+    print(f"\nsmollm2: {SMOLLM2_USERS} users, {PROMPT_TOKENS}-token prompts, aligned to {ALIGN_TO}")
     report(measured, suffix="_smollm2")
