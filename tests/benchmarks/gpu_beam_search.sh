@@ -18,7 +18,8 @@
 #   - The tiny model is built at run time. The SmolLM2-135M rows need the converted backbone
 #     in CONREC_CACHE_DIR (default ~/.cache/conrec; ~520 MB under backbones/); without it the
 #     fetch from PyPI fails and that test is skipped, the tiny rows still come out.
-# Environment: CONREC_BENCH_SMOLLM2_USERS (default here 64, as the tiny workload).
+# Environment: CONREC_BENCH_SMOLLM2_USERS (default 64, one batch of the nightly job) and
+# CONREC_BENCH_ALIGN_TO (default 32, the prompts as the batch job sends them; 0: no fill).
 # The output is also written to $OUT/gpu_beam_search.txt when OUT is set, else
 # runs/gpu_beam_search.txt. The lines to read: *_ratio, *_users_per_s, *_ratio_smollm2.
 set -euo pipefail
@@ -33,7 +34,6 @@ if not torch.cuda.is_available():
     sys.exit(f"no CUDA GPU for torch {torch.__version__}: a CPU build, or no GPU on this machine")
 print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
 EOF
-export CONREC_BENCH_SMOLLM2_USERS=${CONREC_BENCH_SMOLLM2_USERS:-64}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 log=${OUT:-runs}/gpu_beam_search.txt
 mkdir -p "$(dirname "$log")"
