@@ -70,10 +70,10 @@ def run_demo(
     from batch_gen.engines.base import EngineConfig
     from batch_gen.job import BatchJobConfig
     from batch_gen.nightly import NightlyConfig, resolve_engine, run_nightly
+    from batch_gen.store import PredictionStore, connect, stop_embedded
 
     engine = resolve_engine(engine, trained["final_model"])
     _stage(4, f"nightly batch: {engine} constrained beam search -> embedded Redis")
-    from batch_gen.store import PredictionStore, connect, stop_embedded
 
     store_path = out / "prediction-store" / "redis.db"
     run_id = time.strftime("demo-%Y%m%dT%H%M%S")

@@ -89,12 +89,12 @@ class NextNegativePrompt(Protocol):
     def __call__(self, window: UserWindow, item_sids: SIDLookup, context: Context) -> str: ...
 
 
-def next_negative_prompter(tokenizer, align_to: int = 0, **caps) -> NextNegativePrompt:
-    """`next_negative_prompt` with `caps`, each prompt aligned to `align_to` tokens of
+def next_negative_prompter(tokenizer, align_to: int = 0, **settings) -> NextNegativePrompt:
+    """`next_negative_prompt` with `settings`, each prompt aligned to `align_to` tokens of
     `tokenizer`; takes a saved prompt config as it is (`align_to` absent: not aligned)."""
 
     def prompt(window: UserWindow, item_sids: SIDLookup, context: Context) -> str:
-        text = next_negative_prompt(window, item_sids, context, **caps)
+        text = next_negative_prompt(window, item_sids, context, **settings)
         return align_prompt(tokenizer, text, align_to)
 
     return prompt
