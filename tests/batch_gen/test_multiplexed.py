@@ -40,6 +40,31 @@ def test_concurrent_reads_each_get_their_own_value_on_one_connection(tmp_path: P
     assert connections == 1
 
 
+def test_reads_issued_together_reach_redis_in_one_write(tmp_path: Path) -> None:
+    """Auto-pipelining: the GETs of one event-loop round go out in one write, which Redis
+    reads in one go, rather than waking the server once per GET."""
+    with private_redis(tmp_path) as (_, url), redis.Redis.from_url(url) as admin:
+        admin.mset({f"k{i}": b"v" for i in range(200)})
+
+        def reads() -> int:  # this INFO is one read of its own
+            return admin.info("stats")["total_reads_processed"]
+
+        async def read() -> int:
+            client = MultiplexedRedis(url)
+            try:
+                await client.get("k0")  # opens the connection
+                before = await asyncio.to_thread(reads)
+                got = await asyncio.gather(*(client.get(f"k{i}") for i in range(200)))
+                assert got == [b"v"] * 200
+                return await asyncio.to_thread(reads) - before
+            finally:
+                await client.aclose()
+
+        server_reads = asyncio.run(read())
+    # The batch of 200 (about 6 kB) may arrive in two segments; one read is the INFO itself.
+    assert server_reads <= 3
+
+
 def test_password_and_db_from_the_url(tmp_path: Path) -> None:
     with private_redis(tmp_path) as (_, url):
         base = url.removesuffix("/0").replace("redis://", "redis://:s3cret@")
