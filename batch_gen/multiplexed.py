@@ -1,11 +1,11 @@
 """The service's reads from one Redis server, multiplexed on one connection (auto-pipelining).
 
 /filter reads one key per request, with many requests in flight. redis-py's asyncio client takes
-a pooled connection per command and runs its retry and response machinery around each: ~96 us of
-CPU per GET on this project's 2-core benchmark machine (uvloop). Here each GET is written down a
-single connection as it comes, and each reply resolves the oldest waiting GET (Redis answers a
-connection's commands in order): ~19 us per GET (tests/benchmarks/test_redis_reads.py), and
-concurrent GETs share the server's reads and writes. hiredis parses the replies, as in redis-py.
+a pooled connection per command and runs its retry and response machinery around each. Here
+every GET goes down a single connection, and each reply resolves the oldest waiting GET (Redis
+answers a connection's commands in order): three to five times fewer CPU seconds per GET, and
+half of redis-server's (tests/benchmarks/test_redis_reads.py, docs/benchmarks.md). hiredis
+parses the replies, as in redis-py.
 
 The GETs issued while the event loop runs one round of callbacks (requests being served side by
 side) go out in one write, after that round: Redis then reads them in one go and answers them
