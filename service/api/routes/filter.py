@@ -109,22 +109,23 @@ async def filter_candidates(request: Request) -> Response:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    too_large = HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE, f"request body exceeds {limit} bytes"
-    )
     declared = request.headers.get("content-length", "")
     if declared.isdigit():
         if int(declared) > limit:
-            raise too_large
+            raise _too_large(limit)
         # The HTTP server never passes on more than the declared length: read it in one go.
         return await request.body()
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body exceeds {limit} bytes")
 
 
 def parse_request(body: bytes) -> FilterRequest:
