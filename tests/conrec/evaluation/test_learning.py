@@ -1,10 +1,13 @@
 """A model that learns nothing must fail: trained vs untrained tiny backbone on FHR@20.
 
-Measured on the 2-core CPU machine with the test suite's codebook over seeds 0-3
-(translation + next-negative SFT, 80 steps each, the whole ml-100k test population): untrained
-FHR@20 0.082-0.131, trained 0.142-0.197, gaps 0.058 / 0.082 / 0.031 / 0.060. The test trains
-seed 0 and asks for a gap of at least 0.025, below every measured one; a model whose training
-changes nothing scores its untrained value again (the gap is then 0, within float noise).
+Translation + next-negative SFT, 80 steps each, the whole ml-100k test population, the test
+suite's codebook. FHR@20 per seed (0, 1, 2, 3), untrained -> trained, measured on a 2-core
+Intel Xeon (AVX-512) VM: 0.155 -> 0.171, 0.166 -> 0.199, 0.098 -> 0.185, 0.099 -> 0.172
+(gaps 0.016, 0.033, 0.088, 0.073; mean 0.053). When the test was written, on a 2-core AMD EPYC
+VM, the gaps were 0.058, 0.082, 0.031 and 0.060. One seed's gap moves with the machine's float
+kernels (seed 0: 0.058 there, 0.016 here), so the test averages the paired gap over the four
+seeds and asks for 0.025. A model whose training changes nothing scores its untrained value
+again on every seed: its mean gap is 0, within float noise.
 """
 
 import dataclasses
@@ -18,14 +21,16 @@ from model.train_config import load_config
 
 CONFIG = Path(__file__).resolve().parents[3] / "model" / "configs" / "tiny-ml100k.yaml"
 MARGIN = 0.025
+SEEDS = (0, 1, 2, 3)
 
 
-def _fhr(tmp_path, ml100k, artifact_dir, split, steps: int, lr: float) -> float:
+def _fhr(tmp_path, ml100k, artifact_dir, split, seed: int, steps: int, lr: float) -> float:
     from model.curriculum import run_curriculum
 
     base = load_config(CONFIG, codebook_dir=str(artifact_dir))
     cfg = dataclasses.replace(
-        base, use_alignment=False, grpo=[], output_dir=str(tmp_path / f"lr{lr}"),
+        base, seed=seed, use_alignment=False, grpo=[],
+        output_dir=str(tmp_path / f"seed{seed}-lr{lr}"),
         translation=dataclasses.replace(base.translation, max_steps=steps, learning_rate=lr),
         warmup=dataclasses.replace(base.warmup, max_steps=steps, learning_rate=lr),
     )  # fmt: skip
@@ -37,7 +42,10 @@ def _fhr(tmp_path, ml100k, artifact_dir, split, steps: int, lr: float) -> float:
 
 def test_trained_model_beats_the_same_model_untrained(tmp_path, ml100k, artifact_dir):
     split = EvalSplit.build(ml100k.events, load_item_sids(artifact_dir))
-    # A learning rate of zero leaves the backbone exactly as initialised.
-    untrained = _fhr(tmp_path, ml100k, artifact_dir, split, steps=1, lr=0.0)
-    trained = _fhr(tmp_path, ml100k, artifact_dir, split, steps=80, lr=0.003)
-    assert trained >= untrained + MARGIN, (trained, untrained)
+    gaps = []
+    for seed in SEEDS:
+        # A learning rate of zero leaves the backbone exactly as initialised.
+        untrained = _fhr(tmp_path, ml100k, artifact_dir, split, seed, steps=1, lr=0.0)
+        trained = _fhr(tmp_path, ml100k, artifact_dir, split, seed, steps=80, lr=0.003)
+        gaps.append(trained - untrained)
+    assert sum(gaps) / len(gaps) >= MARGIN, gaps
