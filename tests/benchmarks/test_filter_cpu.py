@@ -87,7 +87,8 @@ async def call(app, path: bytes, body: bytes) -> int:
 
 
 async def us_per_request(app, path: bytes, template: bytes) -> float:
-    """Wall (= CPU: one thread, Redis in its own process) microseconds per request."""
+    """Wall microseconds per request. With four requests in flight the event loop is seldom
+    idle, so this is close to the CPU time per request (measured: within 3%)."""
     head, tail = template.split(USER.encode())
     bodies = iter([b"%suser-%d%s" % (head, i % N_USERS, tail) for i in range(REQUESTS)])
     assert await call(app, path, template.replace(USER.encode(), b"user-0")) == 200
