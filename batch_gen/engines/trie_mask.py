@@ -4,8 +4,8 @@ vLLM's own per-request constraint (`SamplingParams.allowed_token_ids`) writes a 
 mask row for every request it adds to its batch and clears it when the request leaves: for
 one-token beam requests, thousands per level, that bookkeeping was the largest single cost in
 the engine besides the model (py-spy, tiny model, CPU). Here a request names its allowed tokens
-in `extra_args`; each distinct allowed set becomes one padded row of a small table once per
-engine, and a step masks all constrained rows with a few tensor operations.
+in `extra_args`; each distinct allowed set is stored once per engine, and a step masks all
+constrained rows with a few tensor operations.
 """
 
 from __future__ import annotations
