@@ -86,10 +86,10 @@ def resolve_engine(kind: str, model_dir: str | None = None) -> str:
     On CPU (`pytest -m benchmark tests/benchmarks/test_beam_search.py`, K=20, 2 cores): vLLM
     when vLLM's CPU build is installed, the model's prompts are whole KV blocks (training's
     `align_to`) and its weights reach `CPU_VLLM_MIN_WEIGHT_BYTES`, else HF. With whole-block
-    prompts each beam's request computes only its own SID tokens, and vLLM did 1.0-1.1x the
-    HF engine's users/s on SmolLM2-135M (64 users); without them each request recomputes its
-    prompt's tail after the last whole block (28 of 92 tokens) and vLLM did 0.2x. On the tiny
-    model vLLM's per-request work dominates: 0.3-0.4x.
+    prompts each beam's request computes only its own SID tokens, and vLLM did 1.3x the HF
+    engine's users/s on SmolLM2-135M (64 users); without them each request recomputes its
+    prompt's tail after the last whole block (28 of 92 tokens) and vLLM did 0.17x. On the tiny
+    model vLLM's per-request work dominates: 0.3x.
     """
     if kind != "auto":
         return kind

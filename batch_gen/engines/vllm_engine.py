@@ -1,8 +1,7 @@
 """Trie-constrained beam search on vLLM: an own beam loop over vLLM's engine core.
 
 Each SID level sends one single-token request per live beam (the prompt plus the beam's SID
-tokens), restricted to the tokens the trie allows after that beam (by the engine-level logits
-processor of `batch_gen.engines.trie_mask`, which masks a whole step's batch at once). A beam
+tokens), restricted to the tokens the trie allows after that beam (`allowed_token_ids`). A beam
 the trie lets continue one way only sends none: its masked log-prob is 0 (`plan_step`); in a
 sparse catalogue that is most beams of the last level.
 Prefix caching keeps the prompts' KV blocks from the first level, so later levels compute only
@@ -47,7 +46,6 @@ from batch_gen.engines.beam import (
     initial_beams,
     plan_step,
 )
-from batch_gen.engines.trie_mask import TrieMaskLogitsProcessor, constrained_to
 from model.sids import SID
 from model.trie import SIDTrie
 
@@ -91,7 +89,6 @@ class VLLMBeamEngine(BeamSearchEngine):
                 max_num_seqs=config.max_num_seqs,
                 max_num_batched_tokens=config.max_num_batched_tokens,
                 seed=config.seed,
-                logits_processors=[TrieMaskLogitsProcessor],
             )
         self.tokenizer = self.llm.get_tokenizer()
         self.decode_sid = SIDDecoder(self.tokenizer, trie.depth)
@@ -150,7 +147,7 @@ class VLLMBeamEngine(BeamSearchEngine):
                 max_tokens=1,
                 temperature=0.0,
                 logprobs=num_logprobs,
-                extra_args=constrained_to(self.trie.allowed(prefix)),
+                allowed_token_ids=self.trie.allowed(prefix).tolist(),
                 detokenize=False,
             )
             (engine_input,) = self.llm._preprocess_cmpl([TokensPrompt(prompt_token_ids=token_ids)])
