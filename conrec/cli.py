@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from conrec.commands import (
+    backtest,
     batch,
     codebook,
     data,
@@ -37,6 +38,7 @@ app.add_typer(thresholds.app, name="thresholds")
 app.add_typer(store.app, name="store")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
+app.command("backtest")(backtest.backtest)
 app.command("report")(report.report)
 app.command("batch-gen")(batch.batch_gen)
 app.command("serve")(serve.serve)

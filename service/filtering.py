@@ -26,8 +26,11 @@ from service.api.schemas import (
     FilterResponse,
     ItemIdsRequest,
 )
+from service.core.decision_log import Decision
+from service.core.logs import request_id
+from service.core.sampling import HOLDOUT, LOG_SAMPLE, user_pseudonym, user_share
 from service.core.state import LoadedCodebook, ServiceState
-from service.core.thresholds import OverrideRange
+from service.core.thresholds import OverrideRange, Surface
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +233,8 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         )
     label, policy = thresholds.policy(request.surface)
     threshold = choose_threshold(policy.threshold, thresholds.override_range, request)
+    salt = state.settings.user_hash_salt.get_secret_value()
+    holdout = _sampled(policy.holdout, salt, HOLDOUT, request.user_id)
     named = request.codebook_version
     loaded = catalogue.current if named is None else catalogue.get(named)
     item_ids = list(map(_ITEM_ID, request.candidates))
@@ -292,17 +297,24 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             unscored=unscored,
             surface=label,
             mode=policy.mode,
+            holdout=holdout,
         )
-    kept, dropped, dropped_scores = split(item_ids, scores, threshold)
-    counted.requests[policy.mode].inc()
-    counted.dropped[policy.mode].inc(len(dropped))
+    kept, dropped, dropped_scores, capped = split(
+        item_ids, scores, threshold, _max_drops(policy, len(item_ids))
+    )
+    counted_mode = "holdout" if holdout else policy.mode
+    counted.requests[counted_mode].inc()
+    counted.dropped[counted_mode].inc(len(dropped))
+    if capped:
+        counted.capped.inc(capped)
     counted.scores.observe(found)
     drops = [DroppedItem(item_id=i, score=s) for i, s in zip(dropped, dropped_scores, strict=True)]
-    shadow = policy.mode == "shadow"
-    return FilterResponse(
-        # Shadow mode scores and counts exactly as enforce would, then keeps every candidate.
-        kept=item_ids if shadow else kept,
-        dropped=[] if shadow else drops,
+    # Shadow mode and held-out users are scored and counted exactly as enforce would, and keep
+    # every candidate.
+    passive = holdout or policy.mode == "shadow"
+    response = FilterResponse(
+        kept=item_ids if passive else kept,
+        dropped=[] if passive else drops,
         threshold=threshold,
         prediction_version=prediction.version,
         config_version=thresholds.version,
@@ -311,21 +323,77 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         codebook_version=resolved.loaded.version,
         surface=label,
         mode=policy.mode,
-        would_drop=drops if shadow else [],
+        holdout=holdout,
+        would_drop=drops if passive else [],
     )
+    if state.decision_log is not None and _sampled(
+        policy.log_sample, salt, LOG_SAMPLE, request.user_id
+    ):
+        state.decision_log.write(
+            decisions(request.user_id, salt, item_ids, scores, set(dropped), response)
+        )
+    return response
+
+
+def _sampled(share: float, salt: str, purpose: bytes, user_id: str) -> bool:
+    return share > 0 and user_share(salt, purpose, user_id) < share
+
+
+def _max_drops(policy: Surface, candidates: int) -> int | None:
+    return None if policy.max_drop_share >= 1 else int(policy.max_drop_share * candidates)
+
+
+def decisions(
+    user_id: str,
+    salt: str,
+    item_ids: list[str],
+    scores: np.ndarray,
+    dropped: set[str],
+    response: FilterResponse,
+) -> list[Decision]:
+    """One request's decisions as decision-log lines (`service.core.decision_log`)."""
+    now, user = time.time(), user_pseudonym(salt, user_id)
+    above = "would_drop" if response.holdout or response.mode == "shadow" else "drop"
+    return [
+        Decision(
+            ts=now,
+            request_id=request_id.get(),
+            user=user,
+            surface=response.surface,
+            mode=response.mode,
+            holdout=response.holdout,
+            item=item,
+            score=float(score) if np.isfinite(score) else None,
+            threshold=response.threshold,
+            decision=above if item in dropped else "keep",
+            run=response.prediction_version,
+            codebook=response.codebook_version,
+            config=response.config_version,
+        )
+        for item, score in zip(item_ids, scores.tolist(), strict=True)
+    ]
 
 
 _FEW = 64
 
 
 def split(
-    item_ids: list[str], scores: np.ndarray, threshold: float
-) -> tuple[list[str], list[str], list[float]]:
-    """Kept ids, dropped ids and the dropped ids' scores; drop means score > threshold."""
+    item_ids: list[str], scores: np.ndarray, threshold: float, max_drops: int | None = None
+) -> tuple[list[str], list[str], list[float], int]:
+    """Kept ids, dropped ids, the dropped ids' scores, and how many more were above the
+    threshold but kept by the cap: drop means score > threshold, at most ``max_drops`` of them
+    (the highest scores)."""
     drop = scores > threshold
     if not drop.any():
-        return item_ids, [], []
+        return item_ids, [], [], 0
     dropped_at = np.flatnonzero(drop)
+    capped = 0
+    if max_drops is not None and len(dropped_at) > max_drops:
+        capped = len(dropped_at) - max_drops
+        highest = np.argsort(-scores[dropped_at], kind="stable")[:max_drops]
+        dropped_at = np.sort(dropped_at[highest])
+        drop = np.zeros(len(scores), dtype=bool)
+        drop[dropped_at] = True
     if len(dropped_at) <= _FEW:
         # A few drops (the usual case): delete them from a copy, back to front, rather than
         # building a thousand-element mask list for ``compress``.
@@ -334,4 +402,4 @@ def split(
             del kept[i]
     else:
         kept = list(compress(item_ids, (~drop).tolist()))
-    return kept, [item_ids[i] for i in dropped_at.tolist()], scores[dropped_at].tolist()
+    return kept, [item_ids[i] for i in dropped_at.tolist()], scores[dropped_at].tolist(), capped

@@ -50,6 +50,8 @@ def create_app(
         finally:
             task.cancel()
             await state.store.client.aclose()
+            if state.decision_log is not None:
+                state.decision_log.close()
             if state.embedded is not None:
                 stop_embedded(state.embedded)
 

@@ -16,6 +16,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from service.array_histogram import ArrayHistogram, ArrayHistogramSeries
 from service.core.thresholds import MODES, OTHER
 
+# The modes requests and drops are counted under: the surface's, or `holdout` for a user the
+# surface holds out (scored as in shadow, never filtered).
+COUNTED_MODES = (*MODES, "holdout")
+
 # Sub-millisecond resolution at the low end: the hot path's goal is p99 <= 5 ms.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 FAIL_OPEN_REASONS = (
@@ -47,8 +51,9 @@ class SurfaceMetrics:
 
     seen: Counter
     unscored: Counter
-    requests: dict[str, Counter]  # by mode
-    dropped: dict[str, Counter]  # by mode
+    capped: Counter
+    requests: dict[str, Counter]  # by counted mode
+    dropped: dict[str, Counter]  # by counted mode
     scores: ArrayHistogramSeries
 
 
@@ -61,11 +66,12 @@ class SurfaceIndex:
         self,
         seen: Counter,
         unscored: Counter,
+        capped: Counter,
         requests: Counter,
         dropped: Counter,
         scores: ArrayHistogram,
     ) -> None:
-        self._parents = (seen, unscored, requests, dropped, scores)
+        self._parents = (seen, unscored, capped, requests, dropped, scores)
         self._other = self._resolve(OTHER)
         self._by_label = {OTHER: self._other}
 
@@ -78,12 +84,13 @@ class SurfaceIndex:
         return self._by_label.get(label, self._other)
 
     def _resolve(self, label: str) -> SurfaceMetrics:
-        seen, unscored, requests, dropped, scores = self._parents
+        seen, unscored, capped, requests, dropped, scores = self._parents
         return SurfaceMetrics(
             seen=seen.labels(surface=label),
             unscored=unscored.labels(surface=label),
-            requests={mode: requests.labels(surface=label, mode=mode) for mode in MODES},
-            dropped={mode: dropped.labels(surface=label, mode=mode) for mode in MODES},
+            capped=capped.labels(surface=label),
+            requests={m: requests.labels(surface=label, mode=m) for m in COUNTED_MODES},
+            dropped={m: dropped.labels(surface=label, mode=m) for m in COUNTED_MODES},
             scores=scores.series(label),
         )
 
@@ -96,6 +103,7 @@ class Metrics:
     candidates_seen: Counter
     candidates_dropped: Counter
     candidates_unscored: Counter
+    candidates_capped: Counter
     filter_requests: Counter
     max_cosine: ArrayHistogram
     fail_open: Counter
@@ -112,6 +120,8 @@ class Metrics:
     codebook_items: Gauge
     codebook_loaded_timestamp_seconds: Gauge
     codebook_reload_failures: Counter
+    decision_log_lines: Counter
+    decision_log_dropped: Counter
     # Per surface label, the series a request counts on; ``surfaces.apply`` on a config change.
     surfaces: SurfaceIndex = field(init=False)
 
@@ -119,6 +129,7 @@ class Metrics:
         index = SurfaceIndex(
             seen=self.candidates_seen,
             unscored=self.candidates_unscored,
+            capped=self.candidates_capped,
             requests=self.filter_requests,
             dropped=self.candidates_dropped,
             scores=self.max_cosine,
@@ -168,8 +179,16 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         candidates_dropped=Counter(
             "conrec_filter_candidates_dropped",
             "Candidates that resemble a predicted negative, by surface and mode: dropped "
-            "(enforce), or kept and counted as would-be drops (shadow).",
+            "(enforce), or kept and counted as would-be drops (shadow, and holdout: users the "
+            "surface holds out).",
             ["surface", "mode"],
+            registry=registry,
+        ),
+        candidates_capped=Counter(
+            "conrec_filter_candidates_capped",
+            "Candidates above the threshold kept because the surface's max_drop_share of the "
+            "request was reached, by surface.",
+            ["surface"],
             registry=registry,
         ),
         candidates_unscored=Counter(
@@ -181,7 +200,8 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         filter_requests=Counter(
             "conrec_filter_requests",
-            "/filter requests scored (not failed open), by surface and mode.",
+            "/filter requests scored (not failed open), by surface and mode (enforce, shadow, "
+            "holdout).",
             ["surface", "mode"],
             registry=registry,
         ),
@@ -268,6 +288,16 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         codebook_reload_failures=Counter(
             "conrec_codebook_reload_failures",
             "Codebook artifacts that failed to load (the loaded versions were kept).",
+            registry=registry,
+        ),
+        decision_log_lines=Counter(
+            "conrec_decision_log_lines",
+            "Decisions written to the decision log (CONREC_DECISION_LOG).",
+            registry=registry,
+        ),
+        decision_log_dropped=Counter(
+            "conrec_decision_log_dropped_lines",
+            "Decisions lost because the decision log's queue was full or the write failed.",
             registry=registry,
         ),
     )

@@ -28,6 +28,22 @@ def report(
     store_path: str | None = typer.Option(
         None, help="Or read the published run of an embedded store file (the demo's)."
     ),
+    decision_log: str | None = typer.Option(
+        None,
+        help="Or measure production: the service's decision log (CONREC_DECISION_LOG), joined "
+        "with --feedback.",
+    ),
+    feedback: str | None = typer.Option(
+        None,
+        help="With --decision-log: feedback after the decisions (a prepared-tables folder, or "
+        "a Parquet/CSV file of user_id, item_id, ts, polarity).",
+    ),
+    salt: str = typer.Option(
+        "conrec",
+        envvar="CONREC_USER_HASH_SALT",
+        help="With --decision-log: the service's CONREC_USER_HASH_SALT (logged users are "
+        "pseudonyms keyed by it).",
+    ),
     data: DataOption = None,
     cutoff: str = typer.Option("midpoint", help="The cutoff the predictions were made at."),
     out: str = typer.Option("runs/report", help="Where filter_report.md and .png go."),
@@ -36,10 +52,16 @@ def report(
     """The operators' threshold report: negatives caught against positives lost, per threshold.
 
     Over every user with a future negative or positive (users without a prediction keep every
-    candidate), with the rule-based category blocker as one point on the same users.
+    candidate), with the rule-based category blocker as one point on the same users; the
+    threshold recommended per budget of positives lost, and a thresholds file serving the 5% one.
     """
-    if sum(x is not None for x in (model_dir, redis_url, store_path)) != 1:
-        raise typer.BadParameter("give exactly one of --model-dir, --redis-url, --store-path")
+    if sum(x is not None for x in (model_dir, redis_url, store_path, decision_log)) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --model-dir, --redis-url, --store-path, --decision-log"
+        )
+    if decision_log:
+        _production(decision_log, feedback, salt, Path(out))
+        return
     from codebook.artifact import load_codebook, load_item_sids
     from conrec.report import operators_report
     from model.data.prepared import load_tables
@@ -65,6 +87,34 @@ def report(
         f"catches {figures['caught_at_blocker_loss']:.3f} of future negatives, the blocker "
         f"{figures['blocker']['negatives_caught']:.3f}. Report: {figures['report']}"
     )
+    for rec in figures["recommended"]:
+        console.print(
+            f"at most {rec['budget']:.0%} of future positives lost: threshold "
+            f"{rec['threshold']:.4f} catches {rec['caught']:.3f} of future negatives "
+            f"(loses {rec['lost']:.3f}, drops {rec['share_dropped']:.3f} of a user's week)"
+        )
+    console.print(f"ready to serve (5% budget): {figures['thresholds_file']}")
+
+
+def _production(decision_log: str, feedback: str | None, salt: str, out: Path) -> None:
+    from conrec.decision_report import (
+        decisions_vs_feedback,
+        read_decisions,
+        read_feedback,
+        render,
+    )
+
+    if feedback is None:
+        raise typer.BadParameter("--decision-log needs --feedback")
+    try:
+        table = decisions_vs_feedback(read_decisions(decision_log), read_feedback(feedback), salt)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "production_report.md").write_text(render(table))
+    table.to_csv(out / "production_report.csv", index=False)
+    console.print(render(table))
+    console.print(f"written to {out / 'production_report.md'}")
 
 
 def _codes(sids):

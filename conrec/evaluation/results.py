@@ -1,9 +1,16 @@
 """The evaluation's outputs: results.json, results.md and the PNG plots.
 
-Every figure is a mean over the row's seeds with the standard deviation across seeds; the
-headline ratio (CoNRec / best other row on FHR@20) comes with a 95% user-bootstrap interval on
-per-user hits averaged over seeds. The threshold sweep scores CoNRec's seed-0 predictions the
-way the service does (`conrec.report`), with the category blocker's point on the same users.
+Two questions, both on the same users under the time-consistent protocol:
+
+- **the list**: HR/FHR/LUF/LIF@20 and Candidate Accuracy, means over a row's seeds with the
+  standard deviation across seeds; the headline ratio (CoNRec / best other row on FHR@20) with a
+  95% user-bootstrap interval on per-user hits averaged over seeds;
+- **the decision** a ranking service receives (`model.evaluation.decision`): every row's top-k
+  through the served max cosine, and the reference scorers by their own score, with thresholds
+  chosen on the validation split; paired intervals of the served row against each reference.
+
+The operators' threshold sweep scores CoNRec's seed-0 predictions the way the service does
+(`conrec.report`), with the category blocker's point on the same users.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codebook.artifact import ItemSIDTable, load_codebook
+from codebook.artifact import Codebook, ItemSIDTable
 from codebook.figures import pyplot
 from conrec.evaluation.rows import (
     ABLATION,
@@ -22,46 +29,85 @@ from conrec.evaluation.rows import (
     COMPARISON,
     FORGETTING,
     LLM_ROWS,
+    REFERENCE_SCORERS,
     REWARD_SCHEMES,
 )
-from conrec.report import operators_report
-from model.evaluation.metrics import CANDIDATE_METRIC, TOPK_METRICS, bootstrap_interval
+from conrec.report import SERVED_BUDGET, THRESHOLDS_FILE, operators_report, write_thresholds
+from model.evaluation.cases import history_predictions, served_cases
+from model.evaluation.decision import (
+    BUDGETS,
+    HEADLINE_BUDGET,
+    DecisionResult,
+    budget_label,
+    judge,
+    merge_seeds,
+    paired_difference,
+)
+from model.evaluation.metrics import (
+    CANDIDATE_METRIC,
+    SERVED_CANDIDATE_METRIC,
+    TOPK_METRICS,
+    bootstrap_interval,
+    candidate_hits,
+)
 from model.evaluation.split import EvalSplit
 from model.evaluation.tuning import GRID_MEANING
 from model.pretrained import SMOLLM2
 
-METRICS = (*TOPK_METRICS, CANDIDATE_METRIC)
+METRICS = (*TOPK_METRICS, CANDIDATE_METRIC, SERVED_CANDIDATE_METRIC)
 LABELS = {
     "hr": "HR@20",
     "fhr": "FHR@20",
     "luf": "LUF@20",
     "lif": "LIF@20",
     CANDIDATE_METRIC: "Cand. Acc.",
+    SERVED_CANDIDATE_METRIC: "Cand. Acc. (served)",
 }
 # Rows that are not CoNRec: the "best baseline" is the best of these (SFT-only rows included).
 NON_CONREC = (*BASELINES, "sft_neg", "sft_negpos")
+HISTORY_SET = "history_set"
+SCORE_LABELS = {"max_cosine": "max cosine to its top-20 (served)", "own": "own score"}
+HEADLINE = budget_label(HEADLINE_BUDGET)
 
 
-def write_results(runs, split: EvalSplit, out: Path, *, cfg, data, table, seconds, machine) -> dict:
+def write_results(
+    runs,
+    split: EvalSplit,
+    out: Path,
+    *,
+    cfg,
+    data,
+    table: ItemSIDTable,
+    codebook: Codebook,
+    validation: EvalSplit,
+    seconds,
+    machine,
+) -> dict:
     """Aggregate `runs` (a list of `RowRun`) and write results.json, results.md and plots."""
     rows = _aggregate(runs)
     results = {
+        "protocol": "time-consistent",
         "split": cfg.split,
         "populations": split.populations(),
         "config": cfg.config,
         "backbone": _backbone_name(cfg.config),
         "seeds": cfg.seeds,
         "engine": cfg.engine,
+        "buckets": cfg.buckets,
         "rows": rows,
         "seconds": round(seconds, 1),
         "machine": machine,
     }
-    results["headline"] = _headline(runs, rows, results["backbone"])
-    results["sweep"] = _sweep(runs, split, data, table, cfg, out)
+    decisions = _decisions(runs, split, validation, codebook, table)
+    results["decision"] = _decision_summary(decisions, rows)
+    results["headline"] = _headline(runs, rows, results["backbone"], results["decision"])
+    results["sweep"] = _sweep(runs, split, data, table, codebook, out)
+    results["thresholds_file"] = _serve_threshold(results["decision"], out)
     results["forgetting"] = _forgetting(rows)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     (out / "results.md").write_text(render_markdown(results))
     plot_metrics(rows, out / "metrics.png")
+    plot_decision(results["decision"], out / "decision.png")
     return results
 
 
@@ -106,18 +152,98 @@ def _per_user(runs, key: str, metric: str) -> np.ndarray:
     return np.mean([r.hits[metric] for r in runs if r.key == key], axis=0)
 
 
-def _headline(runs, rows: dict, backbone: str) -> dict:
-    others = [k for k in NON_CONREC if k in rows]
-    if not others:
-        return {}
-    best = max(others, key=lambda k: rows[k]["metrics"]["fhr"]["mean"])
+def _decisions(
+    runs, split: EvalSplit, validation: EvalSplit, codebook: Codebook, table: ItemSIDTable
+) -> dict[str, tuple[DecisionResult, list[float], float]]:
+    """name -> (the row's decision merged over seeds, its AUC per seed, Candidate Accuracy by
+    the scored kind). Names are `<row>` (its top-k through the served max cosine) and
+    `<row>:own` (a baseline's own score)."""
+    per_name: dict[str, list] = {}
+    for run in runs:
+        for kind, cases in run.cases.items():
+            name = run.key if kind == "max_cosine" else f"{run.key}:{kind}"
+            result = judge(cases, run.validation_cases.get(kind))
+            metric = SERVED_CANDIDATE_METRIC if kind == "max_cosine" else CANDIDATE_METRIC
+            per_name.setdefault(name, []).append((result, float(np.mean(run.hits[metric]))))
     out = {
-        "best_baseline": best,
-        "best_baseline_fhr20": rows[best]["metrics"]["fhr"]["mean"],
+        name: (
+            merge_seeds([r for r, _ in found]),
+            [r.auc for r, _ in found],
+            float(np.mean([acc for _, acc in found])),
+        )
+        for name, found in per_name.items()
     }
-    if "conrec" in rows:
+    # The filter without a model: each user's own recent negatives as the prediction set.
+    test_cases = served_cases(split.windows, history_predictions(split.windows, table),
+                              codebook, table)  # fmt: skip
+    val_cases = served_cases(
+        validation.windows, history_predictions(validation.windows, table), codebook, table
+    )
+    history = judge(test_cases, val_cases)
+    out[HISTORY_SET] = (history, [history.auc], _history_cand_acc(split, table, codebook))
+    return out
+
+
+def _history_cand_acc(split: EvalSplit, table: ItemSIDTable, codebook: Codebook) -> float:
+    from codebook.similarity import max_cosine
+
+    predictions = history_predictions(split.windows, table)
+    scores = []
+    for c in split.candidates:
+        codes = np.asarray([table.sid_of(i) for i in c.items], dtype=np.int64)
+        pred = predictions.get(c.user_id)
+        scores.append(np.zeros(len(codes)) if pred is None else max_cosine(codebook, codes, pred))
+    return float(np.mean(candidate_hits(scores))) if scores else float("nan")
+
+
+def _decision_label(name: str, rows: dict) -> str:
+    if name == HISTORY_SET:
+        return "user's own last 20 negatives (the filter without a model)"
+    key, _, kind = name.partition(":")
+    label = "CoNRec" if key == "conrec" else rows[key]["label"] if key in rows else key
+    return f"{label}, {SCORE_LABELS['own' if kind else 'max_cosine']}"
+
+
+def _decision_summary(decisions: dict, rows: dict) -> dict:
+    table = {}
+    for name, (result, aucs, cand_acc) in decisions.items():
+        table[name] = {
+            "label": _decision_label(name, rows),
+            "score": "own" if ":" in name else "max_cosine",
+            "seeds": len(aucs),
+            "auc_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
+            "cand_acc": cand_acc,
+            **result.to_dict(),
+        }
+    references = [
+        f"{key}:own" if kind == "own" else key
+        for key, kind in REFERENCE_SCORERS
+        if (f"{key}:own" if kind == "own" else key) in decisions
+    ]
+    served = "conrec" if "conrec" in decisions else None
+    summary = {"rows": table, "references": references, "served": served, "paired": {}}
+    if references:
+        best = max(references, key=lambda n: table[n]["budgets"][HEADLINE]["caught"])
+        summary["best_reference"] = best
+        summary["best_reference_auc"] = max(references, key=lambda n: table[n]["auc"])
+    if served:
+        summary["paired"] = {
+            ref: paired_difference(decisions[served][0], decisions[ref][0]) for ref in references
+        }
+    return summary
+
+
+def _headline(runs, rows: dict, backbone: str, decision: dict) -> dict:
+    out: dict = {}
+    others = [k for k in NON_CONREC if k in rows]
+    if others:
+        best = max(others, key=lambda k: rows[k]["metrics"]["fhr"]["mean"])
+        out.update(best_baseline=best, best_baseline_fhr20=rows[best]["metrics"]["fhr"]["mean"])
+    if "conrec" in rows and others:
         fhr = rows["conrec"]["metrics"]["fhr"]["mean"]
-        lo, hi = bootstrap_interval(_per_user(runs, "conrec", "fhr"), _per_user(runs, best, "fhr"))
+        lo, hi = bootstrap_interval(
+            _per_user(runs, "conrec", "fhr"), _per_user(runs, out["best_baseline"], "fhr")
+        )
         out.update(
             conrec_fhr20=fhr,
             **{f"conrec_{backbone}_fhr20": fhr},
@@ -130,22 +256,45 @@ def _headline(runs, rows: dict, backbone: str) -> dict:
             lif_ratio=rows["conrec"]["metrics"]["lif"]["mean"]
             / rows[best_lif]["metrics"]["lif"]["mean"],
         )
+    table = decision["rows"]
+    if decision.get("served"):
+        served = table[decision["served"]]
+        out["filter_auc_max_cosine"] = served["auc"]
+        out["filter_caught_at_10pct_lost_max_cosine"] = served["budgets"][HEADLINE]["caught"]
+    if decision.get("references"):
+        out["filter_auc_best_reference"] = table[decision["best_reference_auc"]]["auc"]
+        out["filter_caught_at_10pct_lost_best_reference"] = table[decision["best_reference"]][
+            "budgets"
+        ][HEADLINE]["caught"]
     return out
 
 
-def _sweep(runs, split: EvalSplit, data, table: ItemSIDTable, cfg, out: Path) -> dict:
+def _sweep(runs, split: EvalSplit, data, table: ItemSIDTable, codebook: Codebook, out: Path):
     """CoNRec's threshold sweep against the category blocker, on the report's population."""
     run = next((r for r in runs if r.key == "conrec" and r.seed == 0), None)
     if run is None:
         return {}
-    from model.train_config import load_config
-
-    codebook_dir = cfg.codebook_dir or load_config(cfg.config).codebook_dir
     payload = json.loads((out / "rows" / "conrec-s0.json").read_text())
     predictions = {u: np.asarray(s, dtype=np.int64) for u, s in payload["predictions"].items()}
-    return operators_report(
-        split.windows, predictions, load_codebook(codebook_dir), table, data.items, out
+    return operators_report(split.windows, predictions, codebook, table, data.items, out)
+
+
+def _serve_threshold(decision: dict, out: Path) -> str | None:
+    """`thresholds.yaml` serving the served row's threshold at the 5% budget, as chosen on the
+    validation split (the sweep's own file is chosen on the reported split: replaced)."""
+    if not decision.get("served"):
+        return None
+    row = decision["rows"][decision["served"]]
+    key = budget_label(SERVED_BUDGET)
+    chosen = row["budgets"][key]
+    path = write_thresholds(
+        out / THRESHOLDS_FILE,
+        chosen["threshold"],
+        f"the lowest losing at most {key} of the future positives of the validation split's "
+        f"users with CoNRec's predictions (`conrec evaluate`); on the test split it caught "
+        f"{chosen['caught']:.3f} of future negatives and lost {chosen['lost']:.3f}",
     )
+    return str(path)
 
 
 def _forgetting(rows: dict) -> list[dict]:
@@ -196,6 +345,38 @@ def _table(rows: dict, keys: Sequence[str], labels: Sequence[str] | None = None)
     return lines
 
 
+def _interval(ci: Sequence[float]) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def decision_table(decision: dict) -> list[str]:
+    """The decision table: rows x within-user AUC, caught at each budget (validation-chosen
+    threshold; the test oracle beside it), mean share dropped at the headline budget, Candidate
+    Accuracy by the scored kind."""
+    budgets = [budget_label(b) for b in BUDGETS]
+    lines = [
+        "| row | within-user AUC [95%] | "
+        + " | ".join(f"caught at {b} lost (oracle)" for b in budgets)
+        + f" | positives lost at {HEADLINE} | dropped at {HEADLINE} | Cand. Acc. | seeds |",
+        "|---" * (len(budgets) + 6) + "|",
+    ]
+    ordered = sorted(decision["rows"].items(), key=lambda kv: -kv[1]["auc"])
+    for _, row in ordered:
+        cells = [
+            f"{row['budgets'][b]['caught']:.3f} ({row['budgets'][b]['oracle_caught']:.3f})"
+            for b in budgets
+        ]
+        head = row["budgets"][HEADLINE]
+        std = f" ± {row['auc_std']:.3f}" if row["seeds"] > 1 else ""
+        lines.append(
+            f"| {row['label']} | {row['auc']:.3f}{std} {_interval(row['auc_ci95'])} | "
+            + " | ".join(cells)
+            + f" | {head['lost']:.3f} | {head['share_dropped']:.3f} | {row['cand_acc']:.4f} | "
+            f"{row['seeds']} |"
+        )
+    return lines
+
+
 def _machine_text(machine: dict) -> str:
     return f"{machine['cpus']} CPUs ({machine['processor']}, GPU: {machine['gpu'] or 'none'})"
 
@@ -213,6 +394,7 @@ def _llm_machines(rows: dict) -> str:
 
 def render_markdown(results: dict) -> str:
     rows, pops, head = results["rows"], results["populations"], results["headline"]
+    decision = results["decision"]
     lines = [
         f"# Evaluation: {results['backbone']} backbone, {results['split']} split",
         "",
@@ -220,6 +402,12 @@ def render_markdown(results: dict) -> str:
         f"stochastic baselines (1 for the other rows), beam engine `{results['engine']}`; "
         f"{results['seconds'] / 60:.1f} min on {_machine_text(results['machine'])}; LLM rows "
         f"trained and predicted on {_llm_machines(rows)}.",
+        "",
+        "Protocol: time-consistent. A user with cutoff t is scored by baselines that saw every "
+        "event with ts <= t and none after it (counts and priors at every cutoff; Swing, the "
+        f"factorisation and SASRec fitted at the first cutoff of each of {results['buckets']} "
+        "buckets of users); the LLM rows are union-trained (every user's windows up to that "
+        "user's own cutoff).",
         "",
         "Populations (users): "
         + ", ".join(f"{LABELS.get(k, k)} {v}" for k, v in pops.items())
@@ -229,6 +417,33 @@ def render_markdown(results: dict) -> str:
         "",
         *_table(rows, [*BASELINES, *COMPARISON]),
         "",
+        "## The decision a ranking service receives",
+        "",
+        "Each user's real next 7 days; a candidate is dropped when its score is above the "
+        "threshold. Thresholds are chosen per budget of future positives lost on the validation "
+        "split (the test split's own choice, the oracle, in brackets).",
+        "",
+        *decision_table(decision),
+        "",
+        "![decision](decision.png)",
+        "",
+    ]
+    if decision["paired"]:
+        lines += [
+            f"Paired differences (user bootstrap), {_decision_label(decision['served'], rows)} "
+            "minus each reference:",
+            "",
+            "| reference | AUC difference [95%] | caught at 10% lost difference [95%] |",
+            "|---|---|---|",
+            *(
+                f"| {decision['rows'][ref]['label']} | {d['auc']:+.3f} "
+                f"{_interval(d['auc_ci95'])} | {d['caught_at_10pct']:+.3f} "
+                f"{_interval(d['caught_at_10pct_ci95'])} |"
+                for ref, d in decision["paired"].items()
+            ),
+            "",
+        ]
+    lines += [
         "## Ablation (paper table 2: each row adds one module)",
         "",
         *_table(rows, ABLATION),
@@ -252,16 +467,24 @@ def render_markdown(results: dict) -> str:
             "",
         ]
     tuning = [
-        f"- {key}: {GRID_MEANING[key]} = {rows[key]['info'][0]['choice']} (validation FHR@20 "
+        f"- {key}: {GRID_MEANING[key]} = {rows[key]['info'][0]['choice']} (validation "
         + ", ".join(
-            f"{c}: {v:.4f}" for c, v in rows[key]["info"][0]["tuning"]["validation_fhr"].items()
+            f"{c}: {v:.4f}" for c, v in rows[key]["info"][0]["tuning"]["validation_figure"].items()
         )
         + ")"
         for key in GRID_MEANING
         if key in rows
     ]
     if tuning:
-        lines += ["## Baseline tuning (validation cutoff)", "", *tuning, ""]
+        lines += [
+            "## Baseline tuning (validation split)",
+            "",
+            "FHR@20 for list baselines; negatives caught at 10% of positives lost for the dislike "
+            "prior and the factorisation.",
+            "",
+            *tuning,
+            "",
+        ]
     if results["sweep"]:
         sweep = results["sweep"]
         lines += [
@@ -278,7 +501,7 @@ def render_markdown(results: dict) -> str:
         ]
     if head:
         lines += ["## Headline", ""]
-        if "conrec_fhr20" in head:
+        if "fhr_ratio" in head:
             lo, hi = head["fhr_ratio_ci95"]
             lines += [
                 f"CoNRec FHR@20 / best other row ({head['best_baseline']}) = "
@@ -286,7 +509,8 @@ def render_markdown(results: dict) -> str:
                 f"to {head['best_baseline_lif']}: {head['lif_ratio']:.3f}.",
                 "",
             ]
-        lines += [f"{k}: {v:.4f}" for k, v in head.items() if k.endswith("fhr20")]
+        lines += [f"protocol: {results['protocol']}"]
+        lines += [f"{k}: {v:.4f}" for k, v in head.items() if isinstance(v, float)]
         lines += [f"seeds: {results['seeds']}"]
     return "\n".join(lines) + "\n"
 
@@ -300,7 +524,7 @@ def plot_metrics(rows: dict, path: Path) -> None:
     groups = [(title, keys) for title, keys in groups if keys]
     if not groups:
         return
-    fig, axes = plt.subplots(len(groups), 1, figsize=(11, 4 * len(groups)), squeeze=False)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(12, 4 * len(groups)), squeeze=False)
     width = 0.8 / len(METRICS)
     for ax, (title, keys) in zip(axes[:, 0], groups, strict=True):
         x = np.arange(len(keys))
@@ -312,6 +536,37 @@ def plot_metrics(rows: dict, path: Path) -> None:
         ax.set_xticklabels([rows[k]["label"] for k in keys], rotation=20, ha="right", fontsize=8)
         ax.set(title=title, ylabel="metric (mean ± std over seeds)")
         ax.legend(fontsize=7, ncol=len(METRICS))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_decision(decision: dict, path: Path) -> None:
+    """Within-user AUC per decision row (95% interval), and negatives caught at each budget of
+    positives lost (validation-chosen thresholds)."""
+    plt = pyplot()
+
+    ordered = sorted(decision["rows"].values(), key=lambda r: r["auc"])
+    if not ordered:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.35 * len(ordered) + 2))
+    y = np.arange(len(ordered))
+    auc = np.asarray([r["auc"] for r in ordered])
+    ci = np.asarray([r["auc_ci95"] for r in ordered]).T
+    left.barh(y, auc, xerr=np.abs(ci - auc), capsize=2, color="tab:blue")
+    left.axvline(0.5, color="grey", lw=0.8, ls="--")
+    left.set_yticks(y)
+    left.set_yticklabels([r["label"] for r in ordered], fontsize=7)
+    left.set(xlabel="within-user AUC (future negatives vs positives)", xlim=(0.4, 0.85))
+    width = 0.8 / len(BUDGETS)
+    for i, budget in enumerate(BUDGETS):
+        key = budget_label(budget)
+        right.barh(y + i * width, [r["budgets"][key]["caught"] for r in ordered], width,
+                   label=f"at {key} positives lost")  # fmt: skip
+    right.set_yticks(y + width)
+    right.set_yticklabels([])
+    right.set(xlabel="future negatives caught (validation-chosen threshold)", xlim=(0, 1))
+    right.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -26,8 +26,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the CLI imports these rows; the training stack loads only when a row runs
     from model.train_config import CurriculumConfig
 
-BASELINES = ("random", "popularity", "category_blocker", "swing", "sasrec")
+BASELINES = (
+    "random",
+    "popularity",
+    "popularity_recent",
+    "dislike_prior",
+    "category_blocker",
+    "swing",
+    "factorization",
+    "sasrec",
+)
 STOCHASTIC_BASELINES = ("random", "sasrec")
+# The scorers a practitioner tries first, judged on the decision by their own score (the
+# history set: the user's own recent negatives through the served max cosine).
+REFERENCE_SCORERS = (
+    ("popularity", "own"),
+    ("popularity_recent", "own"),
+    ("dislike_prior", "own"),
+    ("factorization", "own"),
+    ("category_blocker", "own"),
+    ("history_set", "max_cosine"),
+)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """`conrec evaluate`: baselines and LLM rows on one split, every (row, seed) cached on disk.
 
-Layout of the output directory:
+Each row is also run on the split's validation split (its first seed), where the baselines'
+settings and every row's decision thresholds are chosen. Layout of the output directory:
 
-    rows/<row>-s<seed>.json   one run's top-k per user and candidate scores (reused on rerun)
+    rows/<row>-s<seed>.json   one run's top-k per user, candidate scores and (baselines) their
+                              own scores of each user's future items (reused on rerun)
+    rows/validation/          the same on the validation split
     stages/                   curriculum stages, shared by every LLM row and seed that agree
     models/<row>-s<seed>/     each LLM row's curriculum output (final model, summary)
-    results.json, results.md, metrics.png, threshold_sweep.png   (`conrec.evaluation.results`)
+    models/validation/        the LLM rows trained on the validation split's data
+    results.json, results.md, metrics.png, decision.png   (`conrec.evaluation.results`)
 
 A rerun recomputes nothing that is cached, so an interrupted evaluation resumes where it stopped.
 """
@@ -22,16 +26,23 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from codebook.artifact import CODEBOOK_FILE, load_item_sids
+from codebook.artifact import CODEBOOK_FILE, Codebook, ItemSIDTable, load_codebook, load_item_sids
 from conrec.evaluation.llm import llm_outputs
 from conrec.evaluation.rows import BASELINES, LLM_ROWS, STOCHASTIC_BASELINES, select_rows
 from model.data.prepared import load_tables
 from model.data.sources import DataTables
 from model.data.splits import cutoffs_for, validation_spec
 from model.evaluation.baselines import Catalogue
-from model.evaluation.metrics import CANDIDATE_METRIC, candidate_hits, topk_hits
-from model.evaluation.split import SPLITS, EvalSplit
-from model.evaluation.users import visible_events
+from model.evaluation.cases import served_cases
+from model.evaluation.decision import DecisionCase
+from model.evaluation.metrics import (
+    CANDIDATE_METRIC,
+    SERVED_CANDIDATE_METRIC,
+    candidate_hits,
+    topk_hits,
+)
+from model.evaluation.split import DEFAULT_BUCKETS, SPLITS, EvalSplit
+from model.evaluation.users import own_history_events
 from model.train_config import CurriculumConfig, load_config
 
 console = Console()
@@ -60,6 +71,13 @@ class EvaluationConfig:
     split: str = field(default="test", metadata={"help": "test | validation (tuning)."})
     engine: str = field(default="hf", metadata={"help": "Beam engine for LLM rows: hf | vllm."})
     k: int = field(default=20, metadata={"help": "Predictions per user."})
+    buckets: int = field(
+        default=DEFAULT_BUCKETS,
+        metadata={
+            "help": "Fits per split of the baselines that are models (Swing, factorisation, "
+            "SASRec), each at the earliest cutoff of its bucket of users."
+        },
+    )
     data: str | None = field(
         default=None, metadata={"help": "Prepared-tables folder; None: the config's."}
     )
@@ -75,12 +93,33 @@ class EvaluationConfig:
 
 @dataclass
 class RowRun:
-    """One (row, seed) on the split: per-user hits of every metric, and how it was made."""
+    """One (row, seed) on the split: per-user hits of every list metric, the row's decision
+    cases (by score kind: `max_cosine`, its top-k through the served path; `own`, a baseline's
+    own score) on the split and on its validation split, and how it was made."""
 
     key: str
     seed: int
     hits: dict[str, np.ndarray]  # metric -> [users] (or [candidate sets]) 1 / 0 / NaN
+    cases: dict[str, list[DecisionCase]]
+    validation_cases: dict[str, list[DecisionCase]]
     info: dict
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One split with what its rows are scored with."""
+
+    name: str  # "test" or "validation": the rows/ and models/ subfolder ("" for the reported)
+    data: DataTables
+    base: CurriculumConfig
+    split: EvalSplit
+    catalogue: Catalogue
+    codebook: Codebook
+    table: ItemSIDTable
+
+    def served(self, predictions: dict) -> list[DecisionCase]:
+        codes = {u: np.asarray(s, dtype=np.int64) for u, s in predictions.items()}
+        return served_cases(self.split.windows, codes, self.codebook, self.table)
 
 
 def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> dict:
@@ -91,7 +130,7 @@ def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> 
     if cfg.split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {cfg.split!r}")
     out = Path(cfg.out)
-    (out / "rows").mkdir(parents=True, exist_ok=True)
+    (out / "rows" / "validation").mkdir(parents=True, exist_ok=True)
     base = load_config(
         cfg.config,
         codebook_dir=cfg.codebook_dir,
@@ -102,29 +141,29 @@ def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> 
     if cfg.split == "validation":
         # The validation split is the test split of the data cut at the test cutoff: training
         # and tuning on it never see the reported future.
-        data = dataclasses.replace(data, events=_before_test_cutoff(data, base.cutoff))
-        base = dataclasses.replace(base, cutoff=validation_spec(base.cutoff))
+        data, base = earlier(data, base)
     _ensure_codebook(base, cfg)
     table = load_item_sids(base.codebook_dir)
+    codebook = load_codebook(base.codebook_dir)
     catalogue = Catalogue.of(table, data.items)
-    split = EvalSplit.build(data.events, table, "test", base.cutoff)
-    validation = EvalSplit.build(data.events, table, "validation", base.cutoff)
-    console.print(f"split {cfg.split}: {split.populations()}")
+    scenes = {}
+    for name, (d, b) in (("", (data, base)), ("validation", earlier(data, base))):
+        split = EvalSplit.build(d.events, table, "test", b.cutoff, cfg.buckets)
+        scenes[name] = Scene(name, d, b, split, catalogue, codebook, table)
+    console.print(f"split {cfg.split}: {scenes[''].split.populations()}")
 
-    runs = [
-        r
-        for name in cfg.baselines
-        for r in _baseline_runs(name, cfg, split, validation, catalogue, out)
-    ]
+    runs = [r for name in cfg.baselines for r in _baseline_runs(name, cfg, scenes, out)]
     for key in select_rows(cfg.rows):
-        runs += _llm_runs(key, cfg, base, data, split, table, out)
+        runs += _llm_runs(key, cfg, scenes, out)
     results = write_results(
         runs,
-        split,
+        scenes[""].split,
         out,
         cfg=cfg,
         data=data,
         table=table,
+        codebook=codebook,
+        validation=scenes["validation"].split,
         seconds=time.perf_counter() - start,
         machine=machine(),
     )
@@ -132,11 +171,38 @@ def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> 
     return results
 
 
-def score_run(split: EvalSplit, predictions: dict, candidate_scores: list, k: int) -> dict:
-    """Per-user hits of every metric for one run's outputs."""
+def earlier(data: DataTables, base: CurriculumConfig) -> tuple[DataTables, CurriculumConfig]:
+    """The validation split's data and config: each event kept up to its owner's cutoff, and
+    the cutoff spec applied again to what is left (`validation_spec`)."""
+    events = own_history_events(data.events, cutoffs_for(data.events, base.cutoff))
+    return (
+        dataclasses.replace(data, events=events.reset_index(drop=True)),
+        dataclasses.replace(base, cutoff=validation_spec(base.cutoff)),
+    )
+
+
+def score_run(scene: Scene, predictions: dict, candidate_scores: list, k: int) -> dict:
+    """Per-user hits of every list metric, and Candidate Accuracy by the row's own score and by
+    the served max cosine to its top-k."""
+    split = scene.split
     hits = topk_hits(split.users, predictions, k)
     hits[CANDIDATE_METRIC] = candidate_hits(candidate_scores)
+    served = []
+    for c in split.candidates:
+        pred = predictions.get(c.user_id)
+        codes = np.asarray([scene.table.sid_of(i) for i in c.items], dtype=np.int64)
+        if pred is None or not len(pred):
+            served.append(np.zeros(len(codes)))
+        else:
+            served.append(_max_cosine(scene, codes, pred))
+    hits[SERVED_CANDIDATE_METRIC] = candidate_hits(served)
     return hits
+
+
+def _max_cosine(scene: Scene, codes: np.ndarray, pred) -> np.ndarray:
+    from codebook.similarity import max_cosine
+
+    return max_cosine(scene.codebook, codes, np.asarray(pred, dtype=np.int64))
 
 
 def machine() -> dict:
@@ -150,10 +216,6 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-
-
-def _before_test_cutoff(data: DataTables, cutoff: str):
-    return visible_events(data.events, cutoffs_for(data.events, cutoff)).reset_index(drop=True)
 
 
 def _ensure_codebook(base: CurriculumConfig, cfg: EvaluationConfig) -> None:
@@ -178,82 +240,135 @@ def _cached(path: Path, compute) -> dict:
     return payload
 
 
-def _outputs(predictions: dict, candidate_scores: list) -> dict:
-    return {
+def _outputs(predictions: dict, candidate_scores: list, cases: list | None = None) -> dict:
+    out = {
         "predictions": {u: [list(map(int, s)) for s in sids] for u, sids in predictions.items()},
         "candidate_scores": [np.asarray(s, dtype=float).tolist() for s in candidate_scores],
     }
+    if cases is not None:
+        out["cases"] = [
+            [c.user_id, c.negatives.tolist(), c.positives.tolist(), c.others.tolist()]
+            for c in cases
+        ]
+    return out
 
 
-def _run(key: str, seed: int, payload: dict, split: EvalSplit, k: int) -> RowRun:
+def _read(payload: dict) -> tuple[dict, list, dict[str, list[DecisionCase]]]:
     predictions = {u: [tuple(s) for s in sids] for u, sids in payload["predictions"].items()}
-    scores = [np.asarray(s) for s in payload["candidate_scores"]]
+    scores = [np.asarray(s, dtype=np.float64) for s in payload["candidate_scores"]]
+    own = [
+        DecisionCase(u, *(np.asarray(x, dtype=np.float64) for x in (neg, pos, others)))
+        for u, neg, pos, others in payload.get("cases", [])
+    ]
+    return predictions, scores, ({"own": own} if "cases" in payload else {})
+
+
+def _cases(scene: Scene, payload: dict) -> dict[str, list[DecisionCase]]:
+    predictions, _, own = _read(payload)
+    return {"max_cosine": scene.served(predictions), **own}
+
+
+def _run(key: str, seed: int, payload: dict, validation: dict, scenes, k: int) -> RowRun:
+    scene = scenes[""]
+    predictions, scores, _ = _read(payload)
     info = {
-        name: v for name, v in payload.items() if name not in ("predictions", "candidate_scores")
+        name: v
+        for name, v in payload.items()
+        if name not in ("predictions", "candidate_scores", "cases")
     }
-    return RowRun(key, seed, score_run(split, predictions, scores, k), info)
+    return RowRun(
+        key,
+        seed,
+        score_run(scene, predictions, scores, k),
+        _cases(scene, payload),
+        _cases(scenes["validation"], validation),
+        info,
+    )
 
 
-def _baseline_runs(name, cfg, split, validation, catalogue, out: Path) -> list[RowRun]:
+def _rows_path(out: Path, scene: Scene, key: str, seed: int) -> Path:
+    return out / "rows" / scene.name / f"{key}-s{seed}.json"
+
+
+def _baseline_runs(name, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRun]:
     from model.evaluation.tuning import baseline_outputs, make_baseline, tune
 
     console.rule(f"baseline {name}")
+    validation = scenes["validation"]
     tuning = _cached(
         out / "rows" / f"{name}-tuning.json",
         lambda: dict(
-            zip(("choice", "validation_fhr"), tune(name, validation, catalogue, cfg.k), strict=True)
+            zip(
+                ("choice", "validation_figure"),
+                tune(name, validation.split, validation.catalogue, cfg.k),
+                strict=True,
+            )
         ),
     )
-    seeds = cfg.seed_range if name in STOCHASTIC_BASELINES else [0]
+
+    def compute(scene: Scene, seed: int) -> dict:
+        baseline = make_baseline(name, scene.catalogue, tuning["choice"], seed)
+        found = baseline_outputs(baseline, scene.split, scene.catalogue, cfg.k)
+        return {
+            **_outputs(found.predictions, found.candidate_scores, found.cases),
+            "kind": "baseline",
+            "choice": tuning["choice"],
+        }
+
+    first = cfg.seed_range[0]
+    on_validation = _cached(
+        _rows_path(out, validation, name, first), lambda: compute(validation, first)
+    )
     runs = []
-    for seed in seeds:
-
-        def compute(seed=seed):
-            baseline = make_baseline(name, catalogue, tuning["choice"], seed)
-            return {
-                **_outputs(*baseline_outputs(baseline, split, catalogue, cfg.k)),
-                "kind": "baseline",
-                "choice": tuning["choice"],
-            }
-
-        payload = _cached(out / "rows" / f"{name}-s{seed}.json", compute)
-        runs.append(_run(name, seed, {**payload, "tuning": tuning}, split, cfg.k))
+    for seed in cfg.seed_range if name in STOCHASTIC_BASELINES else [first]:
+        payload = _cached(
+            _rows_path(out, scenes[""], name, seed), lambda s=seed: compute(scenes[""], s)
+        )
+        runs.append(_run(name, seed, {**payload, "tuning": tuning}, on_validation, scenes, cfg.k))
     return runs
 
 
-def _llm_runs(key, cfg, base, data, split, table, out: Path) -> list[RowRun]:
+def _llm_runs(key, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRun]:
     from model.curriculum import run_curriculum
 
     row = LLM_ROWS[key]
+
+    def compute(scene: Scene, seed: int) -> dict:
+        model_dir, summary = (cfg.models.get(key) if seed == 0 and not scene.name else None), {}
+        if not model_dir:
+            row_cfg = dataclasses.replace(
+                row.change(scene.base),
+                seed=seed,
+                stages_dir=str(out / "stages"),
+                output_dir=str(out / "models" / scene.name / f"{key}-s{seed}"),
+            )
+            summary = run_curriculum(row_cfg, scene.data)
+            model_dir = summary["final_model"]
+        start = time.perf_counter()
+        found = llm_outputs(model_dir, scene.split, scene.table, k=cfg.k, engine=cfg.engine)
+        return {
+            **_outputs(*found),
+            "kind": "llm",
+            "model_dir": str(model_dir),
+            "train": {
+                "eval": summary.get("eval"),
+                "stages": {s: m.get("seconds") for s, m in summary.get("stages", {}).items()},
+            },
+            "predict_seconds": round(time.perf_counter() - start, 1),
+            "machine": machine(),  # rows merged from other machines say where they ran
+        }
+
+    first = cfg.seed_range[0]
+    validation = scenes["validation"]
+    console.rule(f"{key} (validation, seed {first}): {row.label}")
+    on_validation = _cached(
+        _rows_path(out, validation, key, first), lambda: compute(validation, first)
+    )
     runs = []
     for seed in cfg.seed_range if row.all_seeds else cfg.seed_range[:1]:
         console.rule(f"{key} (seed {seed}): {row.label}")
-
-        def compute(seed=seed):
-            model_dir, summary = cfg.models.get(key) if seed == 0 else None, {}
-            if not model_dir:
-                row_cfg = dataclasses.replace(
-                    row.change(base),
-                    seed=seed,
-                    stages_dir=str(out / "stages"),
-                    output_dir=str(out / "models" / f"{key}-s{seed}"),
-                )
-                summary = run_curriculum(row_cfg, data)
-                model_dir = summary["final_model"]
-            start = time.perf_counter()
-            outputs = _outputs(*llm_outputs(model_dir, split, table, k=cfg.k, engine=cfg.engine))
-            return {
-                **outputs,
-                "kind": "llm",
-                "model_dir": str(model_dir),
-                "train": {
-                    "eval": summary.get("eval"),
-                    "stages": {s: m.get("seconds") for s, m in summary.get("stages", {}).items()},
-                },
-                "predict_seconds": round(time.perf_counter() - start, 1),
-                "machine": machine(),  # rows merged from other machines say where they ran
-            }
-
-        payload = _cached(out / "rows" / f"{key}-s{seed}.json", compute)
-        runs.append(_run(key, seed, payload, split, cfg.k))
+        payload = _cached(
+            _rows_path(out, scenes[""], key, seed), lambda s=seed: compute(scenes[""], s)
+        )
+        runs.append(_run(key, seed, payload, on_validation, scenes, cfg.k))
     return runs

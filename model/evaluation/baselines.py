@@ -1,13 +1,21 @@
 """Comparison models, each a score over the whole catalogue for one user's window.
 
-A baseline's `scores(window)` ([n_items], higher = more likely to be disliked) serves both the
-top-k metrics (`top_sids`) and Candidate Accuracy (the scores of the 20 candidates), so every
-model is judged by its own score in both. Each score carries its own tie-break where its primary
-signal is coarse (category blocker, Swing): popularity scaled below one unit, so a user with no
-signal gets the popularity ranking rather than an arbitrary one.
+A baseline's `scores(window)` ([n_items], higher = more likely to be disliked) serves the top-k
+metrics (`top_sids`), Candidate Accuracy (the scores of the 20 candidates) and the decision (its
+own score of the user's future items), so every model is judged by its own score in each. Each
+score carries its own tie-break where its primary signal is coarse (category blocker, Swing):
+popularity scaled below one unit, so a user with no signal gets the popularity ranking rather
+than an arbitrary one.
 
-Tuning budget (chosen on the validation cutoff, `conrec evaluate`): random and popularity have
-none; the category blocker two variants (`weighted`, `any`); Swing three co-occurrence floors.
+Every baseline is fitted under the time-consistent protocol (`model.evaluation.visibility`):
+`fit(log, until)` may read only the events with ts <= until, and `scores(window)` only the
+user's own history, which ends at their cutoff. `exact` baselines are refitted at every distinct
+cutoff; the others once per bucket of cutoffs, at its earliest.
+
+Tuning budget (chosen on the validation split, `model.evaluation.tuning`): random and
+popularity have none; recent popularity its window; the dislike prior its smoothing; the
+category blocker two variants (`weighted`, `any`); Swing three co-occurrence floors; the
+factorisation its width and regularisation.
 """
 
 from __future__ import annotations
@@ -22,16 +30,21 @@ import pandas as pd
 
 from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow
-from model.data.tables import Polarity, categories_of
+from model.data.tables import DAY_SECONDS, Polarity, categories_of
+from model.evaluation.mf import MatrixFactorization, MFConfig
+from model.evaluation.visibility import EventLog
 from model.sids import SID
 from model.swing import SwingConfig, swing_scores
 
 
 class Baseline(Protocol):
     name: str
+    # True: cheap statistics, refitted at every distinct cutoff; False: a model fitted once per
+    # bucket of cutoffs (`visibility.refit_schedule`).
+    exact: bool
 
-    def fit(self, visible: pd.DataFrame) -> None:
-        """Learn from every user's events up to their cutoff."""
+    def fit(self, log: EventLog, until: int) -> None:
+        """Learn from every event with ts <= until, and nothing else."""
 
     def scores(self, window: UserWindow) -> np.ndarray:
         """[n_items] scores of every catalogue item for this user."""
@@ -61,6 +74,10 @@ class Catalogue:
         """Rows of the known `item_ids` (unknown ids are skipped)."""
         return np.asarray([self._row[i] for i in item_ids if i in self._row], dtype=np.int64)
 
+    def index_all(self, item_ids: Sequence[str]) -> np.ndarray:
+        """[len(item_ids)] rows, -1 for an id outside the catalogue."""
+        return np.asarray([self._row.get(i, -1) for i in item_ids], dtype=np.int64)
+
     def known(self, item_ids: Sequence[str]) -> np.ndarray:
         """[len(item_ids)] bool: which ids are in the catalogue."""
         return np.asarray([i in self._row for i in item_ids], dtype=bool)
@@ -82,11 +99,6 @@ def top_sids(
     return out
 
 
-def _popularity(visible: pd.DataFrame, catalogue: Catalogue) -> np.ndarray:
-    counts = visible.loc[visible["polarity"] == Polarity.NEG, "item_id"].value_counts()
-    return np.asarray([counts.get(i, 0) for i in catalogue.item_ids.tolist()], dtype=np.float64)
-
-
 def _below_one(values: np.ndarray) -> np.ndarray:
     """Scale non-negative values into [0, 1): a tie-break that never outranks one unit."""
     return values / (values.max() + 1.0) if len(values) else values
@@ -96,11 +108,12 @@ class RandomBaseline:
     """k uniformly random items per user: the floor."""
 
     name = "random"
+    exact = True
 
     def __init__(self, catalogue: Catalogue, seed: int = 0):
         self.catalogue, self.seed = catalogue, seed
 
-    def fit(self, visible: pd.DataFrame) -> None:
+    def fit(self, log: EventLog, until: int) -> None:
         pass
 
     def scores(self, window: UserWindow) -> np.ndarray:
@@ -111,19 +124,71 @@ class RandomBaseline:
 
 
 class PopularityBaseline:
-    """The most-disliked items overall, the same list for everyone."""
+    """The most-disliked items up to the cutoff, the same list for everyone; with
+    `window_days`, only the negatives of that many days before it count."""
 
     name = "popularity"
+    exact = True
+    WINDOWS = (7, 30, 90)  # days, the recent variant's tuning budget
 
-    def __init__(self, catalogue: Catalogue):
-        self.catalogue = catalogue
+    def __init__(self, catalogue: Catalogue, window_days: float | None = None):
+        self.catalogue, self.window_days = catalogue, window_days
+        if window_days is not None:
+            self.name = "popularity_recent"
         self.popularity = np.zeros(len(catalogue))
 
-    def fit(self, visible: pd.DataFrame) -> None:
-        self.popularity = _popularity(visible, self.catalogue)
+    def fit(self, log: EventLog, until: int) -> None:
+        since = None if self.window_days is None else until - int(self.window_days * DAY_SECONDS)
+        self.popularity = log.counts(until, Polarity.NEG, since=since)
 
     def scores(self, window: UserWindow) -> np.ndarray:
         return self.popularity
+
+
+class DislikePrior:
+    """An item's share of negatives among all its feedback up to the cutoff, smoothed toward
+    the catalogue's share with `strength` pseudo-events: (neg + strength * p) / (n + strength).
+    An item nobody has rated yet scores the catalogue's share."""
+
+    name = "dislike_prior"
+    exact = True
+    STRENGTHS = (1.0, 5.0, 20.0)
+
+    def __init__(self, catalogue: Catalogue, strength: float = 5.0):
+        self.catalogue, self.strength = catalogue, strength
+        self.prior = np.zeros(len(catalogue))
+
+    def fit(self, log: EventLog, until: int) -> None:
+        neg = log.counts(until, Polarity.NEG)
+        total = log.counts(until, None)
+        share = neg.sum() / total.sum() if total.sum() else 0.0
+        self.prior = (neg + self.strength * share) / (total + self.strength)
+
+    def scores(self, window: UserWindow) -> np.ndarray:
+        return self.prior
+
+
+class FactorizationBaseline:
+    """A biased matrix factorisation of the visible feedback (neg -1, exposure 0, pos +1;
+    `model.evaluation.mf`): item factors fitted per bucket of cutoffs, the user's factors
+    folded in from their own history up to their cutoff. Score: minus the predicted rating."""
+
+    name = "factorization"
+    exact = False
+    GRID = ((16, 1.0), (16, 10.0), (32, 30.0))  # (factors, regularisation)
+
+    def __init__(self, catalogue: Catalogue, config: MFConfig | None = None):
+        self.catalogue = catalogue
+        self.model = MatrixFactorization(len(catalogue), config or MFConfig())
+
+    def fit(self, log: EventLog, until: int) -> None:
+        end = log.end(until)
+        self.model.fit(log.events["user_id"].to_numpy()[:end], log.item_rows[:end],
+                       log.polarity[:end])  # fmt: skip
+
+    def scores(self, window: UserWindow) -> np.ndarray:
+        rows = self.catalogue.index_all(window.history_items.tolist())
+        return -self.model.predict_user(rows, window.history_polarity)
 
 
 class CategoryBlocker:
@@ -132,6 +197,7 @@ class CategoryBlocker:
     item; `any` only whether one does."""
 
     name = "category_blocker"
+    exact = True
     VARIANTS = ("weighted", "any")
 
     def __init__(self, catalogue: Catalogue, variant: str = "weighted"):
@@ -146,8 +212,8 @@ class CategoryBlocker:
             self._incidence[row, [self._column[c] for c in cats]] = 1.0
         self._tiebreak = np.zeros(len(catalogue))
 
-    def fit(self, visible: pd.DataFrame) -> None:
-        self._tiebreak = _below_one(_popularity(visible, self.catalogue))
+    def fit(self, log: EventLog, until: int) -> None:
+        self._tiebreak = _below_one(log.counts(until, Polarity.NEG))
 
     def scores(self, window: UserWindow) -> np.ndarray:
         disliked = self._incidence[self.catalogue.index(window.negatives())].sum(axis=0)  # [C]
@@ -162,6 +228,7 @@ class SwingBaseline:
     scores of an item to each of them."""
 
     name = "swing"
+    exact = False
     MIN_COMMON_USERS = (0, 2, 5)
 
     def __init__(self, catalogue: Catalogue, config: SwingConfig | None = None):
@@ -171,8 +238,9 @@ class SwingBaseline:
         self._similarity = np.zeros((n, n))  # [N, N] item -> neighbour
         self._tiebreak = np.zeros(n)
 
-    def fit(self, visible: pd.DataFrame) -> None:
+    def fit(self, log: EventLog, until: int) -> None:
         n = len(self.catalogue)
+        visible = log.upto(until)
         negatives = visible[visible["polarity"] == Polarity.NEG]
         pairs = swing_scores(negatives, self.config)
         known = self.catalogue.known(pairs["item_i"].tolist()) & self.catalogue.known(
@@ -187,7 +255,7 @@ class SwingBaseline:
         self._similarity = sim
         # Popularity breaks ties among items Swing says nothing about, far below any Swing score.
         smallest = pairs["score"].min() if len(pairs) else 1.0
-        self._tiebreak = _below_one(_popularity(visible, self.catalogue)) * smallest * 1e-3
+        self._tiebreak = _below_one(log.counts(until, Polarity.NEG)) * smallest * 1e-3
 
     def scores(self, window: UserWindow) -> np.ndarray:
         rows = self.catalogue.index(window.negatives())

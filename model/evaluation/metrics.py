@@ -9,8 +9,9 @@ user bootstrap resamples rows of those arrays.
 - FHR@k: users with >= 1 negative in the 7 days after the cutoff; hit if any is in the top k.
 - LUF@k: FHR@k over users with fewer than 3 negatives up to their cutoff.
 - LIF@k: users with >= 1 future negative on a long-tail item; hit if such an item is in the top k.
-A user without a prediction is a miss. Candidate Accuracy: the answer is candidate 0 of each
-scored set; a tie for the best score earns 1 / (number tied), so random scoring expects 1/20.
+A user without a prediction is a miss. Candidate Accuracy (by a row's own score, and by the served
+max cosine to its top-k): the answer is candidate 0 of each scored set; a tie for the best score
+earns 1 / (number tied), so random scoring expects 1/20.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from model.evaluation.users import LONGTAIL_USER_MAX_NEGATIVES, EvalUser
 from model.sids import SID
 
 TOPK_METRICS = ("hr", "fhr", "luf", "lif")
+# Candidate Accuracy by a row's own score (an LLM's likelihood, a baseline's score), and by the
+# score the service serves: the max cosine of each candidate to the row's top-k.
 CANDIDATE_METRIC = "cand_acc"
+SERVED_CANDIDATE_METRIC = "cand_acc_served"
 
 
 def topk_hits(

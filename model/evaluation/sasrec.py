@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from model.data.splits import UserWindow
 from model.data.tables import Polarity
 from model.evaluation.baselines import Catalogue
+from model.evaluation.visibility import EventLog
 
 PAD, BOS, OFFSET = 0, 1, 2  # token ids; catalogue row r is token r + OFFSET
 IGNORE = -100
@@ -66,6 +66,7 @@ class SASRecModel(nn.Module):
 
 class SASRecBaseline:
     name = "sasrec"
+    exact = False
 
     def __init__(self, catalogue: Catalogue, config: SASRecConfig | None = None):
         self.catalogue = catalogue
@@ -75,9 +76,10 @@ class SASRecBaseline:
     def _tokens(self, items: list[str]) -> list[int]:
         return (self.catalogue.index(items) + OFFSET).tolist()
 
-    def fit(self, visible: pd.DataFrame) -> None:
+    def fit(self, log: EventLog, until: int) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        visible = log.upto(until)
         negatives = visible[visible["polarity"] == Polarity.NEG]
         sequences = [
             [BOS, *self._tokens(group["item_id"].tolist())][-(cfg.max_len + 1) :]

@@ -1,10 +1,14 @@
 """The evaluated split: who is judged, at which cutoff, against what, and what models may see.
 
 `test` uses the configured cutoff (each user's midpoint by default, `model.data.splits`), as the
-training curriculum does: training windows and Swing never look past it. `validation` moves the
-cutoff earlier (the same spec applied to the events up to the test cutoff, or one horizon back
-for an absolute date) and cuts everything after the test cutoff away, so tuning on it never sees
+training curriculum does: training windows and Swing never look past it. `validation` keeps only
+the events visible at test time (each event up to its owner's test cutoff) and applies the
+cutoff spec again to them (or one horizon back for an absolute date), so tuning on it never sees
 the reported future.
+
+On either split, a user with cutoff t is scored by models that saw every event with ts <= t and
+none after it (`model.evaluation.visibility`): `log` is the split's events in time order, and
+models fitted once per bucket of cutoffs use `buckets` of them.
 """
 
 from __future__ import annotations
@@ -17,16 +21,20 @@ from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow, cutoffs_for, user_windows, validation_spec
 from model.evaluation.candidates import CandidateSet, candidate_sets
 from model.evaluation.metrics import summarize, topk_hits
-from model.evaluation.users import EvalUser, eval_users, negative_counts, visible_events
+from model.evaluation.users import EvalUser, eval_users, own_history_events
+from model.evaluation.visibility import EventLog
 
 SPLITS = ("test", "validation")
+# Fits per split of the baselines that are models (Swing, the factorisation, SASRec).
+DEFAULT_BUCKETS = 8
 
 
 @dataclass(frozen=True)
 class EvalSplit:
     name: str
     cutoffs: pd.Series  # user_id -> cutoff
-    visible: pd.DataFrame  # every user's events up to their cutoff: what models learn from
+    log: EventLog  # the split's events in time order: a model at t sees its prefix up to t
+    buckets: int
     windows: list[UserWindow]
     users: list[EvalUser]  # aligned with windows
     candidates: list[CandidateSet]
@@ -39,18 +47,31 @@ class EvalSplit:
         item_sids: ItemSIDTable,
         name: str = "test",
         cutoff: str = "midpoint",
+        buckets: int = DEFAULT_BUCKETS,
     ) -> EvalSplit:
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         cutoffs = cutoffs_for(events, cutoff)
         if name == "validation":
-            events = visible_events(events, cutoffs)
+            events = own_history_events(events, cutoffs)
             cutoffs = cutoffs_for(events, validation_spec(cutoff))
-        visible = visible_events(events, cutoffs)
+        return cls.at(events, item_sids, cutoffs, name, buckets)
+
+    @classmethod
+    def at(
+        cls,
+        events: pd.DataFrame,
+        item_sids: ItemSIDTable,
+        cutoffs: pd.Series,
+        name: str = "test",
+        buckets: int = DEFAULT_BUCKETS,
+    ) -> EvalSplit:
+        """The split of the users in `cutoffs` (user_id -> ts), judged on `events`."""
+        log = EventLog.of(events, item_sids.item_ids.tolist())
         windows = list(user_windows(events, cutoffs))
-        users = eval_users(windows, item_sids, negative_counts(visible))
+        users = eval_users(windows, item_sids, log)
         candidates, skipped = candidate_sets(events, windows, item_sids)
-        return cls(name, cutoffs, visible, windows, users, candidates, skipped)
+        return cls(name, cutoffs, log, buckets, windows, users, candidates, skipped)
 
     def populations(self) -> dict[str, int]:
         """How many users each metric is computed over, and how many Candidate-Accuracy sets."""

@@ -3,8 +3,8 @@
 For a user and cutoff t (the data layer's `UserWindow`):
 - next negative: the first negative after t (HR@k);
 - future negatives: the negatives in (t, t + 7 days] (FHR@k, LUF@k);
-- long-tail future negatives: those on items with fewer than `longtail_max` negatives across all
-  users' visible events (each user's events up to their own cutoff) (LIF@k);
+- long-tail future negatives: those on items with fewer than `longtail_max` negatives among all
+  users' events up to t (the time-consistent protocol, `model.evaluation.visibility`) (LIF@k);
 - seen: SIDs of every item in the user's history; the evaluation excludes them from every
   model's top-k (a user rates an item once, so a seen item can never be a future negative).
 """
@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow
 from model.data.tables import Polarity
+from model.evaluation.visibility import EventLog
 from model.sids import SID
 
 LONGTAIL_MAX_NEGATIVES = 5
@@ -35,32 +37,37 @@ class EvalUser:
     seen: frozenset[SID]
 
 
-def visible_events(events: pd.DataFrame, cutoffs: pd.Series) -> pd.DataFrame:
-    """Every user's events up to that user's own cutoff: all a model may learn from."""
+def own_history_events(events: pd.DataFrame, cutoffs: pd.Series) -> pd.DataFrame:
+    """Every user's events up to that user's own cutoff (the validation split's data: what
+    each event's owner had done by their test cutoff)."""
     limit = events["user_id"].map(cutoffs)
     return events[limit.notna() & (events["ts"] <= limit)]
-
-
-def negative_counts(visible: pd.DataFrame) -> pd.Series:
-    """item_id -> number of negatives on it in `visible`."""
-    return visible.loc[visible["polarity"] == Polarity.NEG, "item_id"].value_counts()
 
 
 def eval_users(
     windows: Iterable[UserWindow],
     item_sids: ItemSIDTable,
-    negatives_per_item: pd.Series,
+    log: EventLog,
     longtail_max: int = LONGTAIL_MAX_NEGATIVES,
 ) -> list[EvalUser]:
-    """One `EvalUser` per window; items without a SID are left out of every set."""
-    counts = negatives_per_item.to_dict()
+    """One `EvalUser` per window; items without a SID are left out of every set. `log` holds
+    the items in `item_sids` order; the long tail is counted up to each user's cutoff."""
 
     def sids(items: Iterable[str]) -> frozenset[SID]:
         return frozenset(s for s in map(item_sids.sid_of, items) if s is not None)
 
+    counts_at: dict[int, np.ndarray] = {}
     out = []
     for w in windows:
-        longtail = [i for i in w.future_negatives if counts.get(i, 0) < longtail_max]
+        if w.cutoff not in counts_at:
+            counts_at[w.cutoff] = log.counts(w.cutoff, Polarity.NEG)
+        counts = counts_at[w.cutoff]
+        rows = item_sids.rows_of(list(w.future_negatives))
+        longtail = [
+            item
+            for item, row in zip(w.future_negatives, rows.tolist(), strict=True)
+            if row < 0 or counts[row] < longtail_max
+        ]
         out.append(
             EvalUser(
                 user_id=w.user_id,

@@ -74,6 +74,10 @@ class FilterResponse(msgspec.Struct):
     surface: str = OTHER
     # shadow: every candidate is kept; those above the threshold are listed in ``would_drop``.
     mode: Mode = "enforce"
+    # The surface holds this user out (a stable share of users): scored as in shadow mode,
+    # every candidate kept, would-be drops in ``would_drop``, so that their later feedback
+    # measures the filter.
+    holdout: bool = False
     would_drop: list[DroppedItem] = []
 
 

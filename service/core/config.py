@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     thresholds_file: Path | None = None
     thresholds_reload_s: float = Field(default=2.0, gt=0)
 
+    # The key of the per-user hashes: which users a surface holds out, whose decisions are
+    # logged, and their pseudonym in the log (`service.core.sampling`). Set a private one.
+    user_hash_salt: SecretStr = SecretStr("conrec")
+    # JSON lines of sampled decisions (`service.core.decision_log`); unset: none are written.
+    decision_log: Path | None = None
+
     api_key: SecretStr | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_candidates: int = Field(default=2_000, gt=0)

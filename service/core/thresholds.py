@@ -5,13 +5,17 @@ Example (deploy/thresholds.yaml)::
     version: "2026-11-25.1"        # optional; default: a hash of the file's content
     default: 0.9                   # drop a candidate whose max cosine is above this
     mode: enforce                  # optional; enforce (drop) or shadow (score, count, keep all)
+    max_drop_share: 0.5            # optional; at most this share of a request's candidates
+    holdout: 0.05                  # optional; share of users scored but never filtered
+    log_sample: 0.01               # optional; share of users whose decisions are logged
     surfaces:
-      home: 0.85                   # short form: the threshold, in the default mode
-      search: {threshold: 0.95, mode: shadow}   # long form; either key may be left out
+      home: 0.85                   # short form: the threshold, the rest from the top level
+      search: {threshold: 0.95, mode: shadow, holdout: 0.1}   # long form; any key left out
     override_range: {min: 0.7, max: 0.99}   # bounds on a request's own threshold
 
-A request naming a surface the file does not list, or none, gets ``default`` and ``mode`` and
-is counted in the metrics under the surface label ``other`` (a reserved name).
+A request naming a surface the file does not list, or none, gets the top-level policy and is
+counted in the metrics under the surface label ``other`` (a reserved name). Without a file the
+service runs in shadow mode everywhere: a threshold that was not chosen from data drops nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pydantic import (
 logger = logging.getLogger(__name__)
 
 Cosine = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Mode = Literal["enforce", "shadow"]
 MODES: tuple[Mode, ...] = ("enforce", "shadow")
 # The metrics label of every request whose surface is not configured (or absent).
@@ -79,7 +84,19 @@ class Surface(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     threshold: Cosine
-    mode: Mode
+    mode: Mode = "enforce"
+    # At most this share of one request's candidates is dropped (highest scores first), so that
+    # a ranking service never receives an empty page.
+    max_drop_share: Share = 1.0
+    # This share of users (a stable hash of the id) is scored as in shadow and never filtered:
+    # their later feedback on what would have been dropped measures the filter in production.
+    holdout: Share = 0.0
+    # This share of users (another hash) has every decision written to the decision log.
+    log_sample: Share = 0.0
+
+
+# The policy keys a surface inherits from the top level of the file.
+POLICY_KEYS = ("mode", "max_drop_share", "holdout", "log_sample")
 
 
 class Thresholds(BaseModel):
@@ -88,6 +105,9 @@ class Thresholds(BaseModel):
     version: str = Field(default="", max_length=64)
     default: Cosine
     mode: Mode = "enforce"
+    max_drop_share: Share = 1.0
+    holdout: Share = 0.0
+    log_sample: Share = 0.0
     # Bounded: each surface is a set of metric series.
     surfaces: dict[SurfaceName, Surface] = Field(default_factory=dict, max_length=256)
     override_range: OverrideRange = OverrideRange()
@@ -100,7 +120,7 @@ class Thresholds(BaseModel):
         looks up one object and the file's parser is the only place that knows the forms."""
         if not isinstance(data, dict) or not isinstance(data.get("surfaces"), dict):
             return data
-        fallback = {"mode": data.get("mode", "enforce")}
+        fallback = {key: data[key] for key in POLICY_KEYS if key in data}
         if "default" in data:  # else a surface without one: "threshold: Field required"
             fallback["threshold"] = data["default"]
         surfaces = {
@@ -114,7 +134,7 @@ class Thresholds(BaseModel):
     @cached_property
     def fallback(self) -> Surface:
         """The policy of unlisted and absent surfaces."""
-        return Surface(threshold=self.default, mode=self.mode)
+        return Surface(threshold=self.default, **{key: getattr(self, key) for key in POLICY_KEYS})
 
     def policy(self, surface: str | None) -> tuple[str, Surface]:
         """The metrics label and the policy of a request's surface: a listed surface's own,
@@ -123,7 +143,8 @@ class Thresholds(BaseModel):
         return (surface, found) if found is not None else (OTHER, self.fallback)
 
 
-BUILTIN = Thresholds(version="builtin", default=0.9)
+# Without a thresholds file nothing was chosen from data: score and count, drop nothing.
+BUILTIN = Thresholds(version="builtin", default=0.9, mode="shadow")
 
 
 class ThresholdsError(ValueError):

@@ -6,11 +6,12 @@ from codebook.artifact import Codebook, ItemSIDTable
 from conrec.report import (
     category_blocker,
     caught_at,
-    score_users,
+    recommend,
     threshold_sweep,
     write_report,
 )
 from model.data.splits import UserWindow
+from model.evaluation.cases import served_cases
 
 # One level, three codewords: e0, e1 and their diagonal (cos 0.7071 to e0).
 CODEBOOK = Codebook(np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], dtype=np.float32))
@@ -35,22 +36,23 @@ def _window(user: str) -> UserWindow:
 
 def test_sweep_and_blocker_on_a_hand_computed_user(tmp_path):
     predicted = {"u": np.array([[0]])}  # the user is predicted to dislike e0
-    cases = score_users([_window("u"), _window("no-prediction")], predicted, CODEBOOK, TABLE)
+    cases = served_cases([_window("u"), _window("no-prediction")], predicted, CODEBOOK, TABLE)
     assert len(cases) == 2  # a user without a prediction is scored too: it keeps everything
-    np.testing.assert_allclose(cases[0].negative_scores, [1.0, np.sqrt(0.5)], rtol=1e-6)
-    np.testing.assert_allclose(cases[0].positive_scores, [0.0], atol=1e-7)
-    assert np.isneginf(cases[1].negative_scores).all()
 
     sweep = threshold_sweep(cases, [0.5, 0.8, 1.0])
     assert sweep["negatives_caught"].tolist() == [0.5, 0.25, 0.0]
     assert sweep["positives_lost"].tolist() == [0.0, 0.0, 0.0]
 
     # The disliked "d" is in category x: the blocker drops a and c (x), keeps b (y).
-    blocker = category_blocker([_window("u"), _window("no-prediction")], ITEMS)
+    blocker = category_blocker([_window("u"), _window("no-prediction")], TABLE, ITEMS)
     assert blocker == {"negatives_caught": 1.0, "positives_lost": 0.0}
 
-    report = write_report(sweep, blocker, tmp_path)
+    # Nothing positive scores above 0: the lowest real threshold losing none is 0 itself.
+    (rec,) = recommend(cases, [0.05])
+    assert (rec.threshold, rec.caught, rec.lost) == (pytest.approx(0.0, abs=1e-7), 0.5, 0.0)
+    report = write_report(sweep, blocker, [rec], tmp_path)
     text = report.read_text()
+    assert "| 5% | 0.0000 | 0.500 | 0.000 |" in text
     assert "| 0.80 | 0.250 | 0.000 |" in text
     assert "| category blocker | 1.000 | 0.000 |" in text
     assert (tmp_path / "filter_report.png").stat().st_size > 10_000
@@ -58,7 +60,7 @@ def test_sweep_and_blocker_on_a_hand_computed_user(tmp_path):
 
 def test_sweep_is_monotone_in_the_threshold():
     rng = np.random.default_rng(0)
-    cases = score_users(
+    cases = served_cases(
         [_window(f"u{i}") for i in range(30)],
         {f"u{i}": rng.integers(0, 3, size=(4, 1)) for i in range(30)},
         CODEBOOK,
@@ -106,6 +108,13 @@ def test_conrec_report_from_a_published_run_scores_every_user(
     assert "(3 with a prediction)" in result.output, result.output
     text = (tmp_path / "report" / "filter_report.md").read_text()
     assert "| category blocker |" in text
+    assert "## Recommended thresholds" in text
+    # The ready thresholds file validates as the service reads it, at the 5% threshold.
+    from service.core.thresholds import parse_thresholds
+
+    served = parse_thresholds((tmp_path / "report" / "thresholds.yaml").read_bytes())
+    assert served.mode == "enforce"
+    assert f"| 5% | {served.default:.4f} |" in text
     # three users out of ~930 can drop only a sliver of all future negatives
     caught = [float(line.split("|")[2]) for line in text.splitlines() if line.startswith("| 0.50")]
     assert 0.0 < caught[0] < 0.02, text

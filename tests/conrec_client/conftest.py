@@ -3,10 +3,19 @@
 from tests.service.conftest import (
     artifact_dir,
     codebook_version,
+    enforce_file,
     make_settings,
     prefix,
     server,
     shared_store,
 )
 
-__all__ = ["artifact_dir", "codebook_version", "make_settings", "prefix", "server", "shared_store"]
+__all__ = [
+    "artifact_dir",
+    "codebook_version",
+    "enforce_file",
+    "make_settings",
+    "prefix",
+    "server",
+    "shared_store",
+]

@@ -15,7 +15,7 @@ from codebook.artifact import load_codebook
 from service.core.config import Settings
 from service.main import create_app, serving
 from tests.redis_support import isolated_prefix, private_redis
-from tests.service.support import build_artifact
+from tests.service.support import build_artifact, enforcing_thresholds
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,12 @@ def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("codebook")
     build_artifact(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def enforce_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Thresholds enforcing 0.9 everywhere, what most service tests run with."""
+    return enforcing_thresholds(tmp_path_factory.mktemp("thresholds"))
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +55,15 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., tuple]]:
 
 
 @pytest.fixture
-def make_settings(artifact_dir: Path, prefix: str, redis_url: str) -> Callable[..., Settings]:
+def make_settings(
+    artifact_dir: Path, prefix: str, redis_url: str, enforce_file: Path
+) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
         values = {
             "redis_url": redis_url,
             "store_prefix": prefix,
             "codebook_dir": artifact_dir,
+            "thresholds_file": enforce_file,
             "pointer_cache_s": 0.0,
             "redis_timeout_ms": 200.0,
             **overrides,
@@ -77,7 +86,9 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., htt
 
 
 @pytest.fixture(scope="module")
-def server_module(artifact_dir: Path, redis_url: str) -> Iterator[Callable[..., httpx.Client]]:
+def server_module(
+    artifact_dir: Path, redis_url: str, enforce_file: Path
+) -> Iterator[Callable[..., httpx.Client]]:
     """Like ``server``, shared by a module's tests; it reads a prefix no test writes to."""
     with contextlib.ExitStack() as stack:
 
@@ -86,7 +97,7 @@ def server_module(artifact_dir: Path, redis_url: str) -> Iterator[Callable[..., 
                 redis_url=redis_url,
                 store_prefix=f"test-{uuid.uuid4().hex[:12]}",
                 codebook_dir=artifact_dir,
-                **overrides,
+                **{"thresholds_file": enforce_file, **overrides},
             )
             url = stack.enter_context(serving(create_app(settings)))
             return stack.enter_context(httpx.Client(base_url=url, timeout=10))

@@ -21,6 +21,16 @@ from batch_gen.store import PredictionStore
 from codebook.artifact import EncoderWeights, save_artifact
 from tests.redis_support import free_port
 
+# A thresholds file enforcing 0.9 everywhere: without one the service runs in shadow mode.
+ENFORCE = "version: test-enforce\ndefault: 0.9\nmode: enforce\n"
+
+
+def enforcing_thresholds(folder: Path) -> Path:
+    path = folder / "enforce.yaml"
+    path.write_text(ENFORCE)
+    return path
+
+
 # Level 0 picks a basis vector e0..e3; levels 1 and 2 add small, known offsets, so that
 #   (0,0,0) = e0, (1,0,0) = e1, (0,1,0) = e0 + e1, (0,0,3) = e0 + 0.5 e1, (2,0,0) = e2.
 E = np.eye(4, dtype=np.float32)

@@ -29,26 +29,31 @@ def cluster_prefix(redis_cluster_url: str) -> Iterator[str]:
         yield prefix
 
 
-def cluster_settings(url: str, prefix: str, artifact_dir: Path) -> Settings:
+def cluster_settings(url: str, prefix: str, artifact_dir: Path, thresholds: Path) -> Settings:
     return Settings(
         redis_url=url,
         redis_cluster=True,
         store_prefix=prefix,
         codebook_dir=artifact_dir,
+        thresholds_file=thresholds,
         pointer_cache_s=0.0,
         redis_timeout_ms=2000.0,  # a shared, busy test machine: no spurious fail-open
     )
 
 
 def test_filter_reads_every_users_prediction_from_the_cluster(
-    redis_cluster_url: str, cluster_prefix: str, artifact_dir: Path, codebook_version: str
+    redis_cluster_url: str,
+    cluster_prefix: str,
+    artifact_dir: Path,
+    codebook_version: str,
+    enforce_file: Path,
 ) -> None:
     store = PredictionStore(connect(redis_cluster_url, cluster=True), prefix=cluster_prefix)
     publish_run(store, "r1", codebook_version, USERS)
     nodes = {store.client.get_node_from_key(store.keys.user("r1", u)).name for u in USERS}
     assert len(nodes) == 3  # the users' predictions live on every node
 
-    settings = cluster_settings(redis_cluster_url, cluster_prefix, artifact_dir)
+    settings = cluster_settings(redis_cluster_url, cluster_prefix, artifact_dir, enforce_file)
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=10) as api:
 
         def dropped(user: str) -> tuple[str, list[str], bool]:
@@ -64,8 +69,8 @@ def test_filter_reads_every_users_prediction_from_the_cluster(
         assert items == (["e0"] if USERS[user][0] == (0, 0, 0) else ["e2"]), user
 
 
-def test_an_unreachable_cluster_fails_open(artifact_dir: Path) -> None:
-    settings = cluster_settings("redis://127.0.0.1:1/0", "p", artifact_dir)
+def test_an_unreachable_cluster_fails_open(artifact_dir: Path, enforce_file: Path) -> None:
+    settings = cluster_settings("redis://127.0.0.1:1/0", "p", artifact_dir, enforce_file)
     with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=10) as api:
         out = api.post("/filter", json={**BODY, "user_id": "u"}).json()
     assert out["kept"] == ["e0", "e1", "e2"]

@@ -71,6 +71,20 @@ def test_long_form_surfaces_and_a_default_mode() -> None:
     assert parse_thresholds(b"default: 0.9\n").mode == "enforce"
 
 
+def test_surfaces_inherit_the_cap_holdout_and_log_sample() -> None:
+    thresholds = parse_thresholds(
+        b"default: 0.9\nmax_drop_share: 0.5\nholdout: 0.05\nsurfaces:\n"
+        b"  home: 0.85\n"
+        b"  search: {holdout: 0.2, log_sample: 0.01, max_drop_share: 1.0}\n"
+    )
+    assert thresholds.policy("home")[1] == Surface(threshold=0.85, max_drop_share=0.5,
+                                                   holdout=0.05)  # fmt: skip
+    assert thresholds.policy("search")[1] == Surface(
+        threshold=0.9, max_drop_share=1.0, holdout=0.2, log_sample=0.01
+    )
+    assert thresholds.policy(None)[1] == Surface(threshold=0.9, max_drop_share=0.5, holdout=0.05)
+
+
 @pytest.mark.parametrize(
     ("raw", "says"),
     [
@@ -89,6 +103,8 @@ def test_long_form_surfaces_and_a_default_mode() -> None:
         (b"default: 0.9\nsurfaces: {home: {treshold: 0.8}}\n", "surfaces.home.treshold: Extra"),
         (b"default: 0.9\nsurfaces: {home: {threshold: 1.2}}\n", "surfaces.home.threshold: "),
         (b"surfaces: {home: {mode: shadow}}\n", "^default: Field required"),
+        (b"default: 0.9\nmax_drop_share: 1.5\n", "max_drop_share: Input should be less"),
+        (b"default: 0.9\nsurfaces: {home: {holdout: -0.1}}\n", "surfaces.home.holdout: "),
     ],
 )
 def test_invalid_thresholds_are_rejected_with_the_reason(raw: bytes, says: str) -> None:

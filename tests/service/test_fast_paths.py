@@ -138,7 +138,7 @@ def test_split_equals_the_mask_form(n_dropped: int) -> None:
     scores = np.zeros(1000, np.float32)
     at = rng.choice(1000, size=n_dropped, replace=False)
     scores[at] = rng.uniform(0.6, 1.0, size=n_dropped).astype(np.float32)
-    kept, dropped, dropped_scores = split(ids, scores, 0.5)
+    kept, dropped, dropped_scores, _capped = split(ids, scores, 0.5)
     drop = scores > 0.5
     assert kept == list(compress(ids, ~drop))
     assert dropped == list(compress(ids, drop))

@@ -94,13 +94,19 @@ def test_items_missing_from_the_sid_table_are_kept_unscored(api: httpx.Client) -
     assert 'conrec_filter_candidates_unscored_total{surface="other"} 3.0' in metrics
 
 
-def test_default_threshold_comes_from_the_builtin_config(api: httpx.Client) -> None:
+def test_without_a_thresholds_file_nothing_is_dropped(
+    server: Callable[..., httpx.Client], shared_store: PredictionStore, codebook_version: str
+) -> None:
+    """No threshold chosen from data: the built-in config scores and counts in shadow mode."""
+    publish_run(shared_store, "r1", codebook_version, {"u": [(0, 0, 0)]})
+    api = server(thresholds_file=None)
     out = api.post(
         "/filter", json={"user_id": "u", "candidates": candidates("e0", "e0+.5e1")}
     ).json()
-    assert out["threshold"] == 0.9
-    assert out["config_version"] == "builtin"
-    assert [d["item_id"] for d in out["dropped"]] == ["e0"]
+    assert (out["threshold"], out["config_version"], out["mode"]) == (0.9, "builtin", "shadow")
+    assert out["kept"] == ["e0", "e0+.5e1"]
+    assert out["dropped"] == []
+    assert [d["item_id"] for d in out["would_drop"]] == ["e0"]
 
 
 def test_user_without_predictions_fails_open(api: httpx.Client) -> None:

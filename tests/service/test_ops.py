@@ -24,7 +24,7 @@ BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}]}
 
 
 def test_healthz_and_readyz(server: Callable[..., httpx.Client], codebook_version: str) -> None:
-    api = server()
+    api = server(thresholds_file=None)
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200
@@ -109,7 +109,7 @@ def test_openapi_documents_the_filter_api_key_header(server: Callable[..., httpx
 
 
 def test_thresholds_endpoint_shows_the_builtin_config(server: Callable[..., httpx.Client]) -> None:
-    shown = server().get("/thresholds")
+    shown = server(thresholds_file=None).get("/thresholds")
     assert shown.status_code == 200
     body = shown.json()
     assert body.pop("loaded_at") > 0
@@ -117,7 +117,10 @@ def test_thresholds_endpoint_shows_the_builtin_config(server: Callable[..., http
         "path": None,
         "version": "builtin",
         "default": 0.9,
-        "mode": "enforce",
+        "mode": "shadow",  # no threshold chosen from data: nothing is dropped
+        "max_drop_share": 1.0,
+        "holdout": 0.0,
+        "log_sample": 0.0,
         "surfaces": {},
         "override_range": {"min": -1.0, "max": 1.0},
         "last_error": None,
@@ -135,9 +138,11 @@ def test_thresholds_endpoint_shows_the_file_in_force_and_its_last_error(
     api = server(thresholds_file=path, thresholds_reload_s=0.05)
     body = api.get("/thresholds").json()
     assert (body["path"], body["version"], body["mode"]) == (str(path), "v1", "shadow")
+    policy = {"max_drop_share": 1.0, "holdout": 0.0, "log_sample": 0.0}
     assert body["surfaces"] == {
-        "home": {"threshold": 0.85, "mode": "shadow"},  # the short form takes the default mode
-        "search": {"threshold": 0.95, "mode": "enforce"},
+        # the short form takes the default mode
+        "home": {"threshold": 0.85, "mode": "shadow", **policy},
+        "search": {"threshold": 0.95, "mode": "enforce", **policy},
     }
     loaded_at = body["loaded_at"]
 

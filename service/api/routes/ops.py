@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from service.api.deps import StateDep
-from service.core.thresholds import Mode, OverrideRange, Surface
+from service.core.thresholds import POLICY_KEYS, Mode, OverrideRange, Surface
 
 router = APIRouter(tags=["ops"])
 
@@ -66,6 +66,9 @@ class ThresholdsInForce(BaseModel):
     version: str | None
     default: float | None
     mode: Mode | None
+    max_drop_share: float | None
+    holdout: float | None
+    log_sample: float | None
     surfaces: dict[str, Surface]
     override_range: OverrideRange | None
     loaded_at: float | None  # unix time the config in force was loaded
@@ -82,7 +85,10 @@ async def thresholds(state: StateDep, response: Response) -> dict[str, object]:
     current = source.current
     if current is None:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        config = {**dict.fromkeys(("version", "default", "mode", "override_range")), "surfaces": {}}
+        config = {
+            **dict.fromkeys(("version", "default", "override_range", *POLICY_KEYS)),
+            "surfaces": {},
+        }
     else:
         config = current.model_dump()
     return {

@@ -69,18 +69,45 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
     assert results["forgetting"][0]["row"] == "align"
     assert results["sweep"]["users"] <= pops["users"]
 
+    # The decision: every list row through the served max cosine, the baselines by their own
+    # score too, and the user's own negatives as the set; thresholds from the validation split.
+    assert results["protocol"] == "time-consistent"
+    decision = results["decision"]
+    assert {"conrec", "popularity", "popularity:own", "history_set"} <= set(decision["rows"])
+    assert decision["served"] == "conrec"
+    assert decision["references"] == ["popularity:own", "category_blocker:own", "history_set"]
+    served = decision["rows"]["conrec"]
+    assert served["seeds"] == 2
+    assert served["users"] == results["sweep"]["users"]  # both judge the users with a future
+    for row in decision["rows"].values():
+        assert row["auc_ci95"][0] <= row["auc"] <= row["auc_ci95"][1] or row["seeds"] > 1
+        ten = row["budgets"]["10%"]
+        assert 0 <= ten["caught"] <= 1
+        assert 0 <= ten["share_dropped"] <= 1
+    for reference, diff in decision["paired"].items():
+        assert diff["auc"] == pytest.approx(served["auc"] - decision["rows"][reference]["auc"])
+    # The thresholds file serves the 5% threshold chosen on the validation split.
+    from service.core.thresholds import parse_thresholds
+
+    shipped = parse_thresholds(Path(results["thresholds_file"]).read_bytes())
+    assert shipped.default == pytest.approx(served["budgets"]["5%"]["threshold"], abs=1e-6)
+
     text = (tmp_path / "results.md").read_text()
-    for heading in ("Comparison", "Ablation", "Reward schemes", "Forgetting", "Threshold sweep"):
+    for heading in ("Comparison", "Ablation", "Reward schemes", "Forgetting", "Threshold sweep",
+                    "The decision a ranking service receives", "Paired differences"):  # fmt: skip
         assert heading in text
-    assert "conrec_tiny_fhr20: " in text
+    for line in ("protocol: time-consistent", "conrec_tiny_fhr20: ", "filter_auc_max_cosine: ",
+                 "filter_caught_at_10pct_lost_best_reference: "):  # fmt: skip
+        assert line in text
     assert text.rstrip().endswith("seeds: 2")
-    for png in ("metrics.png", "filter_report.png"):
+    for png in ("metrics.png", "filter_report.png", "decision.png"):
         assert (tmp_path / png).stat().st_size > 10_000
-    # align and conrec seed 0 share their three SFT stages; sft_neg shares translation
+    # align and conrec seed 0 share their three SFT stages; sft_neg shares translation; the
+    # validation split's rows (seed 0) train on its own data
     stages = sorted(p.name.split("-")[0] for p in (tmp_path / "stages").iterdir()
                     if not p.name.startswith("tokenizer"))  # fmt: skip
-    assert stages.count("1_translation") == 2  # one per seed
-    assert stages.count("3_warmup") == 2
+    assert stages.count("1_translation") == 3  # one per seed, one on validation
+    assert stages.count("3_warmup") == 3
 
     # A rerun computes nothing again: every row comes from its cache.
     before = {p.name: p.stat().st_mtime for p in (tmp_path / "rows").iterdir()}

@@ -1,15 +1,21 @@
 """The section-4 metrics on hand-computed cases."""
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from codebook.artifact import ItemSIDTable
+from model.data.splits import UserWindow
 from model.evaluation.metrics import (
     bootstrap_interval,
     candidate_hits,
     summarize,
     topk_hits,
 )
-from model.evaluation.users import EvalUser
+from model.evaluation.users import EvalUser, eval_users
+from model.evaluation.visibility import EventLog
 
 A, B, C, D, E = (0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 1, 1)
 
@@ -83,3 +89,27 @@ def test_bootstrap_interval_brackets_the_mean_and_pairs_users():
     with_nan = np.where(rng.random(500) < 0.5, np.nan, values)
     lo, hi = bootstrap_interval(with_nan)
     assert lo < np.nanmean(with_nan) < hi
+
+
+def test_luf_counts_users_with_fewer_than_three_negatives_so_far():
+    users = [user(f"h{n}", n, None, [A]) for n in range(5)]
+    hits = topk_hits(users, {u.user_id: [A] for u in users})
+    np.testing.assert_array_equal(hits["luf"], [1, 1, 1, np.nan, np.nan])  # 0, 1, 2 in; 3 out
+    np.testing.assert_array_equal(hits["fhr"], [1, 1, 1, 1, 1])
+
+
+def test_lif_long_tail_counts_negatives_up_to_the_users_cutoff():
+    """An item is long-tail for a user while fewer than 5 negatives on it exist at their
+    cutoff: 4 is long-tail, 5 is not, and negatives after the cutoff do not count."""
+    table = ItemSIDTable(np.array(["x", "y"]), np.array([[0, 0, 0], [0, 0, 1]], np.uint16), "v")
+    rows = [(f"o{n}", "x", 10 + n, "neg") for n in range(4)]  # x: 4 negatives by ts 13
+    rows += [(f"o{n}", "y", 10 + n, "neg") for n in range(5)]  # y: 5 negatives by ts 14
+    rows += [("late", "x", 100, "neg")]  # x's fifth, after the cutoff
+    log = EventLog.of(pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"]),
+                      ["x", "y"])  # fmt: skip
+    window = UserWindow("u", 50, np.array([], dtype=str), np.array([], dtype=int),
+                        np.array([], dtype=str), "x", ("x", "y"), ())  # fmt: skip
+    (judged,) = eval_users([window], table, log)
+    assert judged.longtail_future_negatives == frozenset({(0, 0, 0)})  # x, not y
+    (judged_late,) = eval_users([dataclasses.replace(window, cutoff=200)], table, log)
+    assert judged_late.longtail_future_negatives == frozenset()  # x has 5 by then

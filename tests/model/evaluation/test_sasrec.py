@@ -8,6 +8,7 @@ from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow
 from model.evaluation.baselines import Catalogue
 from model.evaluation.sasrec import SASRecBaseline, SASRecConfig
+from model.evaluation.visibility import EventLog
 
 
 def test_sasrec_learns_what_follows_what_and_its_parameters_change():
@@ -20,11 +21,11 @@ def test_sasrec_learns_what_follows_what_and_its_parameters_change():
     for u in range(200):
         start = int(rng.integers(0, 8))
         rows += [(f"u{u}", f"i{start + t}", t, "neg") for t in range(4)]
-    visible = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"])
+    log = EventLog.of(pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"]), items)
     sasrec = SASRecBaseline(catalogue, SASRecConfig(dim=32, epochs=30, seed=0))
     untrained = SASRecBaseline(catalogue, SASRecConfig(dim=32, epochs=0, seed=0))
-    untrained.fit(visible)
-    sasrec.fit(visible)
+    untrained.fit(log, 10)
+    sasrec.fit(log, 10)
     before = {k: v.clone() for k, v in untrained.model.state_dict().items()}
     changed = [k for k, v in sasrec.model.state_dict().items() if not torch.equal(v, before[k])]
     assert any("encoder" in k for k in changed)

@@ -12,8 +12,13 @@ def test_test_split_populations_on_ml100k(ml100k, item_sids):
     assert pops["hr"] == 836
     assert pops["luf"] < pops["fhr"]
     assert pops["cand_acc"] + pops["cand_acc_skipped"] == pops["hr"]
-    # A user's visible events end at their cutoff; the future is not visible.
-    assert (split.visible["ts"] <= split.visible["user_id"].map(split.cutoffs)).all()
+    # A user's history ends at their cutoff; the log holds every event, in time order.
+    assert all((w.history_ts <= w.cutoff).all() for w in split.windows)
+    assert len(split.log.events) == len(ml100k.events)
+    assert (split.log.upto(int(split.cutoffs.min()))["ts"] <= split.cutoffs.min()).all()
+    # LIF's long tail is counted up to each user's cutoff: 495 users have a future negative
+    # on an item with fewer than five negatives by then.
+    assert pops["lif"] == 495
 
 
 def test_validation_split_ends_before_every_test_cutoff(ml100k, item_sids):
