@@ -254,7 +254,7 @@ def save_artifact(
     for i, (w, b) in enumerate(zip(encoder.weights, encoder.biases, strict=True)):
         arrays[f"encoder_w{i}"] = np.asarray(w, dtype=np.float32)
         arrays[f"encoder_b{i}"] = np.asarray(b, dtype=np.float32)
-    _atomic_savez(out / CODEBOOK_FILE, arrays)
+    atomic_savez(out / CODEBOOK_FILE, arrays)
     save_item_sids(
         out,
         ItemSIDTable(
@@ -268,7 +268,7 @@ def save_artifact(
 
 def save_item_sids(artifact_dir: str | Path, table: ItemSIDTable) -> None:
     """Write the item -> SID table atomically (a hot-reloading service sees old or new)."""
-    _atomic_savez(
+    atomic_savez(
         Path(artifact_dir) / ITEM_SIDS_FILE,
         {
             "item_ids": np.asarray(table.item_ids, dtype=np.str_),
@@ -279,8 +279,9 @@ def save_item_sids(artifact_dir: str | Path, table: ItemSIDTable) -> None:
     )
 
 
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    # Write then rename, so a reader (or a hot-reloading service) never sees half a file.
+def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz then rename it into place: a reader (or a hot-reloading service) never
+    sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
@@ -289,7 +290,8 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def _artifact_path(artifact_dir: str | Path, name: str) -> Path:
+def artifact_file(artifact_dir: str | Path, name: str) -> Path:
+    """The file `name` of an artifact folder, or of a codebook root's current version."""
     # Imported here: codebook.versions builds on this module's loaders.
     from codebook.versions import resolve
 
@@ -298,7 +300,7 @@ def _artifact_path(artifact_dir: str | Path, name: str) -> Path:
 
 def load_codebook(artifact_dir: str | Path) -> Codebook:
     """Load codewords, meta and encoder weights; raises ArtifactError with the reason."""
-    path = _artifact_path(artifact_dir, CODEBOOK_FILE)
+    path = artifact_file(artifact_dir, CODEBOOK_FILE)
     if not path.is_file():
         raise ArtifactError(f"no codebook artifact at {path} (run `conrec codebook train`)")
     try:
@@ -321,7 +323,7 @@ def load_codebook(artifact_dir: str | Path) -> Codebook:
 
 
 def load_item_sids(artifact_dir: str | Path) -> ItemSIDTable:
-    path = _artifact_path(artifact_dir, ITEM_SIDS_FILE)
+    path = artifact_file(artifact_dir, ITEM_SIDS_FILE)
     if not path.is_file():
         raise ArtifactError(f"no item -> SID table at {path}")
     try:

@@ -23,6 +23,8 @@ import numpy as np
 
 from codebook.artifact import Codebook, ItemSIDTable
 from codebook.figures import pyplot
+from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY
+from conrec.evaluation.calibrated import LABELS as CALIBRATED_LABELS
 from conrec.evaluation.rows import (
     ABLATION,
     BASELINES,
@@ -80,6 +82,7 @@ def write_results(
     table: ItemSIDTable,
     codebook: Codebook,
     validation: EvalSplit,
+    calibrated: dict,
     seconds,
     machine,
 ) -> dict:
@@ -99,6 +102,9 @@ def write_results(
         "machine": machine,
     }
     decisions = _decisions(runs, split, validation, codebook, table)
+    decisions.update(
+        (name, (result, aucs, float("nan"))) for name, (result, aucs) in calibrated.items()
+    )
     results["decision"] = _decision_summary(decisions, rows)
     results["headline"] = _headline(runs, rows, results["backbone"], results["decision"])
     results["sweep"] = _sweep(runs, split, data, table, codebook, out)
@@ -199,6 +205,8 @@ def _history_cand_acc(split: EvalSplit, table: ItemSIDTable, codebook: Codebook)
 def _decision_label(name: str, rows: dict) -> str:
     if name == HISTORY_SET:
         return "user's own last 20 negatives (the filter without a model)"
+    if name in CALIBRATED_LABELS:
+        return CALIBRATED_LABELS[name]
     key, _, kind = name.partition(":")
     label = "CoNRec" if key == "conrec" else rows[key]["label"] if key in rows else key
     return f"{label}, {SCORE_LABELS['own' if kind else 'max_cosine']}"
@@ -207,9 +215,12 @@ def _decision_label(name: str, rows: dict) -> str:
 def _decision_summary(decisions: dict, rows: dict) -> dict:
     table = {}
     for name, (result, aucs, cand_acc) in decisions.items():
+        score = "own" if ":" in name else "max_cosine"
+        if name in CALIBRATED_LABELS:
+            score = "calibrated"
         table[name] = {
             "label": _decision_label(name, rows),
-            "score": "own" if ":" in name else "max_cosine",
+            "score": score,
             "seeds": len(aucs),
             "auc_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
             "cand_acc": cand_acc,
@@ -229,6 +240,12 @@ def _decision_summary(decisions: dict, rows: dict) -> dict:
     if served:
         summary["paired"] = {
             ref: paired_difference(decisions[served][0], decisions[ref][0]) for ref in references
+        }
+    if CALIBRATED in decisions:
+        summary["calibrated_paired"] = {
+            ref: paired_difference(decisions[CALIBRATED][0], decisions[ref][0])
+            for ref in [*references, CALIBRATED_HISTORY, served]
+            if ref in decisions
         }
     return summary
 
@@ -261,6 +278,13 @@ def _headline(runs, rows: dict, backbone: str, decision: dict) -> dict:
         served = table[decision["served"]]
         out["filter_auc_max_cosine"] = served["auc"]
         out["filter_caught_at_10pct_lost_max_cosine"] = served["budgets"][HEADLINE]["caught"]
+    if CALIBRATED in table:
+        calibrated = table[CALIBRATED]
+        out["filter_auc_calibrated"] = calibrated["auc"]
+        out["filter_caught_at_10pct_lost_calibrated"] = calibrated["budgets"][HEADLINE]["caught"]
+        delta = decision["calibrated_paired"][CALIBRATED_HISTORY]
+        out["conrec_set_vs_history_set_auc_delta"] = delta["auc"]
+        out["conrec_set_vs_history_set_auc_delta_ci95"] = delta["auc_ci95"]
     if decision.get("references"):
         out["filter_auc_best_reference"] = table[decision["best_reference_auc"]]["auc"]
         out["filter_caught_at_10pct_lost_best_reference"] = table[decision["best_reference"]][
@@ -371,10 +395,14 @@ def decision_table(decision: dict) -> list[str]:
         lines.append(
             f"| {row['label']} | {row['auc']:.3f}{std} {_interval(row['auc_ci95'])} | "
             + " | ".join(cells)
-            + f" | {head['lost']:.3f} | {head['share_dropped']:.3f} | {row['cand_acc']:.4f} | "
+            + f" | {head['lost']:.3f} | {head['share_dropped']:.3f} | {_acc(row['cand_acc'])} | "
             f"{row['seeds']} |"
         )
     return lines
+
+
+def _acc(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.4f}"
 
 
 def _machine_text(machine: dict) -> str:
@@ -404,9 +432,9 @@ def render_markdown(results: dict) -> str:
         f"trained and predicted on {_llm_machines(rows)}.",
         "",
         "Protocol: time-consistent. A user with cutoff t is scored by baselines that saw every "
-        "event with ts <= t and none after it (counts and priors at every cutoff; Swing, the "
-        f"factorisation and SASRec fitted at the first cutoff of each of {results['buckets']} "
-        "buckets of users); the LLM rows are union-trained (every user's windows up to that "
+        "event with ts <= t and none after it (counts and priors at every cutoff; Swing and the "
+        f"factorisation fitted at the first cutoff of each of {results['buckets']} buckets of "
+        "users, SASRec of 2); the LLM rows are union-trained (every user's windows up to that "
         "user's own cutoff).",
         "",
         "Populations (users): "
@@ -440,6 +468,20 @@ def render_markdown(results: dict) -> str:
                 f"{_interval(d['auc_ci95'])} | {d['caught_at_10pct']:+.3f} "
                 f"{_interval(d['caught_at_10pct_ci95'])} |"
                 for ref, d in decision["paired"].items()
+            ),
+            "",
+        ]
+    if decision.get("calibrated_paired"):
+        lines += [
+            f"Paired differences, {CALIBRATED_LABELS[CALIBRATED]} minus each row:",
+            "",
+            "| row | AUC difference [95%] | caught at 10% lost difference [95%] |",
+            "|---|---|---|",
+            *(
+                f"| {decision['rows'][ref]['label']} | {d['auc']:+.3f} "
+                f"{_interval(d['auc_ci95'])} | {d['caught_at_10pct']:+.3f} "
+                f"{_interval(d['caught_at_10pct_ci95'])} |"
+                for ref, d in decision["calibrated_paired"].items()
             ),
             "",
         ]
@@ -510,7 +552,11 @@ def render_markdown(results: dict) -> str:
                 "",
             ]
         lines += [f"protocol: {results['protocol']}"]
-        lines += [f"{k}: {v:.4f}" for k, v in head.items() if isinstance(v, float)]
+        for k, v in head.items():
+            if isinstance(v, float):
+                lines.append(f"{k}: {v:.4f}")
+            elif k.endswith("_ci95"):
+                lines.append(f"{k}: [{v[0]:.4f}, {v[1]:.4f}]")
         lines += [f"seeds: {results['seeds']}"]
     return "\n".join(lines) + "\n"
 

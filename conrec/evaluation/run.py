@@ -27,8 +27,10 @@ import numpy as np
 from rich.console import Console
 
 from codebook.artifact import CODEBOOK_FILE, Codebook, ItemSIDTable, load_codebook, load_item_sids
+from conrec.evaluation.calibrated import calibrated_rows
 from conrec.evaluation.llm import llm_outputs
 from conrec.evaluation.rows import BASELINES, LLM_ROWS, STOCHASTIC_BASELINES, select_rows
+from model.calibration import CalibrationSettings
 from model.data.prepared import load_tables
 from model.data.sources import DataTables
 from model.data.splits import cutoffs_for, validation_spec
@@ -155,6 +157,11 @@ def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> 
     runs = [r for name in cfg.baselines for r in _baseline_runs(name, cfg, scenes, out)]
     for key in select_rows(cfg.rows):
         runs += _llm_runs(key, cfg, scenes, out)
+    console.rule("calibrated score: fitted on the validation split")
+    served = "conrec" if any(r.key == "conrec" for r in runs) else None
+    calibrated = calibrated_rows(
+        scenes, out, served, [r.seed for r in runs if r.key == served], CalibrationSettings()
+    )
     results = write_results(
         runs,
         scenes[""].split,
@@ -164,6 +171,7 @@ def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> 
         table=table,
         codebook=codebook,
         validation=scenes["validation"].split,
+        calibrated=calibrated,
         seconds=time.perf_counter() - start,
         machine=machine(),
     )

@@ -40,8 +40,10 @@ from model.swing import SwingConfig, swing_scores
 class Baseline(Protocol):
     name: str
     # True: cheap statistics, refitted at every distinct cutoff; False: a model fitted once per
-    # bucket of cutoffs (`visibility.refit_schedule`).
+    # bucket of cutoffs (`visibility.refit_schedule`), at most `max_fits` buckets per split
+    # (None: the split's number).
     exact: bool
+    max_fits: int | None
 
     def fit(self, log: EventLog, until: int) -> None:
         """Learn from every event with ts <= until, and nothing else."""
@@ -109,6 +111,7 @@ class RandomBaseline:
 
     name = "random"
     exact = True
+    max_fits = None
 
     def __init__(self, catalogue: Catalogue, seed: int = 0):
         self.catalogue, self.seed = catalogue, seed
@@ -129,6 +132,7 @@ class PopularityBaseline:
 
     name = "popularity"
     exact = True
+    max_fits = None
     WINDOWS = (7, 30, 90)  # days, the recent variant's tuning budget
 
     def __init__(self, catalogue: Catalogue, window_days: float | None = None):
@@ -152,6 +156,7 @@ class DislikePrior:
 
     name = "dislike_prior"
     exact = True
+    max_fits = None
     STRENGTHS = (1.0, 5.0, 20.0)
 
     def __init__(self, catalogue: Catalogue, strength: float = 5.0):
@@ -175,6 +180,7 @@ class FactorizationBaseline:
 
     name = "factorization"
     exact = False
+    max_fits = None
     GRID = ((16, 1.0), (16, 10.0), (32, 30.0))  # (factors, regularisation)
 
     def __init__(self, catalogue: Catalogue, config: MFConfig | None = None):
@@ -198,6 +204,7 @@ class CategoryBlocker:
 
     name = "category_blocker"
     exact = True
+    max_fits = None
     VARIANTS = ("weighted", "any")
 
     def __init__(self, catalogue: Catalogue, variant: str = "weighted"):
@@ -229,6 +236,7 @@ class SwingBaseline:
 
     name = "swing"
     exact = False
+    max_fits = None
     MIN_COMMON_USERS = (0, 2, 5)
 
     def __init__(self, catalogue: Catalogue, config: SwingConfig | None = None):

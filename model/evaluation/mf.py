@@ -60,8 +60,9 @@ class MatrixFactorization:
             q, bi = _ridge_rows(by_item, p, bu, self.config.regularization)
         self.item_factors, self.item_bias = q, bi
 
-    def predict_user(self, item_rows: np.ndarray, polarity: np.ndarray) -> np.ndarray:
-        """[n_items] predicted ratings for a user with this history (rows -1 are skipped)."""
+    def fold_in(self, item_rows: np.ndarray, polarity: np.ndarray) -> tuple[np.ndarray, float]:
+        """(factors [F], bias) of a user with this history, given the fitted item side (rows
+        -1 are skipped); zeros for an empty history."""
         keep = np.asarray(item_rows) >= 0
         items = np.asarray(item_rows)[keep]
         values = np.asarray([VALUES[p] for p in np.asarray(polarity)[keep]]) - self.mean
@@ -69,7 +70,12 @@ class MatrixFactorization:
             (values, (np.zeros(len(items), dtype=np.int64), items)), shape=(1, self.n_items)
         )
         p, bu = _ridge_rows(row, self.item_factors, self.item_bias, self.config.regularization)
-        return self.mean + bu[0] + self.item_bias + self.item_factors @ p[0]
+        return p[0], float(bu[0])
+
+    def predict_user(self, item_rows: np.ndarray, polarity: np.ndarray) -> np.ndarray:
+        """[n_items] predicted ratings for a user with this history (rows -1 are skipped)."""
+        factors, bias = self.fold_in(item_rows, polarity)
+        return self.mean + bias + self.item_bias + self.item_factors @ factors
 
 
 def _ridge_rows(

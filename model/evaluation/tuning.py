@@ -100,7 +100,8 @@ def baseline_outputs(
     """Fit and score every user of the split, each by a fit that saw only events up to their
     cutoff (`visibility.refit_schedule`: exact baselines at every cutoff, the others per bucket)."""
     windows = {w.user_id: (w, u) for w, u in zip(split.windows, split.users, strict=True)}
-    schedule = refit_schedule(split.cutoffs, None if baseline.exact else split.buckets)
+    buckets = split.buckets if baseline.max_fits is None else min(split.buckets, baseline.max_fits)
+    schedule = refit_schedule(split.cutoffs, None if baseline.exact else buckets)
     predictions, scores_by_user = {}, {}
     for point in schedule:
         users = [u for u in point.users if u in windows]

@@ -1,0 +1,257 @@
+"""The calibrated score's artifact: per-item features and the small model that maps a candidate's
+features to P(dislike). numpy only: the filter service, the batch job and the evaluation read it.
+
+A candidate's features (`FEATURES`), for a user with a prediction:
+
+    prior            the item's smoothed share of negatives among its feedback
+    log_feedback     log(1 + the item's feedback events)
+    user_dislike     the user's smoothed share of negatives among their feedback
+    mf               the biased factorisation's predicted rating (-1 neg .. +1 pos)
+    max_cosine       the served score: max cosine to the user's predicted SIDs
+    prefix_depth     the longest SID prefix the candidate shares with a predicted SID (0..D)
+
+The per-item parts (`prior`, `log_feedback`, the item's factors and bias) live in the artifact,
+refreshed by each nightly run; the per-user parts (`user_dislike`, the user's factors and bias:
+`USER_LAYOUT`) ride with the user's prediction in the store. An item the artifact does not know
+(newer than its run) takes the mean features of the known items sharing its first SID code, and
+no factors. A user without a prediction has no per-user part: their candidates are scored by the
+second model, fitted on the item features alone.
+
+Layout: ``calibration.npz`` in a codebook version's folder (beside codebook.npz), holding a JSON
+``meta`` (format_version, version: a content hash, codebook_version, features, created_at and
+how it was fitted) and the arrays below. A file made for another codebook version is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codebook.artifact import ArtifactError, ItemSIDTable, artifact_file, atomic_savez
+
+FORMAT_VERSION = 1
+CALIBRATION_FILE = "calibration.npz"
+FEATURES = ("prior", "log_feedback", "user_dislike", "mf", "max_cosine", "prefix_depth")
+ITEM_FEATURES = FEATURES[:2]
+
+
+def user_layout(factors: int) -> tuple[str, ...]:
+    """The per-user features stored with a prediction: [user_dislike, mf_bias, mf_0..]."""
+    return ("user_dislike", "mf_bias", *(f"mf_{i}" for i in range(factors)))
+
+
+@dataclass(frozen=True)
+class LogisticModel:
+    """P(dislike) = sigmoid(intercept + weights . (x - mean) / scale)."""
+
+    weights: np.ndarray  # [f]
+    intercept: float
+    mean: np.ndarray  # [f]
+    scale: np.ndarray  # [f]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """[M, f] features -> [M] probabilities (float32)."""
+        z = ((x - self.mean) / self.scale) @ self.weights + self.intercept
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}_weights": np.asarray(self.weights, np.float64),
+            f"{prefix}_intercept": np.asarray(self.intercept, np.float64),
+            f"{prefix}_mean": np.asarray(self.mean, np.float64),
+            f"{prefix}_scale": np.asarray(self.scale, np.float64),
+        }
+
+    @classmethod
+    def read(cls, npz: Any, prefix: str) -> LogisticModel:
+        return cls(
+            npz[f"{prefix}_weights"],
+            float(npz[f"{prefix}_intercept"]),
+            npz[f"{prefix}_mean"],
+            npz[f"{prefix}_scale"],
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    meta: dict[str, Any]
+    item_ids: np.ndarray  # [N]
+    item_features: np.ndarray  # [N, 2] prior, log_feedback
+    prefix_features: np.ndarray  # [size, 2] by first SID code, for items it does not know
+    mf_items: np.ndarray  # [N, F + 1] factors, then bias
+    mf_mean: float
+    full: LogisticModel  # on FEATURES
+    items_only: LogisticModel  # on ITEM_FEATURES
+
+    @property
+    def version(self) -> str:
+        return self.meta["version"]
+
+    @property
+    def codebook_version(self) -> str:
+        return self.meta["codebook_version"]
+
+    @property
+    def factors(self) -> int:
+        return self.mf_items.shape[1] - 1
+
+    def aligned(self, table: ItemSIDTable) -> AlignedItems:
+        """The per-item parts for each row of `table`: an item the artifact does not know takes
+        its first SID code's mean features and no factors."""
+        if table.codebook_version != self.codebook_version:
+            raise ArtifactError(
+                f"calibration {self.version} is for codebook {self.codebook_version}, the item "
+                f"table is for {table.codebook_version}"
+            )
+        rows = table.rows_of(self.item_ids.tolist())  # artifact item -> table row
+        features = self.prefix_features[table.codes[:, 0].astype(np.int64)].copy()
+        mf = np.zeros((len(table), self.mf_items.shape[1]), np.float32)
+        known = rows >= 0
+        features[rows[known]] = self.item_features[known]
+        mf[rows[known]] = self.mf_items[known]
+        return AlignedItems(self, features.astype(np.float32), mf)
+
+
+@dataclass(frozen=True)
+class AlignedItems:
+    """A calibration's per-item parts in the order of one item table's rows."""
+
+    calibration: Calibration
+    features: np.ndarray  # [N, 2]
+    mf: np.ndarray  # [N, F + 1]
+
+    def score(
+        self,
+        rows: np.ndarray,
+        first_codes: np.ndarray,
+        max_cosine: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
+        user: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """P(dislike) of M candidates: `rows` in the table (-1: unknown, then `first_codes`,
+        their first SID code, give the prefix features). With a prediction, `max_cosine`,
+        `depth` and `user` (its per-user features, `user_layout`) are given: the full model;
+        without, the items-only model."""
+        cal = self.calibration
+        known = rows >= 0
+        items = np.where(
+            known[:, None], self.features[np.maximum(rows, 0)], cal.prefix_features[first_codes]
+        )
+        if user is None:
+            return cal.items_only(items)
+        mf = self.mf[np.maximum(rows, 0)]
+        rating = cal.mf_mean + user[1] + mf[:, -1] + mf[:, :-1] @ user[2:]
+        rating = np.where(known, rating, cal.mf_mean + user[1])
+        x = np.column_stack(
+            [items, np.full(len(rows), user[0], np.float32), rating, max_cosine, depth]
+        )
+        return cal.full(x)
+
+
+def prefix_depth(candidates: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """[M, D], [K, D] codes -> [M]: the most leading levels a candidate shares with one
+    prediction. A prefix at level d is a mixed-radix key; a candidate matches level d when its
+    key is among the predictions' (prefixes nest, so the matching levels count the depth)."""
+    depth = np.zeros(len(candidates), np.float32)
+    key_c = np.zeros(len(candidates), np.int64)
+    key_p = np.zeros(len(predictions), np.int64)
+    base = int(max(candidates.max(initial=0), predictions.max(initial=0))) + 1
+    for level in range(candidates.shape[1]):
+        key_c = key_c * base + candidates[:, level]
+        key_p = key_p * base + predictions[:, level]
+        depth += np.isin(key_c, key_p)
+    return depth
+
+
+def save_calibration(
+    artifact_dir: str | Path,
+    *,
+    codebook_version: str,
+    item_ids: np.ndarray,
+    item_features: np.ndarray,
+    prefix_features: np.ndarray,
+    mf_items: np.ndarray,
+    mf_mean: float,
+    full: LogisticModel,
+    items_only: LogisticModel,
+    meta: dict[str, Any],
+) -> str:
+    """Write calibration.npz atomically into a codebook version's folder; return its version."""
+    arrays = {
+        "item_ids": np.asarray(item_ids, dtype=np.str_),
+        "item_features": np.asarray(item_features, np.float32),
+        "prefix_features": np.asarray(prefix_features, np.float32),
+        "mf_items": np.asarray(mf_items, np.float32),
+        "mf_mean": np.asarray(mf_mean, np.float64),
+        **full.arrays("full"),
+        **items_only.arrays("items_only"),
+    }
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(name.encode() + np.ascontiguousarray(arrays[name]).tobytes())
+    version = digest.hexdigest()[:12]
+    full_meta = {
+        **meta,
+        "format_version": FORMAT_VERSION,
+        "version": version,
+        "codebook_version": codebook_version,
+        "features": list(FEATURES),
+        "items_only_features": list(ITEM_FEATURES),
+        "created_at": time.time(),
+    }
+    arrays["meta"] = np.array(json.dumps(full_meta, sort_keys=True))
+    folder = Path(artifact_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_savez(folder / CALIBRATION_FILE, arrays)
+    return version
+
+
+def load_calibration(artifact_dir: str | Path) -> Calibration:
+    """The calibration of a codebook folder or root's current version; ArtifactError says why
+    it cannot be used (absent, corrupt, another format)."""
+    path = artifact_file(artifact_dir, CALIBRATION_FILE)
+    if not path.is_file():
+        raise ArtifactError(f"no calibration at {path} (`conrec evaluate` writes one)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ArtifactError(
+                    f"{path} has format version {meta.get('format_version')}, this reader "
+                    f"supports {FORMAT_VERSION}"
+                )
+            cal = Calibration(
+                meta=meta,
+                item_ids=npz["item_ids"],
+                item_features=npz["item_features"],
+                prefix_features=npz["prefix_features"],
+                mf_items=npz["mf_items"],
+                mf_mean=float(npz["mf_mean"]),
+                full=LogisticModel.read(npz, "full"),
+                items_only=LogisticModel.read(npz, "items_only"),
+            )
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read calibration {path}: {exc}") from exc
+    _check(cal, path)
+    return cal
+
+
+def _check(cal: Calibration, path: Path) -> None:
+    n = len(cal.item_ids)
+    shapes = {
+        "item_features": (cal.item_features.shape, (n, len(ITEM_FEATURES))),
+        "mf_items": (cal.mf_items.shape[:1], (n,)),
+        "full weights": (cal.full.weights.shape, (len(FEATURES),)),
+        "items_only weights": (cal.items_only.weights.shape, (len(ITEM_FEATURES),)),
+    }
+    for name, (got, want) in shapes.items():
+        if tuple(got) != want:
+            raise ArtifactError(f"{path}: {name} has shape {tuple(got)}, expected {want}")
+    if not all(np.isfinite(a).all() for a in (cal.item_features, cal.mf_items, cal.full.weights)):
+        raise ArtifactError(f"{path}: non-finite values")
