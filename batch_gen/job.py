@@ -85,6 +85,8 @@ class UserPrompt:
     user_id: str
     prompt: str
     seen: frozenset[SID] = frozenset()  # SIDs of the items in the user's history
+    # The calibrated score's per-user part, stored with the prediction (None: not calibrated).
+    features: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,11 @@ def search_and_write(
         [u.user_id for u in users], results, catalogue, k, levels
     )
     if written:
-        writer.write_batch(written, codes)
+        features = None
+        if writer.meta.user_features:
+            by_id = {u.user_id: u.features for u in users}
+            features = np.stack([by_id[user] for user in written])
+        writer.write_batch(written, codes, features)
     return BatchOutcome(index, len(written), invalid, unusable)
 
 
@@ -161,6 +167,8 @@ class BatchJob:
         model_version: str,
         levels: int,
         metrics: RunMetrics | None = None,
+        user_features: int = 0,
+        calibration_version: str = "",
     ):
         self.cfg = cfg
         self.executor = executor
@@ -168,6 +176,7 @@ class BatchJob:
         self.codebook_version = codebook_version
         self.model_version = model_version
         self.levels = levels
+        self.user_features, self.calibration_version = user_features, calibration_version
         self.metrics = metrics or RunMetrics()
         self._progress_file = Path(cfg.checkpoint_dir) / cfg.run_id / "progress.json"
 
@@ -183,6 +192,8 @@ class BatchJob:
             k=self.cfg.k,
             d=self.levels,
             period_s=self.cfg.period_s,
+            user_features=self.user_features,
+            calibration_version=self.calibration_version,
         )
         progress = self._load_progress()
         size = self.cfg.batch_size

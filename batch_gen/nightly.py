@@ -58,6 +58,14 @@ class NightlyConfig:
         metadata={"help": "Search on this many Ray workers (0: in this process); see distributed."},
     )
     gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs per Ray worker."})
+    calibration: str | None = field(
+        default=None,
+        metadata={
+            "help": "A fitted calibration (`conrec evaluate`'s calibration.npz): its per-item "
+            "features are refreshed at the cutoff into the codebook's folder, and each user's "
+            "part is stored with their prediction, for surfaces that serve the calibrated score."
+        },
+    )
 
     def open_store(self) -> PredictionStore:
         """The store this run writes to; with retries, which a batch job can afford."""
@@ -172,8 +180,8 @@ def _predict_and_publish(
 
     # One call for both: a codebook published meanwhile cannot pair one version's codewords
     # with another's item table.
-    _, codebook, table = load_current(cfg.codebook_dir)
-    windows = user_windows(events, cutoffs_for(events, cfg.cutoff))
+    artifact_dir, codebook, table = load_current(cfg.codebook_dir)
+    windows = list(user_windows(events, cutoffs_for(events, cfg.cutoff)))
     prompt_kwargs = trained_prompt_kwargs(cfg.model_dir)
     context = cfg.job.context or prompt_kwargs.pop("context", "full")
     prompt_kwargs.pop("context", None)
@@ -187,6 +195,14 @@ def _predict_and_publish(
     )
     users = users[: cfg.max_users] if cfg.max_users else users
     log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
+    calibrated = None
+    if cfg.calibration:
+        from batch_gen.calibration import refresh_calibration
+
+        calibrated = refresh_calibration(cfg.calibration, artifact_dir, table, codebook, events,
+                                         windows, cfg.job.run_id)  # fmt: skip
+        for user in users:
+            user.features = calibrated.users[user.user_id]
 
     engine_config = engine_config or EngineConfig(model_path=cfg.model_dir)
     catalogue = set(map(tuple, table.codes.tolist()))
@@ -205,6 +221,8 @@ def _predict_and_publish(
         model_version=model_version(cfg.model_dir),
         levels=codebook.levels,
         metrics=metrics,
+        user_features=calibrated.width if calibrated else 0,
+        calibration_version=calibrated.version if calibrated else "",
     )
     summary = job.run(users, skipped_users=skipped)
     log.info("run summary: %s", summary.line())

@@ -11,8 +11,13 @@ Key schema, for the default prefix ``conrec`` (braces are literal: Redis Cluster
                                     first user keys (created_at + ttl_s)
     {conrec}:runs                   sorted set: published run ids by created_at (no TTL;
                                     pruned of expired runs when a run is published)
-    conrec:p:<run_id>:{<user_id>}   K x D codes, little-endian uint16: K=20, D=3 -> 120 bytes
-                                    (TTL)
+    conrec:p:<run_id>:{<user_id>}   K x D codes, little-endian uint16: K=20, D=3 -> 120 bytes,
+                                    then F little-endian float32 user features (TTL)
+
+The value format is versioned by the run's metadata: `user_features` (F) float32 follow the codes
+(the calibrated score's per-user part, `codebook.calibration.user_layout`, made for the
+calibration artifact `calibration_version`); runs written before it have none (F = 0) and read
+as before.
 
 User keys carry the user id as their Redis Cluster hash tag, so users spread over the slots;
 the run-level keys share the ``{conrec}`` tag, so publishing touches one slot and is one
@@ -54,6 +59,7 @@ DEFAULT_PREFIX = "conrec"
 DEFAULT_PERIOD_S = 24 * 3600
 DEFAULT_EMBEDDED_PATH = Path("runs/prediction-store/redis.db")
 CODE_DTYPE = np.dtype("<u2")
+FEATURE_DTYPE = np.dtype("<f4")
 
 # Per cluster node, for the service's asyncio reader.
 _MAX_READS_IN_FLIGHT = 4096
@@ -78,6 +84,14 @@ class RunMeta:
     d: int
     ttl_s: int
     user_count: int = 0
+    # Float32 user features after each user's codes; 0 in runs written without them.
+    user_features: int = 0
+    # The calibration artifact those features were made for ("" without features).
+    calibration_version: str = ""
+
+    @property
+    def value_bytes(self) -> int:
+        return self.k * self.d * CODE_DTYPE.itemsize + self.user_features * FEATURE_DTYPE.itemsize
 
     @property
     def expires_at(self) -> float:
@@ -103,6 +117,9 @@ class Prediction:
     version: str
     created_at: float
     codebook_version: str
+    # The calibrated score's per-user part, and the calibration it was made for (None / "").
+    user_features: np.ndarray | None = None
+    calibration_version: str = ""
 
 
 def connect(
@@ -200,10 +217,29 @@ def pack_codes(codes: np.ndarray) -> bytes:
     return np.ascontiguousarray(arr, dtype=CODE_DTYPE).tobytes()
 
 
-def unpack_codes(value: bytes, k: int, d: int) -> np.ndarray:
-    if len(value) != k * d * CODE_DTYPE.itemsize:
-        raise StoreError(f"a prediction holds {k * d} uint16 codes, got {len(value)} bytes")
-    return np.frombuffer(value, dtype=CODE_DTYPE).reshape(k, d)
+def pack_values(codes: np.ndarray, features: np.ndarray | None) -> bytes:
+    """[N, K, D] codes and [N, F] features (or None) -> N values back to back."""
+    packed = pack_codes(codes)
+    if features is None:
+        return packed
+    codes_per_user = len(packed) // max(len(codes), 1)
+    rows = np.frombuffer(packed, np.uint8).reshape(len(codes), codes_per_user)
+    floats = np.ascontiguousarray(features, dtype=FEATURE_DTYPE)
+    return np.hstack([rows, floats.view(np.uint8).reshape(len(codes), -1)]).tobytes()
+
+
+def unpack_value(value: bytes, run: RunMeta) -> tuple[np.ndarray, np.ndarray | None]:
+    """One user's value -> ([K, D] codes, [F] features or None) in the run's value format."""
+    if len(value) != run.value_bytes:
+        raise StoreError(
+            f"a prediction of run {run.run_id} holds {run.k * run.d} uint16 codes and "
+            f"{run.user_features} float32 features ({run.value_bytes} bytes), got {len(value)}"
+        )
+    split = run.k * run.d * CODE_DTYPE.itemsize
+    codes = np.frombuffer(value, dtype=CODE_DTYPE, count=run.k * run.d).reshape(run.k, run.d)
+    if not run.user_features:
+        return codes, None
+    return codes, np.frombuffer(value, dtype=FEATURE_DTYPE, offset=split)
 
 
 @dataclass(frozen=True)
@@ -270,8 +306,11 @@ class PredictionStore:
         d: int = 3,
         period_s: int = DEFAULT_PERIOD_S,
         ttl_s: int | None = None,
+        user_features: int = 0,
+        calibration_version: str = "",
     ) -> RunWriter:
-        """Start (or resume: writes are idempotent per run id) writing run ``run_id``."""
+        """Start (or resume: writes are idempotent per run id) writing run ``run_id``; with
+        ``user_features``, each user's value carries that many float32 after the codes."""
         if not run_id or any(c in run_id for c in "{}: "):
             raise ValueError(
                 f"run id must be non-empty without braces, colons or spaces: {run_id!r}"
@@ -279,7 +318,10 @@ class PredictionStore:
         ttl = 3 * period_s if ttl_s is None else ttl_s
         if ttl <= 2 * period_s:
             raise ValueError(f"ttl_s ({ttl}) must exceed 2 x period_s ({2 * period_s})")
-        meta = RunMeta(run_id, time.time(), codebook_version, model_version, k, d, int(ttl))
+        meta = RunMeta(
+            run_id, time.time(), codebook_version, model_version, k, d, int(ttl),
+            user_features=user_features, calibration_version=calibration_version,
+        )  # fmt: skip
         return RunWriter(self, meta)
 
     def run_meta(self, run_id: str) -> RunMeta | None:
@@ -384,8 +426,10 @@ class AsyncPredictionReader:
 
 
 def _prediction(run: RunMeta, value: bytes) -> Prediction:
-    codes = unpack_codes(value, run.k, run.d)
-    return Prediction(codes, run.run_id, run.created_at, run.codebook_version)
+    codes, features = unpack_value(value, run)
+    return Prediction(
+        codes, run.run_id, run.created_at, run.codebook_version, features, run.calibration_version
+    )
 
 
 class RunWriter:
@@ -398,18 +442,30 @@ class RunWriter:
         self._key_prefix = store.keys.user_prefix(meta.run_id).encode()
         self._setter = BulkSetter(store.client)
 
-    def write_batch(self, user_ids: Sequence[str], codes: np.ndarray) -> None:
-        """Store ``codes`` [N, K, D] for ``user_ids`` [N] with pipelined SETs (with TTL)."""
+    def write_batch(
+        self, user_ids: Sequence[str], codes: np.ndarray, features: np.ndarray | None = None
+    ) -> None:
+        """Store ``codes`` [N, K, D] (and ``features`` [N, F] when the run carries them) for
+        ``user_ids`` [N] with pipelined SETs (with TTL)."""
         codes = np.asarray(codes)
         expected = (len(user_ids), self.meta.k, self.meta.d)
         if codes.shape != expected:
             raise StoreError(f"codes must have shape {expected}, got {codes.shape}")
+        want = (len(user_ids), self.meta.user_features)
+        if (features is None) != (not self.meta.user_features) or (
+            features is not None and np.shape(features) != want
+        ):
+            raise StoreError(
+                f"run {self.meta.run_id} carries {self.meta.user_features} user features: "
+                f"features must have shape {want}, got "
+                f"{None if features is None else np.shape(features)}"
+            )
         if not all(user_ids):
             raise StoreError("user ids must be non-empty")
         prefix = self._key_prefix
         keys = [b"%s{%s}" % (prefix, str(user).encode()) for user in user_ids]
         try:
-            self._setter.set_many(keys, pack_codes(codes), self.meta.ttl_s)
+            self._setter.set_many(keys, pack_values(codes, features), self.meta.ttl_s)
         except WriteRefused as exc:
             raise StoreError(f"Redis refused a prediction write: {exc}") from exc
         self.users_written += len(user_ids)

@@ -53,6 +53,11 @@ def batch_gen(
         0, min=0, help="Search on this many Ray workers (0: in this process); needs --redis-url."
     ),
     gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per Ray worker."),
+    calibration: str | None = typer.Option(
+        None,
+        help="A fitted calibration.npz (`conrec evaluate`): refreshed at the cutoff into the "
+        "codebook's folder, each user's part stored with their prediction.",
+    ),
 ) -> None:
     """Predict every user's top-K negative SIDs and publish them as one new store version."""
     from batch_gen.engines.base import EngineConfig
@@ -83,6 +88,7 @@ def batch_gen(
         max_users=max_users,
         ray_workers=ray_workers,
         gpus_per_worker=gpus_per_worker,
+        calibration=calibration,
     )
     if ray_workers and not redis_url:
         raise typer.BadParameter("Ray workers write to a shared Redis: give --redis-url")

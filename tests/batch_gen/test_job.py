@@ -170,3 +170,56 @@ def test_sigkill_mid_run_keeps_the_previous_version_and_a_rerun_resumes(
     assert store.current_run().run_id == "crashy"
     assert store.current_run().user_count == 200
     assert len(json.loads(progress.read_text())["done"]) == 50
+
+
+def test_a_calibrated_run_refreshes_the_artifact_and_stores_each_users_part(
+    ml100k, model_dir, artifact_dir, store, tmp_path
+):
+    """With a fitted calibration, the run recomputes the per-item features at its cutoff into
+    the codebook's folder and stores each user's part with their prediction."""
+    import shutil
+
+    from codebook.calibration import (
+        FEATURES,
+        ITEM_FEATURES,
+        LogisticModel,
+        load_calibration,
+        save_calibration,
+        user_layout,
+    )
+    from model.calibration import user_dislike
+
+    codebook_dir = tmp_path / "codebook"
+    shutil.copytree(artifact_dir, codebook_dir)
+    table = load_item_sids(codebook_dir)
+    ones = LogisticModel(np.ones(len(FEATURES)), 0.0, np.zeros(6), np.ones(6))
+    settings = {"prior_strength": 5.0, "user_strength": 2.0, "factors": 4, "regularization": 10.0}
+    save_calibration(
+        tmp_path / "fitted", codebook_version=table.codebook_version, item_ids=table.item_ids[:1],
+        item_features=np.zeros((1, 2)), prefix_features=np.zeros((32, 2)),
+        mf_items=np.zeros((1, 5)), mf_mean=0.0, full=ones,
+        items_only=LogisticModel(np.ones(len(ITEM_FEATURES)), 0.0, np.zeros(2), np.ones(2)),
+        meta={"fitted": "by hand", "settings": settings},
+    )  # fmt: skip
+    cfg = _config(model_dir, codebook_dir, tmp_path, "cal1", batch_size=16)
+    cfg.calibration = str(tmp_path / "fitted")
+    summary = run_nightly(cfg, ml100k.events, EngineConfig(str(model_dir), batch_size=16), store)
+    assert summary.status == "published"
+
+    refreshed = load_calibration(codebook_dir)
+    assert refreshed.meta["refreshed_by_run"] == "cal1"
+    assert len(refreshed.item_ids) == len(table)  # every item, from the events up to the cutoff
+    np.testing.assert_array_equal(refreshed.full.weights, ones.weights)  # the fitted models
+    run = store.current_run()
+    assert (run.user_features, run.calibration_version) == (len(user_layout(4)), refreshed.version)
+    events = ml100k.events
+    windows = {w.user_id: w for w in user_windows(events, cutoffs_for(events, "midpoint"))}
+    [user] = [u for u in windows if store.get(u) is not None][:1]
+    stored = store.get(user).user_features
+    assert stored.shape == (6,)
+    window = windows[user]
+    # The catalogue's share of negatives at the run's latest cutoff (a nightly run's `latest`
+    # is every user's).
+    seen = events[events["ts"] <= max(w.cutoff for w in windows.values())]
+    share = (seen["polarity"] == "neg").mean()
+    assert stored[0] == pytest.approx(user_dislike(window, share, 2.0), rel=1e-5)

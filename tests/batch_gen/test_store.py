@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from pathlib import Path
@@ -15,13 +16,14 @@ from batch_gen.store import (
     AsyncPredictionReader,
     KeySchema,
     PredictionStore,
+    RunMeta,
     StoreError,
     connect,
     connect_async,
     embedded_url,
     pack_codes,
     stop_embedded,
-    unpack_codes,
+    unpack_value,
 )
 from tests.redis_support import private_redis
 
@@ -43,11 +45,35 @@ def test_packing_is_120_little_endian_bytes() -> None:
     packed = pack_codes(codes)
     assert len(packed) == 120
     assert packed[:4] == bytes([0xFF, 0x00, 0x00, 0x01])  # 255, 256 as little-endian uint16
-    assert np.array_equal(unpack_codes(packed, 20, 3), codes)
+    meta = RunMeta("r1", 0.0, "cb1", "m1", 20, 3, 3600)
+    assert np.array_equal(unpack_value(packed, meta)[0], codes)
     with pytest.raises(StoreError, match="uint16"):
         pack_codes(np.array([[70000]]))
-    with pytest.raises(StoreError, match="120 bytes"):
-        unpack_codes(b"\0" * 120, 20, 2)
+    with pytest.raises(StoreError, match=r"80 bytes\), got 120"):
+        unpack_value(b"\0" * 120, RunMeta("r1", 0.0, "cb1", "m1", 20, 2, 3600))
+
+
+def test_a_run_with_user_features_and_an_older_run_both_read(store: PredictionStore) -> None:
+    """The value format follows the run's metadata: a run written before user features
+    existed (no such field in its JSON) reads as codes only."""
+    codes = np.arange(2 * 20 * 3).reshape(2, 20, 3) % 32
+    features = np.array([[0.25, -1.0, 0.5], [0.1, 0.2, 0.3]], np.float32)
+    writer = store.begin_run("r2", codebook_version="cb1", model_version="m1",
+                             user_features=3, calibration_version="cal1")  # fmt: skip
+    with pytest.raises(StoreError, match="carries 3 user features"):
+        writer.write_batch(["a", "b"], codes)
+    writer.write_batch(["a", "b"], codes, features)
+    writer.publish()
+    got = store.get("b")
+    np.testing.assert_array_equal(got.codes, codes[1])
+    np.testing.assert_array_equal(got.user_features, features[1])
+    assert got.calibration_version == "cal1"
+    old = {k: v for k, v in json.loads(store.client.get(store.keys.pointer)).items()
+           if k not in ("user_features", "calibration_version")}  # fmt: skip
+    assert RunMeta.from_json(json.dumps(old)).user_features == 0
+    plain = store.begin_run("r3", codebook_version="cb1", model_version="m1")
+    with pytest.raises(StoreError, match="carries 0 user features"):
+        plain.write_batch(["a"], codes[:1], features[:1])
 
 
 def test_keys_put_the_user_in_the_cluster_hash_tag() -> None:

@@ -6,11 +6,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from batch_gen.store import StoreError, pack_codes, unpack_codes
+from batch_gen.store import RunMeta, StoreError, pack_codes, pack_values, unpack_value
 from codebook.artifact import Codebook, InvalidSIDError
 from model.sids import format_sid, parse_sid, parse_sids
 
 LEVELS = st.integers(min_value=1, max_value=8)
+
+
+def run(k: int, d: int, features: int = 0) -> RunMeta:
+    return RunMeta("r", 0.0, "cb", "m", k, d, 3600, user_features=features)
+
+
+def unpack_codes(value: bytes, k: int, d: int) -> np.ndarray:
+    codes, features = unpack_value(value, run(k, d))
+    assert features is None
+    return codes
 
 
 @given(levels=LEVELS, data=st.data())
@@ -49,6 +59,24 @@ def test_codes_outside_uint16_are_refused_not_wrapped(codes):
             pack_codes(codes)
     else:
         np.testing.assert_array_equal(unpack_codes(pack_codes(codes), len(codes), 1)[:, 0], codes)
+
+
+@given(
+    arrays(np.uint16, st.tuples(st.integers(1, 5), st.integers(1, 20), st.integers(1, 4))),
+    st.integers(1, 20),
+    st.data(),
+)
+def test_values_with_user_features_round_trip(codes, n_features, data):
+    n, k, d = codes.shape
+    features = data.draw(arrays(np.float32, (n, n_features)))
+    packed = pack_values(codes, features)
+    size = 2 * k * d + 4 * n_features
+    assert len(packed) == n * size
+    for i in range(n):
+        got_codes, got_features = unpack_value(packed[i * size : (i + 1) * size],
+                                               run(k, d, n_features))  # fmt: skip
+        np.testing.assert_array_equal(got_codes, codes[i])
+        np.testing.assert_array_equal(got_features, features[i])
 
 
 @given(st.binary(max_size=200), st.integers(1, 30), st.integers(1, 4))
