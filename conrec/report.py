@@ -133,17 +133,20 @@ def operators_report(
     }
 
 
-def write_thresholds(path: str | Path, threshold: float, how: str) -> Path:
-    """A thresholds file (`service.core.thresholds`) serving `threshold` everywhere, saying in
-    its comments how the value was chosen."""
+def write_thresholds(
+    path: str | Path, threshold: float, how: str, score: str = "max_cosine", by: str = "report"
+) -> Path:
+    """A thresholds file (`service.core.thresholds`) serving `threshold` of `score` everywhere,
+    saying in its comments how the value was chosen."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
-        "version": time.strftime("report-%Y%m%dT%H%M%S"),
+        "version": time.strftime(f"{by}-%Y%m%dT%H%M%S"),
         "default": float(threshold),
         "mode": "enforce",
+        "score": score,
     }
-    header = textwrap.wrap(f"Written by `conrec report`. The threshold is {how}.", 96)
+    header = textwrap.wrap(f"Written by `conrec {by}`. The threshold is {how}.", 96)
     comments = "".join(f"# {line}\n" for line in header)
     path.write_text(comments + yaml.safe_dump(body, sort_keys=False))
     return path

@@ -18,6 +18,7 @@ import redis
 
 from batch_gen.store import Prediction, StoreError
 from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
+from codebook.calibration import prefix_depth
 from codebook.similarity import max_cosine, max_cosine_tables, max_cosine_vectors, use_tables
 from service.api.schemas import (
     Candidate,
@@ -31,6 +32,7 @@ from service.core.logs import request_id
 from service.core.sampling import HOLDOUT, LOG_SAMPLE, user_pseudonym, user_share
 from service.core.state import LoadedCodebook, ServiceState
 from service.core.thresholds import OverrideRange, Surface
+from service.metrics import SurfaceMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,15 @@ class Resolved:
     @property
     def scored(self) -> int:
         return len(self.rows) if self.codes is None else len(self.codes)
+
+    def rows_and_codes(self, item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The scored candidates' rows in the item table (-1: not in it, a SID given) and
+        codes [M', D]."""
+        items = self.loaded.items
+        if self.codes is None:
+            return self.rows, items.codes.take(self.rows, axis=0)
+        scored = np.delete(np.arange(len(item_ids)), self.unknown)
+        return items.rows_of([item_ids[i] for i in scored.tolist()]), self.codes
 
     def scores(self, prediction_codes: np.ndarray) -> np.ndarray:
         """Max cosine of each scored candidate to the prediction's SIDs: [M']."""
@@ -232,7 +243,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             f"{state.settings.max_candidates} per request"
         )
     label, policy = thresholds.policy(request.surface)
-    threshold = choose_threshold(policy.threshold, thresholds.override_range, request)
+    threshold = choose_threshold(policy.threshold, thresholds.bounds(policy.score), request)
     salt = state.settings.user_hash_salt.get_secret_value()
     holdout = _sampled(policy.holdout, salt, HOLDOUT, request.user_id)
     named = request.codebook_version
@@ -245,6 +256,9 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
     )
 
     prediction, reason = await fetch_prediction(state, request.user_id)
+    calibrated = policy.score == "calibrated"
+    if calibrated and reason == "no_prediction" and resolved is not None:
+        reason = ""  # the calibrated score scores from the item features alone
     try:
         if prediction is None:
             pass
@@ -260,9 +274,15 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
                 reason = "sid_codebook_mismatch"
             else:
                 resolved = resolve(other, request.candidates, item_ids, ids_only)
-        if not reason and prediction is not None:
+        if not reason:
             # ``found``: the scored candidates' scores, what the score histogram counts.
-            found = resolved.scores(prediction.codes) if resolved.scored else _NONE_SCORED
+            if calibrated:
+                found, reason = calibrated_scores(
+                    resolved, prediction, item_ids, state.metrics.surfaces.get(label)
+                )
+            else:
+                found = resolved.scores(prediction.codes) if resolved.scored else _NONE_SCORED
+        if not reason:
             if not resolved.unknown:
                 scores = found
             else:
@@ -297,6 +317,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             unscored=unscored,
             surface=label,
             mode=policy.mode,
+            score=policy.score,
             holdout=holdout,
         )
     kept, dropped, dropped_scores, capped = split(
@@ -307,7 +328,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
     counted.dropped[counted_mode].inc(len(dropped))
     if capped:
         counted.capped.inc(capped)
-    counted.scores.observe(found)
+    (counted.probabilities if calibrated else counted.scores).observe(found)
     drops = [DroppedItem(item_id=i, score=s) for i, s in zip(dropped, dropped_scores, strict=True)]
     # Shadow mode and held-out users are scored and counted exactly as enforce would, and keep
     # every candidate.
@@ -316,13 +337,14 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         kept=item_ids if passive else kept,
         dropped=[] if passive else drops,
         threshold=threshold,
-        prediction_version=prediction.version,
+        prediction_version=prediction.version if prediction else None,
         config_version=thresholds.version,
         fail_open=False,
         unscored=unscored,
         codebook_version=resolved.loaded.version,
         surface=label,
         mode=policy.mode,
+        score=policy.score,
         holdout=holdout,
         would_drop=drops if passive else [],
     )
@@ -333,6 +355,36 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
             decisions(request.user_id, salt, item_ids, scores, set(dropped), response)
         )
     return response
+
+
+def calibrated_scores(
+    resolved: Resolved,
+    prediction: Prediction | None,
+    item_ids: list[str],
+    counted: SurfaceMetrics,
+) -> tuple[np.ndarray, str]:
+    """P(dislike) of the scored candidates (`codebook.calibration`) and "" , or no scores and
+    the fail-open reason. With a prediction carrying the per-user part of a loaded calibration:
+    the full model; else (no prediction, or a run without that part) the items-only model,
+    counted by reason."""
+    loaded = resolved.loaded
+    if loaded.calibration is None:
+        return _NONE_SCORED, "no_calibration"
+    rows, codes = resolved.rows_and_codes(item_ids)
+    first = codes[:, 0].astype(np.int64)
+    aligned = (
+        loaded.calibrations.get(prediction.calibration_version)
+        if prediction is not None and prediction.user_features is not None
+        else None
+    )
+    if aligned is None:
+        counted.items_only["no_prediction" if prediction is None else "no_user_features"].inc()
+        return loaded.calibration.score(rows, first), ""
+    codebook = loaded.codebook
+    predicted = codebook.validate(prediction.codes)
+    cosine = resolved.scores(prediction.codes)
+    depth = prefix_depth(codes, predicted)
+    return aligned.score(rows, first, cosine, depth, prediction.user_features), ""
 
 
 def _sampled(share: float, salt: str, purpose: bytes, user_id: str) -> bool:

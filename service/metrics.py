@@ -24,6 +24,7 @@ COUNTED_MODES = (*MODES, "holdout")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 FAIL_OPEN_REASONS = (
     "no_prediction",
+    "no_calibration",
     "redis_timeout",
     "redis_error",
     "bad_prediction",
@@ -39,6 +40,12 @@ SCORE_BUCKETS = (
     0.0, 0.25, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75,
     0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0,
 )  # fmt: skip
+# P(dislike) of the calibrated score: thresholds sit where few positives are lost (0.5 - 0.9).
+PROBABILITY_BUCKETS = (
+    0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0,
+)  # fmt: skip
+# Why a calibrated surface scored a user with the items-only model.
+ITEMS_ONLY_REASONS = ("no_prediction", "no_user_features")
 
 if TYPE_CHECKING:
     from service.core.state import Catalogue
@@ -54,7 +61,9 @@ class SurfaceMetrics:
     capped: Counter
     requests: dict[str, Counter]  # by counted mode
     dropped: dict[str, Counter]  # by counted mode
-    scores: ArrayHistogramSeries
+    scores: ArrayHistogramSeries  # max cosine
+    probabilities: ArrayHistogramSeries  # calibrated P(dislike)
+    items_only: dict[str, Counter]  # by ITEMS_ONLY_REASONS
 
 
 class SurfaceIndex:
@@ -70,8 +79,11 @@ class SurfaceIndex:
         requests: Counter,
         dropped: Counter,
         scores: ArrayHistogram,
+        probabilities: ArrayHistogram,
+        items_only: Counter,
     ) -> None:
-        self._parents = (seen, unscored, capped, requests, dropped, scores)
+        self._parents = (seen, unscored, capped, requests, dropped, scores, probabilities,
+                         items_only)  # fmt: skip
         self._other = self._resolve(OTHER)
         self._by_label = {OTHER: self._other}
 
@@ -84,7 +96,7 @@ class SurfaceIndex:
         return self._by_label.get(label, self._other)
 
     def _resolve(self, label: str) -> SurfaceMetrics:
-        seen, unscored, capped, requests, dropped, scores = self._parents
+        seen, unscored, capped, requests, dropped, scores, probabilities, items_only = self._parents
         return SurfaceMetrics(
             seen=seen.labels(surface=label),
             unscored=unscored.labels(surface=label),
@@ -92,6 +104,8 @@ class SurfaceIndex:
             requests={m: requests.labels(surface=label, mode=m) for m in COUNTED_MODES},
             dropped={m: dropped.labels(surface=label, mode=m) for m in COUNTED_MODES},
             scores=scores.series(label),
+            probabilities=probabilities.series(label),
+            items_only={r: items_only.labels(surface=label, reason=r) for r in ITEMS_ONLY_REASONS},
         )
 
 
@@ -106,6 +120,8 @@ class Metrics:
     candidates_capped: Counter
     filter_requests: Counter
     max_cosine: ArrayHistogram
+    calibrated_probability: ArrayHistogram
+    items_only: Counter
     fail_open: Counter
     redis_seconds: Histogram
     redis_errors: Counter
@@ -120,6 +136,8 @@ class Metrics:
     codebook_items: Gauge
     codebook_loaded_timestamp_seconds: Gauge
     codebook_reload_failures: Counter
+    calibration_info: Gauge
+    calibration_reload_failures: Counter
     decision_log_lines: Counter
     decision_log_dropped: Counter
     # Per surface label, the series a request counts on; ``surfaces.apply`` on a config change.
@@ -133,6 +151,8 @@ class Metrics:
             requests=self.filter_requests,
             dropped=self.candidates_dropped,
             scores=self.max_cosine,
+            probabilities=self.calibrated_probability,
+            items_only=self.items_only,
         )
         object.__setattr__(self, "surfaces", index)  # the dataclass is frozen
 
@@ -150,6 +170,13 @@ class Metrics:
             self.codebook_info.labels(version=loaded.version, role=role, table_version=table).set(1)
             self.codebook_items.labels(version=loaded.version).set(len(loaded.items))
         self.codebook_loaded_timestamp_seconds.set(catalogue.current.loaded_at)
+        self.calibration_info.clear()
+        for loaded in catalogue.by_version.values():
+            for i, version in enumerate(loaded.calibrations):
+                role = "current" if loaded is catalogue.current and i == 0 else "previous"
+                self.calibration_info.labels(
+                    version=version, codebook_version=loaded.version, role=role
+                ).set(1)
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -211,6 +238,22 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "surface",
             SCORE_BUCKETS,
             registry,
+        ),
+        calibrated_probability=ArrayHistogram(
+            "conrec_filter_calibrated_probability",
+            "Calibrated P(dislike) of each scored candidate on surfaces with the calibrated "
+            "score, by surface.",
+            "surface",
+            PROBABILITY_BUCKETS,
+            registry,
+        ),
+        items_only=Counter(
+            "conrec_filter_items_only",
+            "Requests on calibrated surfaces scored by the items-only model, by surface and "
+            "reason (no_prediction: the user has none; no_user_features: their run carries no "
+            "per-user part for a loaded calibration).",
+            ["surface", "reason"],
+            registry=registry,
         ),
         fail_open=Counter(
             "conrec_filter_fail_open",
@@ -288,6 +331,19 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         codebook_reload_failures=Counter(
             "conrec_codebook_reload_failures",
             "Codebook artifacts that failed to load (the loaded versions were kept).",
+            registry=registry,
+        ),
+        calibration_info=Gauge(
+            "conrec_calibration_info",
+            "Calibration artifacts loaded: 1 each, labelled with version, codebook version and "
+            "role (current, previous).",
+            ["version", "codebook_version", "role"],
+            registry=registry,
+        ),
+        calibration_reload_failures=Counter(
+            "conrec_calibration_reload_failures",
+            "Calibration artifacts refused (corrupt, or made for another codebook); the loaded "
+            "ones were kept.",
             registry=registry,
         ),
         decision_log_lines=Counter(

@@ -304,19 +304,23 @@ def _sweep(runs, split: EvalSplit, data, table: ItemSIDTable, codebook: Codebook
 
 
 def _serve_threshold(decision: dict, out: Path) -> str | None:
-    """`thresholds.yaml` serving the served row's threshold at the 5% budget, as chosen on the
-    validation split (the sweep's own file is chosen on the reported split: replaced)."""
-    if not decision.get("served"):
+    """`thresholds.yaml` serving the 5% budget's threshold chosen on the validation split, of
+    the calibrated score where it was fitted (the default served score), else of the served
+    row's max cosine. (It replaces the sweep's own file, chosen on the reported split.)"""
+    rows = decision["rows"]
+    name = CALIBRATED if CALIBRATED in rows else decision.get("served")
+    if name is None:
         return None
-    row = decision["rows"][decision["served"]]
     key = budget_label(SERVED_BUDGET)
-    chosen = row["budgets"][key]
+    chosen = rows[name]["budgets"][key]
     path = write_thresholds(
         out / THRESHOLDS_FILE,
         chosen["threshold"],
         f"the lowest losing at most {key} of the future positives of the validation split's "
-        f"users with CoNRec's predictions (`conrec evaluate`); on the test split it caught "
-        f"{chosen['caught']:.3f} of future negatives and lost {chosen['lost']:.3f}",
+        f"users, {rows[name]['label']}; on the test split it caught {chosen['caught']:.3f} of "
+        f"future negatives and lost {chosen['lost']:.3f}",
+        score=rows[name]["score"],
+        by="evaluate",
     )
     return str(path)
 

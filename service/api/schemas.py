@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import msgspec
 
 from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
-from service.core.thresholds import OTHER, Mode
+from service.core.thresholds import OTHER, Mode, Score
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
@@ -74,6 +74,8 @@ class FilterResponse(msgspec.Struct):
     surface: str = OTHER
     # shadow: every candidate is kept; those above the threshold are listed in ``would_drop``.
     mode: Mode = "enforce"
+    # The score that was thresholded: max_cosine (a cosine) or calibrated (P(dislike)).
+    score: Score = "max_cosine"
     # The surface holds this user out (a stable share of users): scored as in shadow mode,
     # every candidate kept, would-be drops in ``would_drop``, so that their later feedback
     # measures the filter.

@@ -31,6 +31,7 @@ from codebook.artifact import (
     load_codebook,
     load_item_sids,
 )
+from codebook.calibration import CALIBRATION_FILE, AlignedItems, load_calibration
 from codebook.similarity import gram_fits, item_vectors
 from codebook.versions import read_pointer, resolve
 from service.core.config import Settings
@@ -51,10 +52,19 @@ class LoadedCodebook:
     loaded_at: float
     # Unit vectors of the table's items [N, dim] (``item_vectors``); None for a huge catalogue.
     vectors: np.ndarray | None = None
+    # The calibrated score's artifacts for this codebook version, aligned with ``items``, by
+    # version: the current one first, then the one before it, whose users' parts the published
+    # run may still carry until the next nightly run.
+    calibrations: dict[str, AlignedItems] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
         return self.codebook.version
+
+    @property
+    def calibration(self) -> AlignedItems | None:
+        """The current calibration (None: no artifact loaded for this codebook version)."""
+        return next(iter(self.calibrations.values()), None)
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,10 @@ class Catalogue:
         return next((v for v in self.by_version.values() if v is not self.current), None)
 
 
-# What identifies the files of the current artifact on disk: its directory, and per file the
-# inode (new on every atomic rewrite), size and change time.
-Signature = tuple[str, tuple[int, ...], tuple[int, ...]]
+# What identifies the files of the current artifact on disk: its directory, and per file (the
+# codebook, the item table, the calibration if any) the inode (new on every atomic rewrite), size
+# and change time.
+Signature = tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
 @dataclass
@@ -93,6 +104,7 @@ class ServiceState:
     decision_log: DecisionLog | None = None
     catalogue: Catalogue | None = None
     codebook_error: str | None = None
+    calibration_error: str | None = None
     # The published run as last read from the store, and why the last read failed (None: it
     # succeeded). Kept by ``refresh_store``, not by requests, so that they stay current while
     # Redis is down or no traffic arrives.
@@ -184,7 +196,12 @@ class ServiceState:
         root = self.settings.codebook_dir
         try:
             path = resolve(root)
-            signature = (str(path), _stat(path / CODEBOOK_FILE), _stat(path / ITEM_SIDS_FILE))
+            signature = (
+                str(path),
+                _stat(path / CODEBOOK_FILE),
+                _stat(path / ITEM_SIDS_FILE),
+                _stat(path / CALIBRATION_FILE, missing_ok=True),
+            )
         except (ArtifactError, OSError) as exc:
             message = str(exc) if isinstance(exc, ArtifactError) else _unreadable(exc)
             self._signature = None
@@ -217,7 +234,40 @@ class ServiceState:
         if held is None and gram_fits(codebook):
             _ = codebook.gram  # computed now rather than in the first request
         vectors = item_vectors(codebook, items.codes)
-        return LoadedCodebook(codebook, items, path, time.time(), vectors)
+        calibrations = self._calibrations(path, items, held)
+        return LoadedCodebook(codebook, items, path, time.time(), vectors, calibrations)
+
+    def _calibrations(
+        self, path: Path, items: ItemSIDTable, held: LoadedCodebook | None
+    ) -> dict[str, AlignedItems]:
+        """The calibrations for this codebook version: the artifact in ``path`` (if any) and the
+        one held before it, each aligned with ``items``. An artifact that cannot be used (corrupt,
+        for another codebook) is refused, logged and counted; what was held stays."""
+        kept = {
+            version: aligned.calibration.aligned(items)
+            for version, aligned in (held.calibrations.items() if held else ())
+        }
+        if not (path / CALIBRATION_FILE).is_file():
+            return kept
+        try:
+            calibration = load_calibration(path)
+            current = calibration.aligned(items)
+        except ArtifactError as exc:
+            if str(exc) != self.calibration_error:
+                logger.error("calibration not loaded: %s (keeping %s)", exc, list(kept) or None)
+                self.metrics.calibration_reload_failures.inc()
+            self.calibration_error = str(exc)
+            return kept
+        self.calibration_error = None
+        if calibration.version not in kept:
+            logger.info(
+                "calibration %s loaded from %s (items up to %s)",
+                calibration.version,
+                path,
+                calibration.meta.get("items_until"),
+            )
+        previous = [v for v in kept if v != calibration.version][:1]
+        return {calibration.version: current, **{v: kept[v] for v in previous}}
 
     def _apply(self, loaded: LoadedCodebook) -> None:
         old = self.catalogue
@@ -303,7 +353,9 @@ def _config_rejected(metrics: Metrics) -> None:
     metrics.config_reload_failures.inc()
 
 
-def _stat(path: Path) -> tuple[int, ...]:
+def _stat(path: Path, missing_ok: bool = False) -> tuple[int, ...]:
+    if missing_ok and not path.exists():
+        return ()
     st = os.stat(path)
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 

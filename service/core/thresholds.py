@@ -46,6 +46,10 @@ Cosine = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Mode = Literal["enforce", "shadow"]
 MODES: tuple[Mode, ...] = ("enforce", "shadow")
+# max_cosine: the paper's rule, a cosine in [-1, 1]; calibrated: P(dislike) in [0, 1] from the
+# calibration artifact (`codebook.calibration`).
+Score = Literal["max_cosine", "calibrated"]
+SCORES: tuple[Score, ...] = ("max_cosine", "calibrated")
 # The metrics label of every request whose surface is not configured (or absent).
 OTHER = "other"
 
@@ -85,6 +89,7 @@ class Surface(BaseModel):
 
     threshold: Cosine
     mode: Mode = "enforce"
+    score: Score = "max_cosine"
     # At most this share of one request's candidates is dropped (highest scores first), so that
     # a ranking service never receives an empty page.
     max_drop_share: Share = 1.0
@@ -94,9 +99,17 @@ class Surface(BaseModel):
     # This share of users (another hash) has every decision written to the decision log.
     log_sample: Share = 0.0
 
+    @model_validator(mode="after")
+    def _probability(self) -> Surface:
+        if self.score == "calibrated" and self.threshold < 0:
+            raise ValueError(
+                f"threshold {self.threshold}: a calibrated score's threshold is a probability"
+            )
+        return self
+
 
 # The policy keys a surface inherits from the top level of the file.
-POLICY_KEYS = ("mode", "max_drop_share", "holdout", "log_sample")
+POLICY_KEYS = ("mode", "score", "max_drop_share", "holdout", "log_sample")
 
 
 class Thresholds(BaseModel):
@@ -105,12 +118,19 @@ class Thresholds(BaseModel):
     version: str = Field(default="", max_length=64)
     default: Cosine
     mode: Mode = "enforce"
+    score: Score = "max_cosine"
     max_drop_share: Share = 1.0
     holdout: Share = 0.0
     log_sample: Share = 0.0
     # Bounded: each surface is a set of metric series.
     surfaces: dict[SurfaceName, Surface] = Field(default_factory=dict, max_length=256)
     override_range: OverrideRange = OverrideRange()
+    # Bounds on a request's own threshold on a surface with the calibrated score.
+    calibrated_override_range: OverrideRange = OverrideRange(min=0.0, max=1.0)
+
+    def bounds(self, score: Score) -> OverrideRange:
+        """Where a request's own threshold must lie for a surface with this score."""
+        return self.calibrated_override_range if score == "calibrated" else self.override_range
 
     @model_validator(mode="before")
     @classmethod
@@ -130,6 +150,12 @@ class Thresholds(BaseModel):
             for name, entry in data["surfaces"].items()
         }
         return {**data, "surfaces": surfaces}
+
+    @model_validator(mode="after")
+    def _defaults_valid(self) -> Thresholds:
+        # The top level is the policy of unlisted surfaces: it must hold as a surface does.
+        _ = self.fallback
+        return self
 
     @cached_property
     def fallback(self) -> Surface:

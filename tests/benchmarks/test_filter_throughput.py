@@ -51,6 +51,7 @@ import pytest
 
 from batch_gen.store import PredictionStore, connect
 from codebook.artifact import EncoderWeights, save_artifact
+from codebook.calibration import LogisticModel, save_calibration, user_layout
 from service import main as service_main
 from service.core.config import Settings
 from service.main import create_app
@@ -61,7 +62,12 @@ pytestmark = pytest.mark.benchmark
 ROOT = Path(__file__).resolve().parents[2]
 N_ITEMS, N_CANDIDATES, N_USERS, K = 10_000, 1_000, 10_000, 20
 SURFACE = "home"
-THRESHOLDS = "version: bench\ndefault: 0.9\nsurfaces: {home: 0.9, search: {mode: shadow}}\n"
+CALIBRATED_SURFACE = "feed"
+THRESHOLDS = (
+    "version: bench\ndefault: 0.9\nsurfaces: {home: 0.9, search: {mode: shadow}, "
+    "feed: {score: calibrated, threshold: 0.9}}\n"
+)
+FACTORS = 16  # the calibrated score's factorisation width (its default)
 CONNECTIONS, ROUNDS, ROUND_SECONDS, LATENCY_SECONDS = 4, 3, 8, 6
 BODIES = ("ids", "sids", "mixed")
 USER = "__USER__"
@@ -90,11 +96,22 @@ def build_world(root: Path, redis_url: str) -> dict[str, bytes]:
     codewords = rng.normal(size=(3, 256, 32)).astype(np.float32)
     ids = [f"item-{i}" for i in range(N_ITEMS)]
     version = save_artifact(root, codewords, encoder, ids, codes, {})
+    calibration = save_calibration(
+        root, codebook_version=version, item_ids=np.array(ids),
+        item_features=rng.random((N_ITEMS, 2)), prefix_features=rng.random((256, 2)),
+        mf_items=rng.normal(size=(N_ITEMS, FACTORS + 1)), mf_mean=0.0,
+        full=LogisticModel(rng.normal(size=6), 0.0, np.zeros(6), np.ones(6)),
+        items_only=LogisticModel(rng.normal(size=2), 0.0, np.zeros(2), np.ones(2)),
+        meta={"fitted": "benchmark"},
+    )  # fmt: skip
     store = PredictionStore(connect(redis_url), prefix="bench")
-    writer = store.begin_run("r1", codebook_version=version, model_version="m", k=K)
+    width = len(user_layout(FACTORS))
+    writer = store.begin_run("r1", codebook_version=version, model_version="m", k=K,
+                             user_features=width, calibration_version=calibration)  # fmt: skip
     for start in range(0, N_USERS, 1_000):
         users = [f"user-{u}" for u in range(start, start + 1_000)]
-        writer.write_batch(users, codes[rng.integers(0, N_ITEMS, size=(1_000, K))])
+        writer.write_batch(users, codes[rng.integers(0, N_ITEMS, size=(1_000, K))],
+                           rng.normal(size=(1_000, width)))  # fmt: skip
     writer.publish()
     picked = rng.choice(N_ITEMS, size=N_CANDIDATES, replace=False)
     kinds = {
@@ -105,10 +122,15 @@ def build_world(root: Path, redis_url: str) -> dict[str, bytes]:
             for j, i in enumerate(picked)
         ],
     }
-    return {
+    templates = {
         kind: json.dumps({"user_id": USER, "surface": SURFACE, "candidates": cands}).encode()
         for kind, cands in kinds.items()
     }
+    # The same bodies on the surface serving the calibrated score.
+    for kind, cands in kinds.items():
+        body = {"user_id": USER, "surface": CALIBRATED_SURFACE, "candidates": cands}
+        templates[f"{kind}:calibrated"] = json.dumps(body).encode()
+    return templates
 
 
 def serve_filter(
@@ -300,7 +322,8 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
             bare_server(bport),
             bare_server(floor_port, freeze=True),
         ):
-            for body in templates.values():
+            for kind in BODIES:
+                body = templates[kind]
                 answer = httpx.post(furl, content=body.replace(b"__USER__", b"user-7")).json()
                 assert answer["fail_open"] is False, answer
                 assert (answer["surface"], answer["mode"]) == (SURFACE, "enforce"), answer

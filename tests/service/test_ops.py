@@ -118,11 +118,13 @@ def test_thresholds_endpoint_shows_the_builtin_config(server: Callable[..., http
         "version": "builtin",
         "default": 0.9,
         "mode": "shadow",  # no threshold chosen from data: nothing is dropped
+        "score": "max_cosine",
         "max_drop_share": 1.0,
         "holdout": 0.0,
         "log_sample": 0.0,
         "surfaces": {},
         "override_range": {"min": -1.0, "max": 1.0},
+        "calibrated_override_range": {"min": 0.0, "max": 1.0},
         "last_error": None,
     }
 
@@ -138,7 +140,7 @@ def test_thresholds_endpoint_shows_the_file_in_force_and_its_last_error(
     api = server(thresholds_file=path, thresholds_reload_s=0.05)
     body = api.get("/thresholds").json()
     assert (body["path"], body["version"], body["mode"]) == (str(path), "v1", "shadow")
-    policy = {"max_drop_share": 1.0, "holdout": 0.0, "log_sample": 0.0}
+    policy = {"score": "max_cosine", "max_drop_share": 1.0, "holdout": 0.0, "log_sample": 0.0}
     assert body["surfaces"] == {
         # the short form takes the default mode
         "home": {"threshold": 0.85, "mode": "shadow", **policy},

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from service.api.deps import StateDep
-from service.core.thresholds import POLICY_KEYS, Mode, OverrideRange, Surface
+from service.core.thresholds import POLICY_KEYS, Mode, OverrideRange, Score, Surface
 
 router = APIRouter(tags=["ops"])
 
@@ -44,6 +44,10 @@ async def readyz(state: StateDep, response: Response) -> dict[str, object]:
             for loaded in (catalogue.by_version.values() if catalogue else ())
         ],
         "codebook_error": state.codebook_error,
+        # The calibrated score's artifacts of the current codebook (current first), and why the
+        # last one was refused while the loaded ones serve on.
+        "calibration_versions": list(catalogue.current.calibrations) if catalogue else [],
+        "calibration_error": state.calibration_error,
         "config_version": thresholds.version if thresholds else None,
         "config_error": state.thresholds.last_error,
         # Informational, not a readiness condition (see above).
@@ -66,11 +70,13 @@ class ThresholdsInForce(BaseModel):
     version: str | None
     default: float | None
     mode: Mode | None
+    score: Score | None
     max_drop_share: float | None
     holdout: float | None
     log_sample: float | None
     surfaces: dict[str, Surface]
     override_range: OverrideRange | None
+    calibrated_override_range: OverrideRange | None
     loaded_at: float | None  # unix time the config in force was loaded
     last_error: str | None  # why the last read of the file was rejected (the config was kept)
 
@@ -86,7 +92,9 @@ async def thresholds(state: StateDep, response: Response) -> dict[str, object]:
     if current is None:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         config = {
-            **dict.fromkeys(("version", "default", "override_range", *POLICY_KEYS)),
+            **dict.fromkeys(
+                ("version", "default", "override_range", "calibrated_override_range", *POLICY_KEYS)
+            ),
             "surfaces": {},
         }
     else:

@@ -86,11 +86,16 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
         assert 0 <= ten["share_dropped"] <= 1
     for reference, diff in decision["paired"].items():
         assert diff["auc"] == pytest.approx(served["auc"] - decision["rows"][reference]["auc"])
-    # The thresholds file serves the 5% threshold chosen on the validation split.
+    # The thresholds file serves the calibrated score's 5% threshold chosen on the validation
+    # split, and the calibration artifact it needs sits beside it.
+    from codebook.calibration import load_calibration
     from service.core.thresholds import parse_thresholds
 
     shipped = parse_thresholds(Path(results["thresholds_file"]).read_bytes())
-    assert shipped.default == pytest.approx(served["budgets"]["5%"]["threshold"], abs=1e-6)
+    calibrated = decision["rows"]["calibrated"]
+    assert shipped.score == "calibrated"
+    assert shipped.default == pytest.approx(calibrated["budgets"]["5%"]["threshold"], abs=1e-6)
+    assert load_calibration(tmp_path).meta["fitted"].startswith("`conrec evaluate`")
 
     text = (tmp_path / "results.md").read_text()
     for heading in ("Comparison", "Ablation", "Reward schemes", "Forgetting", "Threshold sweep",
