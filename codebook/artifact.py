@@ -217,6 +217,39 @@ class ItemSIDTable:
         missing = list(compress(names, (~found).tolist()))
         return self.codes[rows[found]], missing
 
+    @cached_property
+    def _sid_keys(self) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """The table's SIDs as sorted mixed-radix keys, their rows and the radix; None when two
+        items share a SID (the `allow` collision policy) or the keys would overflow int64."""
+        codes = self.codes.astype(np.int64)
+        base = int(codes.max(initial=0)) + 1
+        if not len(codes) or base ** codes.shape[1] >= 2**63:
+            return None
+        keys = codes @ (base ** np.arange(codes.shape[1] - 1, -1, -1, dtype=np.int64))
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        if (ordered[1:] == ordered[:-1]).any():
+            return None
+        return ordered, order, base
+
+    def rows_of_codes(self, codes: np.ndarray) -> np.ndarray | None:
+        """The row holding each SID of ``codes`` [M, D] (-1 for a SID the table lacks), found by
+        a binary search over the table's sorted SIDs: a vectorised lookup for bodies that carry
+        SIDs. None when the table cannot answer by SID (shared SIDs): look up by id then."""
+        index = self._sid_keys
+        if index is None:
+            return None
+        ordered, order, base = index
+        codes = np.asarray(codes, dtype=np.int64)
+        # A code beyond every code of the table names no item in it (and would alias a key).
+        outside = (codes >= base).any(axis=1)
+        keys = np.minimum(codes, base - 1) @ (
+            base ** np.arange(codes.shape[1] - 1, -1, -1, dtype=np.int64)
+        )
+        at = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
+        rows = np.where((ordered[at] == keys) & ~outside, order[at], -1)
+        return rows
+
     def sid_of(self, item_id: str) -> tuple[int, ...] | None:
         row = self._index.get(str(item_id))
         return None if row is None else tuple(int(c) for c in self.codes[row])

@@ -38,6 +38,7 @@ from codebook.artifact import ArtifactError, ItemSIDTable, artifact_file, atomic
 FORMAT_VERSION = 1
 CALIBRATION_FILE = "calibration.npz"
 FEATURES = ("prior", "log_feedback", "user_dislike", "mf", "max_cosine", "prefix_depth")
+PRIOR, LOG_FEEDBACK, USER_DISLIKE, MF, MAX_COSINE, PREFIX_DEPTH = range(len(FEATURES))
 ITEM_FEATURES = FEATURES[:2]
 
 
@@ -115,16 +116,53 @@ class Calibration:
         known = rows >= 0
         features[rows[known]] = self.item_features[known]
         mf[rows[known]] = self.mf_items[known]
-        return AlignedItems(self, features.astype(np.float32), mf)
+        return AlignedItems.of(self, features.astype(np.float32), mf)
 
 
 @dataclass(frozen=True)
 class AlignedItems:
-    """A calibration's per-item parts in the order of one item table's rows."""
+    """A calibration's per-item parts in the order of one item table's rows, with the models'
+    standardisation and weights folded in, so that a request costs a gather, a [M, F] x [F]
+    product and a few vector operations: for the full model,
+
+        z = item_term[row] + factors[row] . p_u + user part + w_cos * cos + w_depth * depth
+
+    where item_term holds the prior's, the feedback's and the item bias's parts, and the user
+    part the intercept's, the dislike rate's and the user bias's (see `LogisticModel`)."""
 
     calibration: Calibration
-    features: np.ndarray  # [N, 2]
-    mf: np.ndarray  # [N, F + 1]
+    features: np.ndarray  # [N, 2] prior, log_feedback
+    mf: np.ndarray  # [N, F + 1] factors, then bias
+    weights: np.ndarray  # [6] the full model's weights per raw unit of each feature
+    intercept: float  # the full model's intercept on raw features
+    item_term: np.ndarray  # [N] the full model's per-item part of z
+    prefix_term: np.ndarray  # [size] the same for an item known only by its first SID code
+    factors: np.ndarray  # [N, F] item factors times the rating's weight
+    items_only_term: np.ndarray  # [N] the items-only model's z
+    items_only_prefix: np.ndarray  # [size]
+
+    @classmethod
+    def of(cls, cal: Calibration, features: np.ndarray, mf: np.ndarray) -> AlignedItems:
+        w = cal.full.weights / cal.full.scale
+        wi = cal.items_only.weights / cal.items_only.scale
+        items_only_intercept = cal.items_only.intercept - float(cal.items_only.mean @ wi)
+
+        def item_part(x: np.ndarray, bias: np.ndarray | float) -> np.ndarray:
+            z = x[:, PRIOR] * w[PRIOR] + x[:, LOG_FEEDBACK] * w[LOG_FEEDBACK] + bias * w[MF]
+            return z.astype(np.float32)
+
+        return cls(
+            cal,
+            features,
+            mf,
+            weights=w,
+            intercept=cal.full.intercept - float(cal.full.mean @ w),
+            item_term=item_part(features, mf[:, -1]),
+            prefix_term=item_part(cal.prefix_features, 0.0),
+            factors=(mf[:, :-1] * w[MF]).astype(np.float32),
+            items_only_term=(features @ wi + items_only_intercept).astype(np.float32),
+            items_only_prefix=(cal.prefix_features @ wi + items_only_intercept).astype(np.float32),
+        )
 
     def score(
         self,
@@ -138,34 +176,54 @@ class AlignedItems:
         their first SID code, give the prefix features). With a prediction, `max_cosine`,
         `depth` and `user` (its per-user features, `user_layout`) are given: the full model;
         without, the items-only model."""
-        cal = self.calibration
         known = rows >= 0
-        items = np.where(
-            known[:, None], self.features[np.maximum(rows, 0)], cal.prefix_features[first_codes]
-        )
+        everyone = bool(known.all())  # the usual case: no prefix features to mix in
+        at = rows if everyone else np.maximum(rows, 0)
         if user is None:
-            return cal.items_only(items)
-        mf = self.mf[np.maximum(rows, 0)]
-        rating = cal.mf_mean + user[1] + mf[:, -1] + mf[:, :-1] @ user[2:]
-        rating = np.where(known, rating, cal.mf_mean + user[1])
-        x = np.column_stack(
-            [items, np.full(len(rows), user[0], np.float32), rating, max_cosine, depth]
+            z = self.items_only_term[at]
+            return _sigmoid(
+                z if everyone else np.where(known, z, self.items_only_prefix[first_codes])
+            )
+        w = self.weights
+        user_part = (
+            self.intercept
+            + w[USER_DISLIKE] * float(user[0])
+            + w[MF] * (self.calibration.mf_mean + float(user[1]))
         )
-        return cal.full(x)
+        z = self.item_term[at] + self.factors[at] @ user[2:]
+        if not everyone:
+            z = np.where(known, z, self.prefix_term[first_codes])
+        z += user_part + w[MAX_COSINE] * max_cosine + w[PREFIX_DEPTH] * depth
+        return _sigmoid(z)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)) as float32, in place where z is a float32 array of its own."""
+    z = np.asarray(z, dtype=np.float32)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    z += 1.0
+    return np.reciprocal(z, out=z)
 
 
 def prefix_depth(candidates: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """[M, D], [K, D] codes -> [M]: the most leading levels a candidate shares with one
-    prediction. A prefix at level d is a mixed-radix key; a candidate matches level d when its
-    key is among the predictions' (prefixes nest, so the matching levels count the depth)."""
+    prediction. Only the candidates whose first code is a prediction's (a table lookup) are
+    compared with the predictions level by level: few of them on a large codebook."""
     depth = np.zeros(len(candidates), np.float32)
-    key_c = np.zeros(len(candidates), np.int64)
-    key_p = np.zeros(len(predictions), np.int64)
-    base = int(max(candidates.max(initial=0), predictions.max(initial=0))) + 1
-    for level in range(candidates.shape[1]):
-        key_c = key_c * base + candidates[:, level]
-        key_p = key_p * base + predictions[:, level]
-        depth += np.isin(key_c, key_p)
+    if not len(predictions) or not len(candidates):
+        return depth
+    first = np.zeros(int(max(candidates[:, 0].max(), predictions[:, 0].max())) + 1, bool)
+    first[predictions[:, 0]] = True
+    at = np.flatnonzero(first[candidates[:, 0]])
+    if len(at):
+        same = candidates[at, None, :] == predictions[None, :, :]  # [m, K, D]
+        shared = same[:, :, 0]  # [m, K]: the prefix so far is shared with that prediction
+        found = np.ones(len(at), np.float32)
+        for level in range(1, candidates.shape[1]):
+            shared = shared & same[:, :, level]
+            found += shared.any(axis=1)
+        depth[at] = found
     return depth
 
 

@@ -82,10 +82,16 @@ class Resolved:
 
     def rows_and_codes(self, item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The scored candidates' rows in the item table (-1: not in it, a SID given) and
-        codes [M', D]."""
+        codes [M', D]. Candidates that carry SIDs are found by SID where the table's SIDs are
+        unique (a vectorised search), else by id."""
         items = self.loaded.items
         if self.codes is None:
             return self.rows, items.codes.take(self.rows, axis=0)
+        by_sid = items.rows_of_codes(self.codes)
+        if by_sid is not None:
+            return by_sid, self.codes
+        if not self.unknown:
+            return items.rows_of(item_ids), self.codes
         scored = np.delete(np.arange(len(item_ids)), self.unknown)
         return items.rows_of([item_ids[i] for i in scored.tolist()]), self.codes
 
@@ -380,10 +386,8 @@ def calibrated_scores(
     if aligned is None:
         counted.items_only["no_prediction" if prediction is None else "no_user_features"].inc()
         return loaded.calibration.score(rows, first), ""
-    codebook = loaded.codebook
-    predicted = codebook.validate(prediction.codes)
-    cosine = resolved.scores(prediction.codes)
-    depth = prefix_depth(codes, predicted)
+    cosine = resolved.scores(prediction.codes)  # validates the prediction's codes
+    depth = prefix_depth(codes, prediction.codes)
     return aligned.score(rows, first, cosine, depth, prediction.user_features), ""
 
 

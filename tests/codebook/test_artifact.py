@@ -9,6 +9,7 @@ from codebook.artifact import (
     ArtifactError,
     Codebook,
     InvalidSIDError,
+    ItemSIDTable,
     load_codebook,
     load_item_sids,
 )
@@ -100,3 +101,13 @@ def test_squared_norms_from_the_gram_tables_equal_decoded_norms():
     assert gram is codebook.gram
     assert sorted(gram.cross) == [(0, 1), (0, 2), (1, 2)]
     assert not gram.squares.flags.writeable
+
+
+def test_rows_of_codes_finds_items_by_sid_and_declines_shared_sids():
+    table = ItemSIDTable(
+        np.array(["a", "b", "c"]), np.array([[0, 2], [1, 0], [0, 1]], np.uint16), "v"
+    )
+    rows = table.rows_of_codes(np.array([[1, 0], [0, 1], [0, 2], [2, 0], [0, 3], [5, 5]]))
+    np.testing.assert_array_equal(rows, [1, 2, 0, -1, -1, -1])  # the last three: not items
+    shared = ItemSIDTable(np.array(["a", "b"]), np.array([[0, 1], [0, 1]], np.uint16), "v")
+    assert shared.rows_of_codes(np.array([[0, 1]])) is None  # ask by id instead

@@ -82,3 +82,15 @@ def test_prefix_depth_counts_the_shared_leading_levels():
     predictions = np.array([[1, 2, 3], [4, 5, 6]])
     candidates = np.array([[1, 2, 3], [1, 2, 9], [1, 9, 3], [4, 5, 0], [9, 2, 3]])
     np.testing.assert_array_equal(prefix_depth(candidates, predictions), [3, 2, 1, 2, 0])
+
+
+def test_prefix_depth_equals_its_definition_on_random_codes():
+    rng = np.random.default_rng(0)
+    for size in (4, 256):
+        predictions = rng.integers(0, size, size=(20, 3))
+        candidates = np.vstack([predictions[:5], rng.integers(0, size, size=(300, 3))])
+        expected = [
+            max(next((d for d in range(3) if c[d] != p[d]), 3) for p in predictions)
+            for c in candidates
+        ]
+        np.testing.assert_array_equal(prefix_depth(candidates, predictions), expected)
