@@ -29,11 +29,17 @@ def check(file: Annotated[Path, typer.Argument(help="The thresholds YAML file.")
         errors.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     table = Table(title=f"{file}: version {thresholds.version}")
-    for column in ("surface", "threshold", "mode"):
+    for column in ("surface", "score", "threshold", "mode", "max drop share", "holdout", "logged"):
         table.add_column(column)
-    for name, surface in thresholds.surfaces.items():
-        table.add_row(name, f"{surface.threshold:g}", surface.mode)
-    table.add_row(f"{OTHER} (any other, or none)", f"{thresholds.default:g}", thresholds.mode)
+    fallback = (f"{OTHER} (any other, or none)", thresholds.fallback)
+    policies = [*thresholds.surfaces.items(), fallback]
+    for name, p in policies:
+        table.add_row(name, p.score, f"{p.threshold:g}", p.mode, f"{p.max_drop_share:g}",
+                      f"{p.holdout:g}", f"{p.log_sample:g}")  # fmt: skip
     console.print(table)
-    bounds = thresholds.override_range
-    console.print(f"a request's own threshold must lie in [{bounds.min:g}, {bounds.max:g}]")
+    for score in sorted({p.score for _, p in policies}):
+        bounds = thresholds.bounds(score)
+        console.print(
+            f"a request's own threshold on a {score} surface must lie in "
+            f"[{bounds.min:g}, {bounds.max:g}]"
+        )

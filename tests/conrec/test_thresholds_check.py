@@ -17,17 +17,21 @@ runner = CliRunner()
 def test_a_good_file_prints_what_the_service_would_apply(tmp_path: Path) -> None:
     path = tmp_path / "thresholds.yaml"
     path.write_text(
-        "version: r7\ndefault: 0.9\nsurfaces:\n  home: 0.85\n"
-        "  search: {threshold: 0.95, mode: shadow}\noverride_range: {min: 0.8, max: 0.99}\n"
+        "version: r7\ndefault: 0.9\nholdout: 0.05\nsurfaces:\n  home: 0.85\n"
+        "  search: {threshold: 0.95, mode: shadow}\n"
+        "  feed: {score: calibrated, threshold: 0.6, max_drop_share: 0.5}\n"
+        "override_range: {min: 0.8, max: 0.99}\n"
     )
-    result = runner.invoke(app, ["thresholds", "check", str(path)])
+    result = runner.invoke(app, ["thresholds", "check", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     rows = [" ".join(line.strip("│┃ ").split()) for line in result.stdout.splitlines()]
     assert "version r7" in result.stdout
-    assert "home │ 0.85 │ enforce" in rows
-    assert "search │ 0.95 │ shadow" in rows
-    assert "other (any other, or none) │ 0.9 │ enforce" in rows
-    assert "[0.8, 0.99]" in result.stdout
+    assert "home │ max_cosine │ 0.85 │ enforce │ 1 │ 0.05 │ 0" in rows
+    assert "search │ max_cosine │ 0.95 │ shadow │ 1 │ 0.05 │ 0" in rows
+    assert "feed │ calibrated │ 0.6 │ enforce │ 0.5 │ 0.05 │ 0" in rows
+    assert "other (any other, or none) │ max_cosine │ 0.9 │ enforce │ 1 │ 0.05 │ 0" in rows
+    assert "on a max_cosine surface must lie in [0.8, 0.99]" in result.stdout
+    assert "on a calibrated surface must lie in [0, 1]" in result.stdout
 
 
 def test_the_deployed_file_passes() -> None:
