@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 
 from codebook.artifact import Codebook, ItemSIDTable
-from codebook.calibration import Calibration, load_calibration, save_calibration, user_layout
-from model.calibration import item_parts, user_part
+from codebook.calibration import Calibration, load_calibration, user_layout
+from model.calibration import fit_item_side, save_item_side, user_part
 from model.data.splits import UserWindow
-from model.evaluation.mf import MatrixFactorization, MFConfig
+from model.evaluation.mf import MFConfig
 from model.evaluation.visibility import EventLog
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,25 +54,14 @@ def refresh_calibration(
         )
     settings = base.meta["settings"]
     until = max((w.cutoff for w in windows), default=int(events["ts"].max()))
-    log_ = EventLog.of(events, table.item_ids.tolist())
-    parts = item_parts(log_, until, table, codebook.size, settings["prior_strength"])
-    mf = MatrixFactorization(
-        len(table), MFConfig(factors=settings["factors"], regularization=settings["regularization"])
-    )
-    end = log_.end(until)
-    mf.fit(log_.events["user_id"].to_numpy()[:end], log_.item_rows[:end], log_.polarity[:end])
-    version = save_calibration(
-        artifact_dir,
-        codebook_version=codebook.version,
-        item_ids=table.item_ids,
-        item_features=parts.features,
-        prefix_features=parts.prefix,
-        mf_items=np.column_stack([mf.item_factors, mf.item_bias]),
-        mf_mean=mf.mean,
-        full=base.full,
-        items_only=base.items_only,
+    log = EventLog.of(events, table.item_ids.tolist())
+    mf_config = MFConfig(factors=settings["factors"], regularization=settings["regularization"])
+    parts, mf = fit_item_side(log, until, table, codebook.size, settings["prior_strength"],
+                              mf_config)  # fmt: skip
+    version = save_item_side(
+        artifact_dir, table, parts, mf, base.full, base.items_only,
         meta={**_kept(base), "items_until": int(until), "refreshed_by_run": run_id},
-    )
+    )  # fmt: skip
     users = {
         w.user_id: user_part(
             w,
@@ -83,8 +72,8 @@ def refresh_calibration(
         )
         for w in windows
     }
-    log.info("calibration %s refreshed at %s into %s (%d users)", version, until, artifact_dir,
-             len(users))  # fmt: skip
+    logger.info("calibration %s refreshed at %s into %s (%d users)", version, until,
+                artifact_dir, len(users))  # fmt: skip
     return Refreshed(version, len(user_layout(settings["factors"])), users)
 
 

@@ -128,9 +128,7 @@ def split_pairs(
         members = [u for u in point.users if u in windows]
         if not members:
             continue
-        end = split.log.end(point.until)
-        mf.fit(split.log.events["user_id"].to_numpy()[:end], split.log.item_rows[:end],
-               split.log.polarity[:end])  # fmt: skip
+        mf.fit_until(split.log, point.until)
         for u in members:
             history = table.rows_of(windows[u].history_items.tolist())
             factors, bias = mf.fold_in(history, windows[u].history_polarity)
@@ -190,6 +188,39 @@ ITEMS_ONLY = tuple(FEATURES.index(f) for f in ITEM_FEATURES)
 WITHOUT_SET = tuple(i for i, f in enumerate(FEATURES) if f not in ("max_cosine", "prefix_depth"))
 
 
+def fit_item_side(
+    log: EventLog, until: int, table: ItemSIDTable, size: int, prior_strength: float, mf: MFConfig
+) -> tuple[ItemParts, MatrixFactorization]:
+    """The per-item features and the factorisation, from every event up to `until`."""
+    model = MatrixFactorization(len(table), mf)
+    model.fit_until(log, until)
+    return item_parts(log, until, table, size, prior_strength), model
+
+
+def save_item_side(
+    out_dir,
+    table: ItemSIDTable,
+    parts: ItemParts,
+    mf: MatrixFactorization,
+    full: LogisticModel,
+    items_only: LogisticModel,
+    meta: dict,
+) -> str:
+    """Write the calibration artifact: fitted models, and the item side at its cutoff."""
+    return save_calibration(
+        out_dir,
+        codebook_version=table.codebook_version,
+        item_ids=table.item_ids,
+        item_features=parts.features,
+        prefix_features=parts.prefix,
+        mf_items=np.column_stack([mf.item_factors, mf.item_bias]),
+        mf_mean=mf.mean,
+        full=full,
+        items_only=items_only,
+        meta=meta,
+    )
+
+
 def write_calibration(
     out_dir,
     validation: Pairs,
@@ -202,20 +233,15 @@ def write_calibration(
 ) -> str:
     """Fit both models on `validation` and write the artifact with the per-item parts at
     `until` (the factorisation's item side fitted on the events up to it)."""
-    parts = item_parts(log, until, table, codebook.size, settings.prior_strength)
-    mf = MatrixFactorization(len(table), settings.mf)
-    end = log.end(until)
-    mf.fit(log.events["user_id"].to_numpy()[:end], log.item_rows[:end], log.polarity[:end])
-    return save_calibration(
+    parts, mf = fit_item_side(log, until, table, codebook.size, settings.prior_strength,
+                              settings.mf)  # fmt: skip
+    return save_item_side(
         out_dir,
-        codebook_version=table.codebook_version,
-        item_ids=table.item_ids,
-        item_features=parts.features,
-        prefix_features=parts.prefix,
-        mf_items=np.column_stack([mf.item_factors, mf.item_bias]),
-        mf_mean=mf.mean,
-        full=fit_model(validation, FULL, settings.c),
-        items_only=fit_model(validation, ITEMS_ONLY, settings.c),
+        table,
+        parts,
+        mf,
+        fit_model(validation, FULL, settings.c),
+        fit_model(validation, ITEMS_ONLY, settings.c),
         meta={
             "fitted": fitted,
             "items_until": int(until),

@@ -8,6 +8,7 @@ import typer
 
 from conrec.commands.choices import Engine
 from conrec.commands.options import DataOption
+from conrec.evaluation.rows import BACKTEST_BASELINES
 
 
 def backtest(
@@ -18,8 +19,7 @@ def backtest(
     cutoffs: int = typer.Option(26, min=2, help="Weekly global cutoffs replayed."),
     every_days: float = typer.Option(7.0, min=1.0, help="Days between two cutoffs."),
     baselines: str = typer.Option(
-        "popularity,popularity_recent,dislike_prior,category_blocker,swing,factorization",
-        help="Comma-separated baselines, refitted at every cutoff.",
+        ",".join(BACKTEST_BASELINES), help="Comma-separated baselines, refitted at every cutoff."
     ),
     llm: bool = typer.Option(True, help="Replay the LLM row (trained on the events up to T)."),
     refit_every: int = typer.Option(4, min=1, help="Retrain the LLM at every k-th cutoff."),

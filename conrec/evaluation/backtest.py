@@ -34,6 +34,7 @@ from rich.console import Console
 
 from codebook.artifact import Codebook, ItemSIDTable, load_codebook, load_item_sids
 from codebook.figures import pyplot
+from conrec.evaluation.rows import BACKTEST_BASELINES
 from model.data.prepared import load_tables
 from model.data.sources import DataTables
 from model.data.splits import HORIZON_DAYS
@@ -45,14 +46,6 @@ from model.evaluation.metrics import TOPK_METRICS, topk_hits
 from model.evaluation.split import EvalSplit
 
 console = Console()
-BACKTEST_BASELINES = (
-    "popularity",
-    "popularity_recent",
-    "dislike_prior",
-    "category_blocker",
-    "swing",
-    "factorization",
-)
 HISTORY_SET = "history_set"
 LLM_ROW = "conrec"
 

@@ -37,6 +37,9 @@ BASELINES = (
     "sasrec",
 )
 STOCHASTIC_BASELINES = ("random", "sasrec")
+# Refitted at every cutoff of `conrec backtest`: random is the floor and SASRec too slow to refit
+# weekly on a CPU (`--baselines` adds them).
+BACKTEST_BASELINES = tuple(b for b in BASELINES if b not in ("random", "sasrec"))
 # The scorers a practitioner tries first, judged on the decision by their own score (the
 # history set: the user's own recent negatives through the served max cosine).
 REFERENCE_SCORERS = (

@@ -188,9 +188,7 @@ class FactorizationBaseline:
         self.model = MatrixFactorization(len(catalogue), config or MFConfig())
 
     def fit(self, log: EventLog, until: int) -> None:
-        end = log.end(until)
-        self.model.fit(log.events["user_id"].to_numpy()[:end], log.item_rows[:end],
-                       log.polarity[:end])  # fmt: skip
+        self.model.fit_until(log, until)
 
     def scores(self, window: UserWindow) -> np.ndarray:
         rows = self.catalogue.index_all(window.history_items.tolist())

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import sparse
 
 from model.data.tables import Polarity
+from model.evaluation.visibility import EventLog
 
 VALUES = {Polarity.NEG.value: -1.0, Polarity.EXPOSURE.value: 0.0, Polarity.POS.value: 1.0}
 
@@ -59,6 +60,11 @@ class MatrixFactorization:
             p, bu = _ridge_rows(by_user, q, bi, self.config.regularization)
             q, bi = _ridge_rows(by_item, p, bu, self.config.regularization)
         self.item_factors, self.item_bias = q, bi
+
+    def fit_until(self, log: EventLog, until: int) -> None:
+        """Fit on every event of `log` with ts <= until."""
+        end = log.end(until)
+        self.fit(log.events["user_id"].to_numpy()[:end], log.item_rows[:end], log.polarity[:end])
 
     def fold_in(self, item_rows: np.ndarray, polarity: np.ndarray) -> tuple[np.ndarray, float]:
         """(factors [F], bias) of a user with this history, given the fitted item side (rows
