@@ -25,6 +25,7 @@ from model.calibration import (
     FULL,
     WITHOUT_SET,
     CalibrationSettings,
+    Pairs,
     fit_model,
     score_pairs,
     split_pairs,
@@ -51,7 +52,7 @@ def _predictions(path: Path) -> dict[str, np.ndarray]:
 def calibrated_rows(
     scenes: dict, out: Path, served: str | None, seeds: list[int], settings: CalibrationSettings
 ) -> dict[str, tuple[DecisionResult, list[float]]]:
-    """name -> (the row's decision merged over seeds, its AUC per seed), and the artifact."""
+    """name -> (the row's decision merged over seeds, its AUC per seed); writes the artifact."""
     test, validation = scenes[""], scenes["validation"]
     sets = {
         CALIBRATED_HISTORY: (
@@ -60,35 +61,23 @@ def calibrated_rows(
         )
     }
     if served:
-        first = min(seeds)
         sets[CALIBRATED] = (
-            _predictions(out / "rows" / "validation" / f"{served}-s{first}.json"),
+            _predictions(out / "rows" / "validation" / f"{served}-s{min(seeds)}.json"),
             [_predictions(out / "rows" / f"{served}-s{seed}.json") for seed in seeds],
         )
-    out_rows: dict[str, tuple[DecisionResult, list[float]]] = {}
-    fitted = {}
+    rows: dict[str, tuple[DecisionResult, list[float]]] = {}
+    fitted: dict[str, Pairs] = {}
     for name, (on_validation, on_test) in sets.items():
-        fit_pairs = split_pairs(validation.split, validation.table, validation.codebook,
-                                on_validation, settings)  # fmt: skip
-        fitted[name] = fit_pairs
-        model = fit_model(fit_pairs, FULL, settings.c)
-        chosen = fit_pairs.cases(score_pairs(model, fit_pairs, FULL))
-        results = []
-        for predictions in on_test:
-            pairs = split_pairs(test.split, test.table, test.codebook, predictions, settings)
-            results.append(judge(pairs.cases(score_pairs(model, pairs, FULL)), chosen))
-            if name == CALIBRATED_HISTORY:  # the set does not change the no-set row
-                without = fit_model(fit_pairs, WITHOUT_SET, settings.c)
-                out_rows[CALIBRATED_NO_SET] = (
-                    judge(
-                        pairs.cases(score_pairs(without, pairs, WITHOUT_SET)),
-                        fit_pairs.cases(score_pairs(without, fit_pairs, WITHOUT_SET)),
-                    ),
-                    [],
-                )
-        out_rows[name] = (merge_seeds(results), [r.auc for r in results])
-    no_set = out_rows[CALIBRATED_NO_SET][0]
-    out_rows[CALIBRATED_NO_SET] = (no_set, [no_set.auc])
+        fit = split_pairs(validation.split, validation.table, validation.codebook, on_validation,
+                          settings)  # fmt: skip
+        tests = [
+            split_pairs(test.split, test.table, test.codebook, predictions, settings)
+            for predictions in on_test
+        ]
+        fitted[name] = fit
+        rows[name] = _judged(fit, tests, FULL, settings)
+        if name == CALIBRATED_HISTORY:  # no set feature enters it: any set's pairs will do
+            rows[CALIBRATED_NO_SET] = _judged(fit, tests, WITHOUT_SET, settings)
     shipped = CALIBRATED if served else CALIBRATED_HISTORY
     write_calibration(
         out,
@@ -100,4 +89,15 @@ def calibrated_rows(
         settings,
         fitted=f"`conrec evaluate`: {LABELS[shipped]}, fitted on the validation split",
     )
-    return out_rows
+    return rows
+
+
+def _judged(
+    fit: Pairs, tests: list[Pairs], columns: tuple[int, ...], settings: CalibrationSettings
+) -> tuple[DecisionResult, list[float]]:
+    """A model on `columns` fitted on `fit`, its thresholds chosen there, judged on each of
+    `tests` (one per seed): merged, and the AUC per seed."""
+    model = fit_model(fit, columns, settings.c)
+    chosen = fit.cases(score_pairs(model, fit, columns))
+    results = [judge(pairs.cases(score_pairs(model, pairs, columns)), chosen) for pairs in tests]
+    return merge_seeds(results), [r.auc for r in results]
