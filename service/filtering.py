@@ -262,6 +262,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
     )
 
     prediction, reason = await fetch_prediction(state, request.user_id)
+    counted = state.metrics.surfaces.get(label)
     calibrated = policy.score == "calibrated"
     if calibrated and reason == "no_prediction" and resolved is not None:
         reason = ""  # the calibrated score scores from the item features alone
@@ -283,9 +284,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         if not reason:
             # ``found``: the scored candidates' scores, what the score histogram counts.
             if calibrated:
-                found, reason = calibrated_scores(
-                    resolved, prediction, item_ids, state.metrics.surfaces.get(label)
-                )
+                found, reason = calibrated_scores(resolved, prediction, item_ids, counted)
             else:
                 found = resolved.scores(prediction.codes) if resolved.scored else _NONE_SCORED
         if not reason:
@@ -306,7 +305,6 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
     unknown = resolved.unknown if resolved is not None else []
     unscored = [item_ids[i] for i in unknown]
     # A few counter increments and one numpy histogram update per request, whatever its size.
-    counted = state.metrics.surfaces.get(label)
     counted.seen.inc(len(item_ids))
     if unscored:
         counted.unscored.inc(len(unscored))
