@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check-tools locks bench reliability lint clean
+.PHONY: demo test check-tools locks bench reliability fuzz lint clean
 
 $(BIN)/conrec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(BIN)/conrec
 
 reliability: $(BIN)/conrec
 	$(BIN)/pytest -m reliability tests/reliability -s
+
+fuzz: $(BIN)/conrec
+	$(BIN)/pytest -m fuzz tests/reliability/test_fuzz.py -s
 
 # Pinned, hashed dependencies of the images (Dockerfile), for Linux x86_64 and Python 3.11; rerun
 # after changing an extra in pyproject.toml (tests/deploy/test_docker.py checks they cover it).

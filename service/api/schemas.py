@@ -15,6 +15,9 @@ from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
 from service.core.thresholds import OTHER, Mode, Score
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# One code per codebook level: a codebook has 1 to 8 levels (`model.sids`), and the service
+# checks the exact length against the loaded codebook.
+SID = Annotated[list[int], msgspec.Meta(min_length=1, max_length=8)]
 
 
 # gc=False: a request holds a thousand of these; untracked, they do not trigger the cyclic
@@ -22,7 +25,7 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 class Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     item_id: Id
     # The item's semantic ID, one code per codebook level; if absent, looked up by item id.
-    sid: list[int] | None = None
+    sid: SID | None = None
 
 
 class ItemOnly(Candidate, forbid_unknown_fields=True, gc=False):

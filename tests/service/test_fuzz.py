@@ -64,6 +64,8 @@ def test_filter_never_answers_5xx_and_answers_only_as_documented(case, service_u
 
 
 def test_every_answer_and_examples_are_documented() -> None:
+    metrics = schema.raw_schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert set(metrics) == {"text/plain"}  # the Prometheus exposition, not JSON
     operation = schema.raw_schema["paths"]["/filter"]["post"]
     assert set(operation["responses"]) == {"200", "400", "401", "413", "422", "503"}
     examples = operation["requestBody"]["content"]["application/json"]["examples"]
