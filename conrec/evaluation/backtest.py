@@ -9,7 +9,8 @@ At each cutoff T (weekly, the last one a horizon before the last event):
   `refit_every`-th cutoff and predicts at the cutoffs until the next retraining, from each user's
   history up to that cutoff: a model retrained every k weeks, as a platform runs it;
 - each row's decision threshold for a budget is the one chosen on the previous cutoff's week
-  (the first week only calibrates).
+  (the first week only calibrates); the calibrated score's model is fitted there too (with the
+  user's own last 20 negatives as the set, and with the LLM's predictions).
 
 Figures pool the user-weeks: list metrics over every week, the decision over weeks 2..n (AUC the
 mean over user-weeks; caught and lost pooled over (user-week, item) pairs). Layout of `out`:
@@ -34,7 +35,10 @@ from rich.console import Console
 
 from codebook.artifact import Codebook, ItemSIDTable, load_codebook, load_item_sids
 from codebook.figures import pyplot
+from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY
+from conrec.evaluation.calibrated import LABELS as CALIBRATED_LABELS
 from conrec.evaluation.rows import BACKTEST_BASELINES
+from model.calibration import FULL, CalibrationSettings, Pairs, fit_model, score_pairs, split_pairs
 from model.data.prepared import load_tables
 from model.data.sources import DataTables
 from model.data.splits import HORIZON_DAYS
@@ -48,6 +52,7 @@ from model.evaluation.split import EvalSplit
 console = Console()
 HISTORY_SET = "history_set"
 LLM_ROW = "conrec"
+KINDS = ("max_cosine", "own", "calibrated")
 
 
 @dataclass
@@ -115,6 +120,9 @@ def run_backtest(cfg: BacktestConfig, dataset: DataTables | None = None) -> dict
     catalogue = Catalogue.of(table, data.items)
     cutoffs = backtest_cutoffs(data.events, cfg.cutoffs, cfg.every_days)
     weeks: dict[str, list[Week]] = {}
+    # Per calibrated row, each week's (user, future item) pairs with their features.
+    pairs: dict[str, list[Pairs]] = {CALIBRATED_HISTORY: []} | ({CALIBRATED: []} if cfg.llm else {})
+    settings = CalibrationSettings()
     model_dir = None
     for i, cutoff in enumerate(cutoffs):
         users = active_users(data.events, cutoff)
@@ -128,10 +136,11 @@ def run_backtest(cfg: BacktestConfig, dataset: DataTables | None = None) -> dict
                 lambda n=name, s=split: _baseline(n, s, catalogue, cfg.k),
             )
             weeks.setdefault(name, []).append(_week(cutoff, payload, split, codebook, table))
-        history = {u: c.tolist() for u, c in history_predictions(split.windows, table).items()}
+        history = history_predictions(split.windows, table)
         weeks.setdefault(HISTORY_SET, []).append(
             _week(cutoff, {"predictions": history}, split, codebook, table, list_row=False)
         )
+        pairs[CALIBRATED_HISTORY].append(split_pairs(split, table, codebook, history, settings))
         if cfg.llm:
             if i % cfg.refit_every == 0:
                 model_dir = _train(base, data, cutoff, out)
@@ -140,12 +149,18 @@ def run_backtest(cfg: BacktestConfig, dataset: DataTables | None = None) -> dict
                 lambda d=model_dir, s=split: _llm(d, s, table, cfg),
             )
             weeks.setdefault(LLM_ROW, []).append(_week(cutoff, payload, split, codebook, table))
+            predicted = {
+                u: np.asarray(p, dtype=np.int64) for u, p in payload["predictions"].items()
+            }
+            pairs[CALIBRATED].append(split_pairs(split, table, codebook, predicted, settings))
+    rows = {name: summarize_weeks(found) for name, found in weeks.items()}
+    rows |= {name: calibrated_weeks(cutoffs, found, settings) for name, found in pairs.items()}
     results = {
         "cutoffs": [_date(t) for t in cutoffs],
         "every_days": cfg.every_days,
         "refit_every": cfg.refit_every if cfg.llm else None,
         "user_weeks": int(sum(len(w.cases["max_cosine"]) for w in weeks[HISTORY_SET])),
-        "rows": {name: summarize_weeks(found) for name, found in weeks.items()},
+        "rows": rows,
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / "backtest.json").write_text(json.dumps(results, indent=2, default=float))
@@ -231,40 +246,63 @@ def summarize_weeks(weeks: list[Week]) -> dict:
             m: float(np.nanmean(np.concatenate([w.hits[m] for w in weeks]))) for m in TOPK_METRICS
         }
     for kind in weeks[0].cases:
-        per_week = []
-        aucs, pooled = [], {budget_label(b): [0.0, 0.0, 0.0, 0.0] for b in BUDGETS}
-        for before, now in itertools.pairwise(weeks):
-            result = judge(now.cases[kind], before.cases[kind])
-            aucs.append(user_auc(now.cases[kind]))
-            negatives = sum(len(c.negatives) for c in now.cases[kind])
-            positives = sum(len(c.positives) for c in now.cases[kind])
-            for key, b in result.budgets.items():
-                counts = pooled[key]
-                counts[0] += b.caught * negatives
-                counts[1] += negatives
-                counts[2] += b.lost * positives
-                counts[3] += positives
-            per_week.append(
-                {
-                    "cutoff": _date(now.cutoff),
-                    "auc": result.auc,
-                    "caught_at_10pct": result.budgets["10%"].caught,
-                }
-            )
-        every = np.concatenate(aucs) if aucs else np.zeros(0)
-        out[kind] = {
-            "auc": float(np.nanmean(every)) if np.isfinite(every).any() else float("nan"),
-            "user_weeks": int(np.count_nonzero(~np.isnan(every))),
-            "budgets": {
-                key: {"caught": c[0] / max(c[1], 1), "lost": c[2] / max(c[3], 1)}
-                for key, c in pooled.items()
-            },
-            "weeks": per_week,
-        }
+        out[kind] = pooled_decision(
+            [
+                (now.cutoff, before.cases[kind], now.cases[kind])
+                for before, now in itertools.pairwise(weeks)
+            ]
+        )
     return out
 
 
+def calibrated_weeks(cutoffs: list[int], pairs: list[Pairs], settings) -> dict:
+    """The calibrated score replayed: each week's model fitted on the week before (its pairs
+    and their future), its thresholds chosen there, judged on this week's pairs."""
+    judged = []
+    for cutoff, before, now in zip(cutoffs[1:], pairs, pairs[1:], strict=False):
+        model = fit_model(before, FULL, settings.c)
+        judged.append(
+            (cutoff, before.cases(score_pairs(model, before, FULL)),
+             now.cases(score_pairs(model, now, FULL)))
+        )  # fmt: skip
+    return {"calibrated": pooled_decision(judged)}
+
+
+def pooled_decision(judged: list[tuple[int, list[DecisionCase], list[DecisionCase]]]) -> dict:
+    """(cutoff, cases the thresholds are chosen on, cases judged) per week -> the decision
+    pooled over user-weeks: AUC the mean over them, caught and lost over their pairs."""
+    per_week = []
+    aucs, pooled = [], {budget_label(b): [0.0, 0.0, 0.0, 0.0] for b in BUDGETS}
+    for cutoff, chosen_on, cases in judged:
+        result = judge(cases, chosen_on)
+        aucs.append(user_auc(cases))
+        negatives = sum(len(c.negatives) for c in cases)
+        positives = sum(len(c.positives) for c in cases)
+        for key, b in result.budgets.items():
+            counts = pooled[key]
+            counts[0] += b.caught * negatives
+            counts[1] += negatives
+            counts[2] += b.lost * positives
+            counts[3] += positives
+        per_week.append(
+            {"cutoff": _date(cutoff), "auc": result.auc,
+             "caught_at_10pct": result.budgets["10%"].caught}
+        )  # fmt: skip
+    every = np.concatenate(aucs) if aucs else np.zeros(0)
+    return {
+        "auc": float(np.nanmean(every)) if np.isfinite(every).any() else float("nan"),
+        "user_weeks": int(np.count_nonzero(~np.isnan(every))),
+        "budgets": {
+            key: {"caught": c[0] / max(c[1], 1), "lost": c[2] / max(c[3], 1)}
+            for key, c in pooled.items()
+        },
+        "weeks": per_week,
+    }
+
+
 def _label(name: str, kind: str) -> str:
+    if kind == "calibrated":
+        return CALIBRATED_LABELS[name]
     if name == HISTORY_SET:
         return "user's own last 20 negatives, max cosine (served)"
     shown = "CoNRec" if name == LLM_ROW else name
@@ -292,10 +330,7 @@ def render_backtest(results: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     entries = [
-        (name, kind, row)
-        for name, row in results["rows"].items()
-        for kind in ("max_cosine", "own")
-        if kind in row
+        (name, kind, row) for name, row in results["rows"].items() for kind in KINDS if kind in row
     ]
     for name, kind, row in sorted(entries, key=lambda e: -e[2][e[1]]["auc"]):
         figures = row.get("list", {})
@@ -316,7 +351,7 @@ def plot_backtest(results: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5))
     for name, row in results["rows"].items():
-        for kind in ("max_cosine", "own"):
+        for kind in KINDS:
             if kind in row and row[kind]["weeks"]:
                 weeks = row[kind]["weeks"]
                 ax.plot([w["cutoff"] for w in weeks], [w["caught_at_10pct"] for w in weeks],

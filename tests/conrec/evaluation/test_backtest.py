@@ -51,11 +51,15 @@ def test_miniature_backtest_refits_every_row_and_resumes(tmp_path, ml100k, artif
     models = sorted(p.name for p in (tmp_path / "out" / "models").iterdir())
     assert len(models) == 2  # trained at the first and the third cutoff
     rows = results["rows"]
-    assert set(rows) == {"popularity", "dislike_prior", "history_set", "conrec"}
+    assert set(rows) == {"popularity", "dislike_prior", "history_set", "conrec",
+                         "calibrated", "calibrated_history"}  # fmt: skip
     assert set(rows["dislike_prior"]) == {"list", "max_cosine", "own"}
     assert "list" not in rows["history_set"]
+    # The calibrated score: each week's model fitted on the week before.
+    assert set(rows["calibrated"]) == {"calibrated"}
+    assert 0.5 < rows["calibrated_history"]["calibrated"]["auc"] < 1
     for row in rows.values():
-        for kind in ("max_cosine", "own"):
+        for kind in ("max_cosine", "own", "calibrated"):
             if kind in row:
                 assert len(row[kind]["weeks"]) == 2  # the first week only calibrates
                 assert 0 <= row[kind]["budgets"]["10%"]["caught"] <= 1
