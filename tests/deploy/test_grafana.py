@@ -89,11 +89,18 @@ def test_the_panels_an_operator_needs(dashboard: dict[str, Any]) -> None:
         # config changes
         "conrec_thresholds_config_info", "conrec_thresholds_config_loaded_timestamp_seconds",
         "conrec_codebook_info",
+        # safety and measurement: capped drops, the calibrated score, the decision log
+        "conrec_filter_candidates_capped_total", "conrec_filter_items_only_total",
+        "conrec_filter_calibrated_probability_bucket", "conrec_calibration_info",
+        "conrec_calibration_reload_failures_total", "conrec_decision_log_dropped_lines_total",
     ):  # fmt: skip
         assert metric in exprs, metric
-    [heatmap] = [p for p in panels(dashboard) if p["type"] == "heatmap"]
-    assert heatmap["targets"][0]["format"] == "heatmap"
-    assert "by (le)" in heatmap["targets"][0]["expr"]
+    heatmaps = [p for p in panels(dashboard) if p["type"] == "heatmap"]
+    assert {h["title"] for h in heatmaps} == {"Max-cosine scores ($surface)",
+                                              "Calibrated P(dislike) ($surface)"}  # fmt: skip
+    for heatmap in heatmaps:
+        assert heatmap["targets"][0]["format"] == "heatmap"
+        assert "by (le)" in heatmap["targets"][0]["expr"]
     drop = by_title(dashboard, "Drop rate by surface and mode")
     assert "by (surface, mode)" in drop["targets"][0]["expr"]
 
