@@ -50,17 +50,19 @@ class Recommendation:
     caught: float
     lost: float
     share_dropped: float
+    score: str = "max_cosine"
 
 
 def recommend(
-    cases: Sequence[DecisionCase], budgets: Iterable[float] = BUDGETS
+    cases: Sequence[DecisionCase], budgets: Iterable[float] = BUDGETS, score: str = "max_cosine"
 ) -> list[Recommendation]:
     """Per budget of positives lost, the lowest threshold within it and what it does."""
     out = []
     for budget in budgets:
         threshold = threshold_at(cases, budget)
         caught, lost = rates(cases, threshold)
-        out.append(Recommendation(budget, threshold, caught, lost, share_dropped(cases, threshold)))
+        dropped = share_dropped(cases, threshold)
+        out.append(Recommendation(budget, threshold, caught, lost, dropped, score))
     return out
 
 
@@ -102,22 +104,31 @@ def operators_report(
     items: pd.DataFrame,
     out_dir: str | Path,
     budget: float = SERVED_BUDGET,
+    calibrated: Sequence[DecisionCase] | None = None,
 ) -> dict:
     """Sweep, blocker point, recommendations and report files for `predictions` ([K, D] codes
-    per user) at the cutoff of `windows`; returns the figures the report shows."""
+    per user) at the cutoff of `windows`; returns the figures the report shows. With the
+    calibrated score's cases (`model.evaluation.cases.calibrated_cases`), each budget gets a
+    recommendation per score, and the thresholds file serves the score that catches more at
+    `budget`."""
     cases = served_cases(windows, predictions, codebook, item_sids)
     sweep = threshold_sweep(cases)
     blocker = category_blocker(windows, item_sids, items)
-    recommended = recommend(cases, sorted({*BUDGETS, budget}))
+    budgets = sorted({*BUDGETS, budget})
+    recommended = recommend(cases, budgets)
+    if calibrated is not None:
+        recommended += recommend(calibrated, budgets, score="calibrated")
     out = Path(out_dir)
     path = write_report(sweep, blocker, recommended, out)
-    served = next(r for r in recommended if r.budget == budget)
+    served = max((r for r in recommended if r.budget == budget), key=lambda r: r.caught)
     thresholds = write_thresholds(
         out / THRESHOLDS_FILE,
         served.threshold,
-        f"the lowest threshold losing at most {budget_label(budget)} of the future positives of "
-        f"{len(cases)} users in their week after the report's cutoff (`conrec report`): "
-        f"caught {served.caught:.3f} of their future negatives, lost {served.lost:.3f}",
+        f"the lowest {served.score} threshold losing at most {budget_label(budget)} of the "
+        f"future positives of {len(cases)} users in their week after the report's cutoff "
+        f"(`conrec report`): caught {served.caught:.3f} of their future negatives, lost "
+        f"{served.lost:.3f}",
+        score=served.score,
     )
     population = decision_population(windows)
     return {
@@ -171,10 +182,11 @@ def write_report(
         [blocker["positives_lost"]], [blocker["negatives_caught"]], color="tab:red", marker="x",
         s=80, label="category blocker",
     )  # fmt: skip
-    ax.scatter(
-        [r.lost for r in recommended], [r.caught for r in recommended], color="tab:green",
-        marker="s", s=30, label="recommended (per budget)",
-    )  # fmt: skip
+    for score, color in (("max_cosine", "tab:green"), ("calibrated", "tab:purple")):
+        points = [r for r in recommended if r.score == score]
+        if points:
+            ax.scatter([r.lost for r in points], [r.caught for r in points], color=color,
+                       marker="s", s=30, label=f"recommended, {score} (per budget)")  # fmt: skip
     ax.set(
         xlabel="future positives lost (share dropped)",
         ylabel="future negatives caught (share dropped)",
@@ -199,16 +211,18 @@ def write_report(
         "",
         "## Recommended thresholds",
         "",
-        "| budget of positives lost | threshold | negatives caught | positives lost | dropped |",
-        "|---|---|---|---|---|",
+        "| budget of positives lost | score | threshold | negatives caught | positives lost | "
+        "dropped |",
+        "|---|---|---|---|---|---|",
         *(
-            f"| {budget_label(r.budget)} | {r.threshold:.4f} | {r.caught:.3f} | {r.lost:.3f} | "
-            f"{r.share_dropped:.3f} |"
+            f"| {budget_label(r.budget)} | {r.score} | {r.threshold:.4f} | {r.caught:.3f} | "
+            f"{r.lost:.3f} | {r.share_dropped:.3f} |"
             for r in recommended
         ),
         "",
         f"`{THRESHOLDS_FILE}` beside this report serves the {budget_label(SERVED_BUDGET)} "
-        "threshold; check it with `conrec thresholds check` before it ships.",
+        "threshold of the score that catches more there; check it with `conrec thresholds "
+        "check` before it ships.",
         "",
         "## Sweep",
         "",

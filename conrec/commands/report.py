@@ -69,7 +69,9 @@ def report(
 
     tables = load_tables(data)
     table = load_item_sids(codebook_dir)
+    codebook = load_codebook(codebook_dir)
     split = EvalSplit.build(tables.events, table, cutoff=cutoff)
+    calibrated = None
     if model_dir:
         from conrec.evaluation.llm import LLMPredictor
 
@@ -77,9 +79,11 @@ def report(
         topk = predictor.topk(predictor.prompts(split))
         predictions = {u: _codes(sids) for u, sids in topk.items()}
     else:
-        predictions = _published(redis_url, store_path, [w.user_id for w in split.windows])
+        found = _published(redis_url, store_path, [w.user_id for w in split.windows])
+        predictions = {u: p.codes for u, p in found.items()}
+        calibrated = _calibrated(codebook_dir, split, found, codebook, table)
     figures = operators_report(
-        split.windows, predictions, load_codebook(codebook_dir), table, tables.items, out
+        split.windows, predictions, codebook, table, tables.items, out, calibrated=calibrated
     )
     console.print(
         f"{figures['users']} users ({figures['with_prediction']} with a prediction); at the "
@@ -89,11 +93,12 @@ def report(
     )
     for rec in figures["recommended"]:
         console.print(
-            f"at most {rec['budget']:.0%} of future positives lost: threshold "
+            f"at most {rec['budget']:.0%} of future positives lost: {rec['score']} threshold "
             f"{rec['threshold']:.4f} catches {rec['caught']:.3f} of future negatives "
             f"(loses {rec['lost']:.3f}, drops {rec['share_dropped']:.3f} of a user's week)"
         )
-    console.print(f"ready to serve (5% budget): {figures['thresholds_file']}")
+    served = figures["served"]
+    console.print(f"ready to serve (5% budget, {served['score']}): {figures['thresholds_file']}")
 
 
 def _production(decision_log: str, feedback: str | None, salt: str, out: Path) -> None:
@@ -124,6 +129,7 @@ def _codes(sids):
 
 
 def _published(redis_url: str | None, store_path: str | None, users: list[str]) -> dict:
+    """user -> Prediction of the published run, for the users that have one."""
     from batch_gen.store import PredictionStore, connect, stop_embedded
 
     if store_path and not Path(store_path).is_file():
@@ -134,4 +140,27 @@ def _published(redis_url: str | None, store_path: str | None, users: list[str]) 
     finally:
         if store_path:
             stop_embedded(client)
-    return {u: p.codes for u, p in zip(users, found, strict=True) if p is not None}
+    return {u: p for u, p in zip(users, found, strict=True) if p is not None}
+
+
+def _calibrated(codebook_dir: str, split, found: dict, codebook, table):
+    """The calibrated score's cases, as the service would score them, where the codebook has a
+    calibration artifact (None otherwise): users whose prediction carries a part made for it
+    get the full model, the others the item features alone."""
+    from codebook.artifact import ArtifactError
+    from codebook.calibration import load_calibration
+    from model.evaluation.cases import calibrated_cases
+
+    try:
+        calibration = load_calibration(codebook_dir)
+    except ArtifactError:
+        return None
+    parts = {
+        u: p.user_features
+        for u, p in found.items()
+        if p.user_features is not None and p.calibration_version == calibration.version
+    }
+    predictions = {u: p.codes for u, p in found.items()}
+    return calibrated_cases(
+        split.windows, predictions, parts, calibration.aligned(table), codebook, table
+    )

@@ -7,7 +7,9 @@ are also negatives count as negatives). Two ways to score:
   user's predicted SIDs (`codebook.similarity.max_cosine`); a user without a prediction, or an
   item without a SID, scores -inf, i.e. is kept, as the service fails open;
 - `scored_cases`: a reference scorer's own score of every catalogue item (e.g. an item's
-  dislike prior); items outside the catalogue score -inf.
+  dislike prior); items outside the catalogue score -inf;
+- `calibrated_cases`: the service's calibrated score, P(dislike) from a calibration artifact and
+  each user's part stored with their prediction (the items-only model without one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from codebook.artifact import Codebook, ItemSIDTable
+from codebook.calibration import AlignedItems, prefix_depth
 from codebook.similarity import max_cosine
 from model.data.splits import UserWindow
 from model.evaluation.decision import DecisionCase
@@ -101,3 +104,34 @@ def history_predictions(
         if len(rows):
             out[w.user_id] = item_sids.codes[rows].astype(np.int64)
     return out
+
+
+def calibrated_cases(
+    windows: Iterable[UserWindow],
+    predictions: Mapping[str, np.ndarray],
+    user_parts: Mapping[str, np.ndarray],
+    aligned: AlignedItems,
+    codebook: Codebook,
+    item_sids: ItemSIDTable,
+) -> list[DecisionCase]:
+    """Cases scored as a `score: calibrated` surface scores them: with the user's prediction
+    ([K, D] codes) and per-user part when both exist, else by the item features alone."""
+
+    def score(w: UserWindow, items: list[str]) -> np.ndarray:
+        rows = item_sids.rows_of(items)
+        out = np.full(len(items), -np.inf)
+        known = rows >= 0
+        if not known.any():
+            return out
+        codes = item_sids.codes[rows[known]].astype(np.int64)
+        first = codes[:, 0]
+        pred, part = predictions.get(w.user_id), user_parts.get(w.user_id)
+        if pred is None or part is None or not len(pred):
+            out[known] = aligned.score(rows[known], first)
+            return out
+        pred = np.asarray(pred, dtype=np.int64)
+        cosine, depth = max_cosine(codebook, codes, pred), prefix_depth(codes, pred)
+        out[known] = aligned.score(rows[known], first, cosine, depth, part)
+        return out
+
+    return _cases(windows, score)

@@ -52,7 +52,7 @@ def test_sweep_and_blocker_on_a_hand_computed_user(tmp_path):
     assert (rec.threshold, rec.caught, rec.lost) == (pytest.approx(0.0, abs=1e-7), 0.5, 0.0)
     report = write_report(sweep, blocker, [rec], tmp_path)
     text = report.read_text()
-    assert "| 5% | 0.0000 | 0.500 | 0.000 |" in text
+    assert "| 5% | max_cosine | 0.0000 | 0.500 | 0.000 |" in text
     assert "| 0.80 | 0.250 | 0.000 |" in text
     assert "| category blocker | 1.000 | 0.000 |" in text
     assert (tmp_path / "filter_report.png").stat().st_size > 10_000
@@ -114,7 +114,7 @@ def test_conrec_report_from_a_published_run_scores_every_user(
 
     served = parse_thresholds((tmp_path / "report" / "thresholds.yaml").read_bytes())
     assert served.mode == "enforce"
-    assert f"| 5% | {served.default:.4f} |" in text
+    assert f"| 5% | max_cosine | {served.default:.4f} |" in text
     # three users out of ~930 can drop only a sliver of all future negatives
     caught = [float(line.split("|")[2]) for line in text.splitlines() if line.startswith("| 0.50")]
     assert 0.0 < caught[0] < 0.02, text
@@ -129,3 +129,56 @@ def test_conrec_report_needs_exactly_one_source(tmp_path):
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "exactly one of" in result.output
+
+
+def test_conrec_report_recommends_the_score_that_catches_more(
+    tmp_path, ml100k, ml100k_tables, artifact_dir
+):
+    """With a calibration beside the codebook, the report recommends per budget for both
+    scores and serves the one catching more: here a calibration leaning on the item's dislike
+    prior, far ahead of the max cosine to three users' arbitrary predictions."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from batch_gen.store import PredictionStore, connect, stop_embedded
+    from codebook.artifact import load_item_sids
+    from codebook.calibration import FEATURES, LogisticModel, user_layout
+    from conrec.cli import app
+    from model.calibration import fit_item_side, save_item_side
+    from model.evaluation.mf import MFConfig
+    from model.evaluation.visibility import EventLog
+    from service.core.thresholds import parse_thresholds
+
+    codebook_dir = tmp_path / "codebook"
+    shutil.copytree(artifact_dir, codebook_dir)
+    table = load_item_sids(codebook_dir)
+    log = EventLog.of(ml100k.events, table.item_ids.tolist())
+    parts, mf = fit_item_side(log, int(log.ts.max()), table, 32, 5.0, MFConfig(factors=2))
+    prior_only = LogisticModel(np.eye(len(FEATURES))[0] * 5, -1.0, np.zeros(6), np.ones(6))
+    version = save_item_side(codebook_dir, table, parts, mf, prior_only,
+                             LogisticModel(np.array([5.0, 0.0]), -1.0, np.zeros(2), np.ones(2)),
+                             meta={"fitted": "test"})  # fmt: skip
+    store_path = tmp_path / "store" / "redis.db"
+    client = connect(None, embedded_path=store_path)
+    width = len(user_layout(2))
+    writer = PredictionStore(client).begin_run(
+        "r1", codebook_version=table.codebook_version, model_version="m",
+        user_features=width, calibration_version=version,
+    )  # fmt: skip
+    writer.write_batch(["1", "2", "3"], np.repeat(table.codes[None, :20], 3, axis=0),
+                       np.zeros((3, width)))  # fmt: skip
+    writer.publish()
+    stop_embedded(client)
+    result = CliRunner().invoke(
+        app,
+        ["report", "--store-path", str(store_path), "--codebook-dir", str(codebook_dir),
+         "--data", str(ml100k_tables), "--out", str(tmp_path / "report")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report" / "filter_report.md").read_text()
+    assert "| 5% | calibrated |" in text
+    assert "| 5% | max_cosine |" in text
+    served = parse_thresholds((tmp_path / "report" / "thresholds.yaml").read_bytes())
+    assert served.score == "calibrated"
+    assert "(5% budget, calibrated)" in " ".join(result.output.split())
