@@ -95,6 +95,17 @@ class Pairs:
     kinds: np.ndarray  # [P] 0 negative, 1 positive, 2 other
     scored: np.ndarray  # [P] bool: the item has a SID
 
+    @classmethod
+    def concat(cls, parts: Sequence[Pairs]) -> Pairs:
+        """Several splits' pairs as one (a model fitted on all of them)."""
+        return cls(
+            [u for p in parts for u in p.users],
+            [c for p in parts for c in p.counts],
+            np.concatenate([p.features for p in parts]),
+            np.concatenate([p.kinds for p in parts]),
+            np.concatenate([p.scored for p in parts]),
+        )
+
     def cases(self, scores: np.ndarray) -> list[DecisionCase]:
         """Decision cases from one score per pair; items without a SID score -inf (kept)."""
         scores = np.where(self.scored, scores, -np.inf)

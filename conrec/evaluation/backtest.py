@@ -9,8 +9,8 @@ At each cutoff T (weekly, the last one a horizon before the last event):
   `refit_every`-th cutoff and predicts at the cutoffs until the next retraining, from each user's
   history up to that cutoff: a model retrained every k weeks, as a platform runs it;
 - each row's decision threshold for a budget is the one chosen on the previous cutoff's week
-  (the first week only calibrates); the calibrated score's model is fitted there too (with the
-  user's own last 20 negatives as the set, and with the LLM's predictions).
+  (the first week only calibrates); the calibrated score's model is fitted on every week before
+  (with the user's own last 20 negatives as the set, and with the LLM's predictions).
 
 Figures pool the user-weeks: list metrics over every week, the decision over weeks 2..n (AUC the
 mean over user-weeks; caught and lost pooled over (user-week, item) pairs). Layout of `out`:
@@ -256,11 +256,13 @@ def summarize_weeks(weeks: list[Week]) -> dict:
 
 
 def calibrated_weeks(cutoffs: list[int], pairs: list[Pairs], settings) -> dict:
-    """The calibrated score replayed: each week's model fitted on the week before (its pairs
-    and their future), its thresholds chosen there, judged on this week's pairs."""
+    """The calibrated score replayed: each week's model fitted on every week before it (their
+    pairs and their futures, all known by this week's cutoff), its thresholds chosen on the week
+    just before, judged on this week's pairs."""
     judged = []
-    for cutoff, before, now in zip(cutoffs[1:], pairs, pairs[1:], strict=False):
-        model = fit_model(before, FULL, settings.c)
+    for i in range(1, len(pairs)):
+        cutoff, before, now = cutoffs[i], pairs[i - 1], pairs[i]
+        model = fit_model(Pairs.concat(pairs[:i]), FULL, settings.c)
         judged.append(
             (cutoff, before.cases(score_pairs(model, before, FULL)),
              now.cases(score_pairs(model, now, FULL)))
