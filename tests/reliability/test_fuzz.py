@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from tests.service.support import ITEMS, build_artifact, service_process
 pytestmark = pytest.mark.fuzz
 
 API_KEY = "fuzz-key"
-EXAMPLES = {"/filter": 9_000, "/readyz": 250, "/healthz": 250, "/thresholds": 250, "/metrics": 250}
+# Routes without parameters have few distinct requests to generate: hypothesis stops there.
+EXAMPLES = {"/filter": 10_000, "/readyz": 100, "/healthz": 100, "/thresholds": 100, "/metrics": 100}
 MEMORY_BOUND_MB = 64
 THRESHOLDS = """\
 version: fuzz
@@ -98,8 +100,11 @@ def _fuzzed(path: str):
     @schema.include(path=path).parametrize()
     @settings(max_examples=EXAMPLES[path], deadline=None, suppress_health_check=list(HealthCheck))
     def check(case, service) -> None:
-        if case.headers is None or "x-api-key" not in {k.lower() for k in case.headers}:
-            case.headers = {**(case.headers or {}), "X-API-Key": API_KEY}
+        # Most cases carry the key, so that they reach the body's handling; one in ten keeps
+        # whatever key header was generated (usually a wrong one: a 401).
+        headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "x-api-key"}
+        if zlib.crc32(repr((case.body, case.headers)).encode()) % 10:
+            case.headers = {**headers, "X-API-Key": API_KEY}
         response = case.call(base_url=service.url)
         SEEN["statuses"].append(response.status_code)
         case.validate_response(
@@ -129,7 +134,7 @@ test_metrics = _fuzzed("/metrics")
 def test_report(service) -> None:
     """The figures docs/reliability.md records (runs last in the module)."""
     statuses = SEEN["statuses"]
-    assert len(statuses) >= 9_500
+    assert len(statuses) >= 10_000
     assert all(s < 500 for s in statuses)
     growth = service.rss_mb - service.idle_mb
     print(
