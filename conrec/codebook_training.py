@@ -1,16 +1,48 @@
-"""Training a codebook for a dataset: items -> embeddings -> RQ-VAE -> codebook artifact."""
+"""Training a codebook for a dataset: items -> item vectors -> RQ-VAE -> codebook artifact.
+
+Item vectors (`ITEM_VECTORS`): `text`, the item's text through the MiniLM encoder (or
+precomputed `--embeddings`); `collaborative`, the biased factorisation's item factors and bias
+(`model.evaluation.mf`, neg -1 / exposure 0 / pos +1), fitted on every user's events up to that
+user's own cutoff (the codebook is trained once for all users: union-trained, like the LLM), for
+catalogues without text; `text+collaborative`, both, each scaled to unit length, side by side.
+An item nobody has rated by then has no collaborative part (zeros).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model.data.prepared import load_tables
-from model.pypi import cache_dir
+import numpy as np
+
+if TYPE_CHECKING:  # the CLI imports ITEM_VECTORS from here without the data extra
+    import pandas as pd
 
 log = logging.getLogger(__name__)
+ITEM_VECTORS = ("text", "collaborative", "text+collaborative")
+COLLABORATIVE_FACTORS = 32
+
+
+def collaborative_vectors(events: pd.DataFrame, item_ids: list[str], cutoff: str) -> np.ndarray:
+    """[N, factors + 1] item factors and bias of the factorisation of every user's events up to
+    their own cutoff; zeros for an item without any."""
+    from model.data.splits import cutoffs_for
+    from model.evaluation.mf import MatrixFactorization, MFConfig
+    from model.evaluation.users import own_history_events
+    from model.evaluation.visibility import EventLog
+
+    seen = own_history_events(events, cutoffs_for(events, cutoff))
+    log = EventLog.of(seen, item_ids)
+    mf = MatrixFactorization(len(item_ids), MFConfig(factors=COLLABORATIVE_FACTORS))
+    mf.fit_until(log, int(log.ts.max()) if len(log.ts) else 0)
+    return np.column_stack([mf.item_factors, mf.item_bias]).astype(np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
 
 
 def train_codebook(
@@ -24,22 +56,38 @@ def train_codebook(
     epochs: int = 400,
     collision_policy: str = "reassign",
     seed: int = 0,
+    item_vectors: str = "text",
+    cutoff: str = "midpoint",
 ) -> dict[str, Any]:
     """Train and write a codebook artifact for the items of a prepared-tables folder (None:
-    ml-100k's); returns its quality metrics."""
+    ml-100k's); returns its quality metrics. `cutoff` bounds the events collaborative vectors
+    learn from."""
     from codebook.embed import DEFAULT_ENCODER, MiniLMEncoder, embed_texts, load_precomputed
     from codebook.rqvae import RQVAEConfig
     from codebook.train import TrainConfig, plot_history, train_rqvae, write_artifact
+    from model.data.prepared import load_tables
     from model.data.tables import item_texts
+    from model.pypi import cache_dir
 
+    if item_vectors not in ITEM_VECTORS:
+        raise ValueError(f"item_vectors must be one of {ITEM_VECTORS}, got {item_vectors!r}")
     tables = load_tables(data)
     source, items = tables.name, tables.items
     item_ids = items["item_id"].tolist()
-    if embeddings_path:
-        emb, encoder_name = load_precomputed(embeddings_path, item_ids), Path(embeddings_path).name
-    else:
-        emb = embed_texts(item_texts(items), MiniLMEncoder(), cache_dir() / "embeddings")
-        encoder_name = DEFAULT_ENCODER
+    parts, names = [], []
+    if item_vectors != "collaborative":
+        if embeddings_path:
+            text, name = load_precomputed(embeddings_path, item_ids), Path(embeddings_path).name
+        else:
+            text = embed_texts(item_texts(items), MiniLMEncoder(), cache_dir() / "embeddings")
+            name = DEFAULT_ENCODER
+        parts.append(text)
+        names.append(name)
+    if item_vectors != "text":
+        parts.append(collaborative_vectors(tables.events, item_ids, cutoff))
+        names.append(f"collaborative (factorisation, events up to each user's {cutoff} cutoff)")
+    emb = parts[0] if len(parts) == 1 else np.hstack([_unit_rows(p) for p in parts])
+    encoder_name = " + ".join(names)
     cfg = RQVAEConfig(in_dim=emb.shape[1], latent_dim=latent_dim, levels=levels, codebook_size=size)
     tcfg = TrainConfig(epochs=epochs, seed=seed, collision_policy=collision_policy)
     result = train_rqvae(emb, cfg, tcfg)

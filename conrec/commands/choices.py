@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from conrec.codebook_training import ITEM_VECTORS
+
 
 class Engine(StrEnum):
     auto = "auto"  # the faster engine on this hardware: batch_gen.nightly.resolve_engine
@@ -35,3 +37,7 @@ class NoNegatives(StrEnum):
 class CollisionPolicy(StrEnum):
     reassign = "reassign"
     allow = "allow"
+
+
+# What a codebook encodes (`conrec.codebook_training`), its values taken from there.
+ItemVectors = StrEnum("ItemVectors", {v.replace("+", "_"): v for v in ITEM_VECTORS})

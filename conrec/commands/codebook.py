@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from conrec.commands.choices import CollisionPolicy
+from conrec.commands.choices import CollisionPolicy, ItemVectors
 from conrec.commands.options import DataOption
+from model.data.cutoff_spec import CUTOFF_HELP
 
 app = typer.Typer(help="Semantic-ID codebook (RQ-VAE).", no_args_is_help=True)
 console = Console()
@@ -31,6 +32,17 @@ def train(
         CollisionPolicy, typer.Option(help="Items sharing a greedy SID.")
     ] = CollisionPolicy.reassign,
     seed: int = typer.Option(0, help="Random seed."),
+    item_vectors: Annotated[
+        ItemVectors,
+        typer.Option(
+            help="What the codebook encodes: the item's text, its factorisation of the feedback "
+            "(catalogues without text), or both."
+        ),
+    ] = ItemVectors.text,
+    cutoff: str = typer.Option(
+        "midpoint",
+        help=f"Collaborative vectors learn from each user's events up to it: {CUTOFF_HELP}",
+    ),
 ) -> None:
     """Embed the catalogue, train the RQ-VAE, write codebook.npz + item_sids.npz + a plot."""
     from conrec.codebook_training import train_codebook
@@ -45,6 +57,8 @@ def train(
         epochs=epochs,
         collision_policy=collision_policy.value,
         seed=seed,
+        item_vectors=item_vectors.value,
+        cutoff=cutoff,
     )
     console.print_json(json.dumps(metrics))
 
