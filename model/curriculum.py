@@ -124,6 +124,15 @@ class CurriculumRun:
             seen, self.item_sids, cfg.alignment, seed=cfg.seed
         )
         self.align_train, align_eval = tasks.split_by_user(align_all, cfg.eval_fraction)
+        if cfg.use_alignment and not self.align_train:
+            a = cfg.alignment
+            raise ValueError(
+                "no item-level alignment question can be asked of this data (an answer needs a "
+                f"negative repeated more than {a.min_user_occurrences} times by its user, or, "
+                f"where none is, more than {a.min_item_negatives} negatives across users, and "
+                "three positives of the same user): lower alignment.min_item_negatives or "
+                "alignment.min_user_occurrences, or set use_alignment: false"
+            )
         self.align_eval = align_eval[: cfg.eval_samples]
         tok_dir = self.root / f"tokenizer-{base_fingerprint(cfg, self.codebook.version, version)}"
         self.tokenizer, self.provenance = self._tokenizer(tok_dir)

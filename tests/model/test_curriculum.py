@@ -140,3 +140,17 @@ def test_grpo_stages_draw_disjoint_windows_and_recent_keeps_recent_negatives(
     assert all(not s["prompt"].startswith(f"Not interested: {EMPTY}.") for s in recent)
     assert all(s["prompt"].endswith(NEXT_NEGATIVE) for s in recent)
     assert len(drawn[1]) == 50 * 4  # a stage draws max_steps x prompts_per_step samples
+
+
+def test_data_too_thin_for_alignment_says_which_setting_to_lower(tmp_path, artifact_dir, ml100k):
+    """No alignment question can be asked (no answer clears the thresholds): a clear error
+    before any training, naming the settings, rather than an empty stage."""
+    from model.curriculum import run_curriculum
+    from model.tasks import AlignmentConfig
+
+    base = load_config(CONFIG, codebook_dir=str(artifact_dir), output_dir=str(tmp_path))
+    impossible = AlignmentConfig(min_user_occurrences=10**6, min_item_negatives=10**6)
+    cfg = _quick(base, stages_dir=str(tmp_path / "stages"), alignment=impossible)
+    with pytest.raises(ValueError, match=r"lower alignment\.min_item_negatives"):
+        run_curriculum(cfg, ml100k)
+    assert not list((tmp_path / "stages").glob("2_alignment*"))
