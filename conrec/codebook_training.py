@@ -5,7 +5,10 @@ precomputed `--embeddings`); `collaborative`, the biased factorisation's item fa
 (`model.evaluation.mf`, neg -1 / exposure 0 / pos +1), fitted on every user's events up to that
 user's own cutoff (the codebook is trained once for all users: union-trained, like the LLM), for
 catalogues without text; `text+collaborative`, both, each scaled to unit length, side by side.
-An item nobody has rated by then has no collaborative part (zeros).
+An item nobody has rated by then has no collaborative part (zeros). With collaborative vectors
+alone such an item has nothing to encode: it gets no SID (left out of the item table, the
+service keeps it unscored) rather than sharing one meaningless SID with every other new item;
+`conrec codebook add-items` gives it one once it has a vector.
 """
 
 from __future__ import annotations
@@ -88,6 +91,12 @@ def train_codebook(
         names.append(f"collaborative (factorisation, events up to each user's {cutoff} cutoff)")
     emb = parts[0] if len(parts) == 1 else np.hstack([_unit_rows(p) for p in parts])
     encoder_name = " + ".join(names)
+    cold = 0
+    if item_vectors == "collaborative":
+        rated = np.linalg.norm(emb, axis=1) > 0
+        cold = int((~rated).sum())
+        emb, item_ids = emb[rated], [i for i, keep in zip(item_ids, rated, strict=True) if keep]
+        log.info("%d items without feedback by the cutoff get no SID", cold)
     cfg = RQVAEConfig(in_dim=emb.shape[1], latent_dim=latent_dim, levels=levels, codebook_size=size)
     tcfg = TrainConfig(epochs=epochs, seed=seed, collision_policy=collision_policy)
     result = train_rqvae(emb, cfg, tcfg)
@@ -96,7 +105,7 @@ def train_codebook(
     )
     out_dir = Path(out)
     plot_history(result.history, result.metrics, out_dir / "training.png")
-    metrics = {"codebook_version": version, **result.metrics}
+    metrics = {"codebook_version": version, **result.metrics, "items_without_sid": cold}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("codebook %s written to %s", version, out_dir)
     return metrics
