@@ -26,3 +26,27 @@ def test_items_rated_alike_are_close_and_unrated_items_have_no_vector():
     assert cos[0, 2] < cos[0, 1] - 0.5  # a far from c
     np.testing.assert_array_equal(vectors[4], 0)  # only rated after every cutoff
     np.testing.assert_array_equal(vectors[5], 0)  # never rated
+
+
+def test_a_collaborative_codebook_gives_no_sid_to_an_item_nobody_rated(tmp_path):
+    from codebook.artifact import load_item_sids
+    from conrec.codebook_training import train_codebook
+    from model.data.prepared import write_tables
+    from model.data.sources import DataTables
+    from model.data.tables import LoadReport
+
+    rng = np.random.default_rng(0)
+    items = [f"i{n}" for n in range(40)]
+    rows = []
+    for u in range(60):  # every item but the last, rated at random
+        for t, item in enumerate(rng.choice(items[:-1], 12, replace=False)):
+            rows.append((f"u{u}", item, t, rng.choice(["neg", "pos", "exposure"])))
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"]).assign(reason="")
+    catalogue = pd.DataFrame({"item_id": items, "title": items, "category": "", "text": ""})
+    folder = write_tables(DataTables("toy", catalogue, events.sort_values(["user_id", "ts"]),
+                                     LoadReport("toy")), tmp_path / "tables")  # fmt: skip
+    metrics = train_codebook(tmp_path / "codebook", data=folder, item_vectors="collaborative",
+                             levels=2, size=8, latent_dim=4, epochs=3)  # fmt: skip
+    table = load_item_sids(tmp_path / "codebook")
+    assert "i39" not in table  # nobody ever rated it
+    assert metrics["items_without_sid"] == 40 - len(table) >= 1
