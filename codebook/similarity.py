@@ -62,17 +62,20 @@ def gram_fits(codebook: Codebook) -> bool:
     return levels * (levels - 1) // 2 * size * size <= MAX_GRAM_FLOATS
 
 
-def max_cosine_tables(
-    codebook: Codebook, candidates: np.ndarray, predictions: np.ndarray
-) -> np.ndarray:
+def prediction_tables(codebook: Codebook, units: np.ndarray) -> np.ndarray:
+    """Dot products of unit prediction vectors with every codeword of every level:
+    [K, dim] -> [K, D * size], column ``d * size + c`` for codeword ``c`` of level ``d``."""
+    levels, size, dim = codebook.levels, codebook.size, codebook.dim
+    return units @ codebook.codewords.reshape(levels * size, dim).T
+
+
+def max_cosine_tables(codebook: Codebook, candidates: np.ndarray, tables: np.ndarray) -> np.ndarray:
     """``max_cosine`` without decoding the candidates: a decoded SID is a sum of codewords, so
-    ``dot(sum_d w_d[c_d], p) = sum_d (w_d @ p)[c_d]``. Per request, the tables ``w_d @ P.T``
-    ([D, size, K], one small matmul) are gathered per level; candidate norms come from the
+    ``dot(sum_d w_d[c_d], p) = sum_d (w_d @ p)[c_d]``. The prediction's tables ``w_d @ P.T``
+    ([K, D * size], ``prediction_tables``) are gathered per level; candidate norms come from the
     codebook's cached Gram tables. Same result as ``max_cosine`` up to float32 rounding.
     """
-    levels, size, dim = codebook.levels, codebook.size, codebook.dim
-    pred = codebook.decode_normalized(predictions, validate=False)  # [K, dim]
-    tables = pred @ codebook.codewords.reshape(levels * size, dim).T  # [K, D * size]
+    levels, size = codebook.levels, codebook.size
     rows = (candidates + np.arange(0, levels * size, size)).T  # [D, M] rows of the tables
     # [K, M] rather than [M, K]: numpy's max is far faster along a long contiguous axis.
     dots = tables.take(rows[0], axis=1)

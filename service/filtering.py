@@ -16,10 +16,10 @@ from operator import attrgetter
 import numpy as np
 import redis
 
-from batch_gen.store import Prediction, StoreError
+from batch_gen.store import StoreError
 from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
 from codebook.calibration import prefix_depth
-from codebook.similarity import max_cosine, max_cosine_tables, max_cosine_vectors, use_tables
+from codebook.similarity import max_cosine_tables, max_cosine_vectors, use_tables
 from service.api.schemas import (
     Candidate,
     DroppedItem,
@@ -29,6 +29,7 @@ from service.api.schemas import (
 )
 from service.core.decision_log import Decision
 from service.core.logs import request_id
+from service.core.prediction_cache import NOT_CACHED, CachedPrediction
 from service.core.sampling import HOLDOUT, LOG_SAMPLE, user_pseudonym, user_share
 from service.core.state import LoadedCodebook, ServiceState
 from service.core.thresholds import OverrideRange, Surface
@@ -95,15 +96,17 @@ class Resolved:
         scored = np.delete(np.arange(len(item_ids)), self.unknown)
         return items.rows_of([item_ids[i] for i in scored.tolist()]), self.codes
 
-    def scores(self, prediction_codes: np.ndarray) -> np.ndarray:
-        """Max cosine of each scored candidate to the prediction's SIDs: [M']."""
+    def scores(self, prediction: CachedPrediction) -> np.ndarray:
+        """Max cosine of each scored candidate to the prediction's SIDs: [M']. Raises
+        InvalidSIDError for a prediction with codes the codebook does not have."""
         codebook = self.loaded.codebook
-        predictions = codebook.validate(prediction_codes)
         if self.codes is None:
-            units = codebook.decode_normalized(predictions, validate=False)
-            return max_cosine_vectors(self.loaded.vectors.take(self.rows, axis=0), units)
-        score = max_cosine_tables if use_tables(codebook, len(self.codes)) else max_cosine
-        return score(codebook, self.codes, predictions)
+            rows = self.loaded.vectors.take(self.rows, axis=0)
+            return max_cosine_vectors(rows, prediction.units(codebook))
+        if use_tables(codebook, len(self.codes)):
+            return max_cosine_tables(codebook, self.codes, prediction.tables(codebook))
+        candidates = codebook.decode_normalized(self.codes, validate=False)
+        return max_cosine_vectors(candidates, prediction.units(codebook))
 
 
 def resolve(
@@ -208,13 +211,21 @@ def given_codes(
         raise BadRequest(f"invalid candidate sid: {exc}") from exc
 
 
-async def fetch_prediction(state: ServiceState, user_id: str) -> tuple[Prediction | None, str]:
-    """The user's prediction, or None and the fail-open reason. Never raises for Redis."""
-    metrics = state.metrics
+async def fetch_prediction(
+    state: ServiceState, user_id: str
+) -> tuple[CachedPrediction | None, str]:
+    """The user's prediction (from the run cache, else Redis), or None and the fail-open
+    reason. Never raises for Redis."""
+    metrics, cache = state.metrics, state.predictions
     started = time.perf_counter()
     try:
         async with asyncio.timeout(state.settings.redis_timeout_ms / 1000):
-            prediction = await state.store.get(user_id)
+            run = await state.store.current_run()
+            if run is None:
+                return None, "no_prediction"
+            cached = cache.get(run, user_id)
+            if cached is NOT_CACHED:
+                cached = cache.put(run, user_id, await state.store.read(run, user_id))
     except (TimeoutError, redis.TimeoutError):
         metrics.redis_errors.labels(kind="timeout").inc()
         return None, "redis_timeout"
@@ -229,9 +240,9 @@ async def fetch_prediction(state: ServiceState, user_id: str) -> tuple[Predictio
         return None, "bad_prediction"
     finally:
         metrics.redis_seconds.observe(time.perf_counter() - started)
-    if prediction is None:
+    if cached is None:
         return None, "no_prediction"
-    return prediction, ""
+    return cached, ""
 
 
 async def run_filter(state: ServiceState, request: FilterRequest) -> FilterResponse:
@@ -261,7 +272,8 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         resolve(loaded, request.candidates, item_ids, ids_only) if loaded is not None else None
     )
 
-    prediction, reason = await fetch_prediction(state, request.user_id)
+    cached, reason = await fetch_prediction(state, request.user_id)
+    prediction = cached.prediction if cached is not None else None
     counted = state.metrics.surfaces.get(label)
     calibrated = policy.score == "calibrated"
     if calibrated and reason == "no_prediction" and resolved is not None:
@@ -284,9 +296,9 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
         if not reason:
             # ``found``: the scored candidates' scores, what the score histogram counts.
             if calibrated:
-                found, reason = calibrated_scores(resolved, prediction, item_ids, counted)
+                found, reason = calibrated_scores(resolved, cached, item_ids, counted)
             else:
-                found = resolved.scores(prediction.codes) if resolved.scored else _NONE_SCORED
+                found = resolved.scores(cached) if resolved.scored else _NONE_SCORED
         if not reason:
             if not resolved.unknown:
                 scores = found
@@ -363,7 +375,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
 
 def calibrated_scores(
     resolved: Resolved,
-    prediction: Prediction | None,
+    cached: CachedPrediction | None,
     item_ids: list[str],
     counted: SurfaceMetrics,
 ) -> tuple[np.ndarray, str]:
@@ -376,6 +388,7 @@ def calibrated_scores(
         return _NONE_SCORED, "no_calibration"
     rows, codes = resolved.rows_and_codes(item_ids)
     first = codes[:, 0].astype(np.int64)
+    prediction = cached.prediction if cached is not None else None
     aligned = (
         loaded.calibrations.get(prediction.calibration_version)
         if prediction is not None and prediction.user_features is not None
@@ -384,7 +397,7 @@ def calibrated_scores(
     if aligned is None:
         counted.items_only["no_prediction" if prediction is None else "no_user_features"].inc()
         return loaded.calibration.score(rows, first), ""
-    cosine = resolved.scores(prediction.codes)  # validates the prediction's codes
+    cosine = resolved.scores(cached)  # validates the prediction's codes
     depth = prefix_depth(codes, prediction.codes)
     return aligned.score(rows, first, cosine, depth, prediction.user_features), ""
 

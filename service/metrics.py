@@ -7,11 +7,13 @@ and never a user or item id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from service.array_histogram import ArrayHistogram, ArrayHistogramSeries
 from service.core.thresholds import MODES, OTHER
@@ -48,6 +50,7 @@ PROBABILITY_BUCKETS = (
 ITEMS_ONLY_REASONS = ("no_prediction", "no_user_features")
 
 if TYPE_CHECKING:
+    from service.core.prediction_cache import PredictionCache
     from service.core.state import Catalogue
 
 
@@ -155,6 +158,9 @@ class Metrics:
             items_only=self.items_only,
         )
         object.__setattr__(self, "surfaces", index)  # the dataclass is frozen
+
+    def watch_cache(self, cache: PredictionCache) -> None:
+        self.registry.register(RunCacheCollector(cache))
 
     def set_config_version(self, version: str) -> None:
         self.config_info.clear()
@@ -360,3 +366,41 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     for reason in FAIL_OPEN_REASONS:
         metrics.fail_open.labels(reason=reason)
     return metrics
+
+
+class RunCacheCollector(Collector):
+    """The run cache's size and counts, read at scrape time: the request path only bumps plain
+    integers on the cache."""
+
+    def __init__(self, cache: PredictionCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self._cache
+        yield GaugeMetricFamily(
+            "conrec_prediction_cache_entries",
+            "Users of the published run held in the run cache (misses included).",
+            value=len(cache),
+        )
+        yield GaugeMetricFamily(
+            "conrec_prediction_cache_bytes",
+            "Bytes the run cache's entries hold (estimated: arrays plus a fixed overhead each).",
+            value=cache.usage.bytes,
+        )
+        lookups = CounterMetricFamily(
+            "conrec_prediction_cache_lookups",
+            "Run cache lookups by result: hit (no Redis read), miss (read from Redis).",
+            labels=["result"],
+        )
+        lookups.add_metric(["hit"], cache.hits)
+        lookups.add_metric(["miss"], cache.misses)
+        yield lookups
+        evictions = CounterMetricFamily(
+            "conrec_prediction_cache_evictions",
+            "Run cache entries dropped, by reason: capacity (least recently used), run (the "
+            "published-run pointer moved), erased (`conrec store forget`).",
+            labels=["reason"],
+        )
+        for reason, count in cache.evicted.items():
+            evictions.add_metric([reason], count)
+        yield evictions

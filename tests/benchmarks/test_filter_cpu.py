@@ -130,7 +130,7 @@ async def timed_parts(app, template: bytes) -> dict[str, float]:
         await filtering.fetch_prediction(state, f"user-{i % N_USERS}")
     redis_read = (time.process_time() - started) / REQUESTS * 1e6
     decoding = best_us(decoded_ids)
-    scoring = best_us(lambda: resolved.scores(prediction.codes))
+    scoring = best_us(lambda: resolved.scores(prediction))
     return {
         "body decoded, ids listed (the bare app does the same)": decoding,
         "item-id lookup, on new strings": best_us(lambda: loaded.items.rows_of(decoded_ids()))
@@ -141,7 +141,7 @@ async def timed_parts(app, template: bytes) -> dict[str, float]:
         "scoring (prediction decoded, vectors gathered, max cosine)": scoring,
         "Redis read (fetch_prediction, awaited alone; CPU time)": redis_read,
         "split into kept and dropped": best_us(
-            lambda: filtering.split(ids, resolved.scores(prediction.codes), 0.9)
+            lambda: filtering.split(ids, resolved.scores(prediction), 0.9)
         )
         - scoring,
     }

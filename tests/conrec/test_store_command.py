@@ -1,4 +1,4 @@
-"""`conrec store status|rollback` against a real Redis server, a real Redis Cluster and an
+"""`conrec store status|rollback|forget` against a real Redis server, a real Redis Cluster and an
 embedded store file."""
 
 from __future__ import annotations
@@ -89,6 +89,25 @@ def test_rollback_refuses_an_unknown_or_expired_run_in_one_line(target) -> None:
     assert result.exit_code == 2
     assert result.stderr.strip() == "rollback refused: run r1 has expired: its predictions are gone"
     assert store.current_run().run_id == "r2"
+
+
+def test_forget_erases_a_user_from_every_run_and_logs_the_erasure(target) -> None:
+    store, options = target
+    result = invoke("store", "forget", "a", *options, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"user_id": "a", "erased_from": ["r2", "r1"]}
+    assert store.get("a") is None
+    assert store.get("b").version == "r2"
+    store.rollback("r1")
+    assert store.get("a") is None
+    assert store.get("c").version == "r1"
+    # The erasure log readers poll: the count, then each erased id.
+    assert int(store.client.get(store.keys.forgotten_count)) == 1
+    assert store.client.get(store.keys.forgotten(1)) == b"a"
+    assert store.client.ttl(store.keys.forgotten(1)) > 2 * 86_400
+    again = invoke("store", "forget", "a", *options)
+    assert again.exit_code == 0
+    assert "none (no run held them)" in again.stdout
 
 
 def test_an_embedded_store_in_use_by_another_client_keeps_running(tmp_path: Path) -> None:

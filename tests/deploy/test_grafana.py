@@ -93,6 +93,9 @@ def test_the_panels_an_operator_needs(dashboard: dict[str, Any]) -> None:
         "conrec_filter_candidates_capped_total", "conrec_filter_items_only_total",
         "conrec_filter_calibrated_probability_bucket", "conrec_calibration_info",
         "conrec_calibration_reload_failures_total", "conrec_decision_log_dropped_lines_total",
+        # the run cache: hit ratio, size, evictions
+        "conrec_prediction_cache_lookups_total", "conrec_prediction_cache_bytes",
+        "conrec_prediction_cache_evictions_total",
     ):  # fmt: skip
         assert metric in exprs, metric
     heatmaps = [p for p in panels(dashboard) if p["type"] == "heatmap"]

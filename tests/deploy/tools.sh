@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The tools the deploy tests run and never skip: promtool (Debian package prometheus) and
-# docker-compose. `make test` calls this first: where one is missing it installs it from
-# Debian's packages when it may (root, or sudo without a password), saying so in one line, and
-# otherwise stops with one line saying what to install.
+# Installs the command-line tools a make target runs and never skips, from Debian's packages.
+# Usage: tools.sh TARGET COMMAND:PACKAGE...; `make test` asks for promtool (package prometheus)
+# and docker-compose (tests/deploy), `make bench` for wrk. Where one is missing it installs it
+# when it may (root, or sudo without a password), saying so in one line, and otherwise stops
+# with one line saying what to install.
 set -euo pipefail
+target=$1
+shift
 need=()
-command -v promtool >/dev/null || need+=(prometheus)
-command -v docker-compose >/dev/null || need+=(docker-compose)
+for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
 ((${#need[@]})) || exit 0
 
 if [ "$(id -u)" = 0 ]; then
@@ -17,7 +21,7 @@ else
     as_root=(none)
 fi
 if command -v apt-get >/dev/null && [ "${as_root[*]}" != none ]; then
-    echo "make test: installing ${need[*]} from Debian's packages for tests/deploy (promtool, docker-compose)"
+    echo "make $target: installing ${need[*]} from Debian's packages"
     log=$(mktemp)
     if "${as_root[@]}" apt-get update -q >"$log" 2>&1 &&
         "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
@@ -25,8 +29,8 @@ if command -v apt-get >/dev/null && [ "${as_root[*]}" != none ]; then
         rm -f "$log"
         exit 0
     fi
-    echo "make test: apt-get install ${need[*]} failed; its output: $log" >&2
+    echo "make $target: apt-get install ${need[*]} failed; its output: $log" >&2
     exit 1
 fi
-echo "make test: tests/deploy need ${need[*]} and this user cannot install Debian packages: install them (Debian/Ubuntu: sudo apt-get install ${need[*]}; macOS: brew install prometheus docker-compose), then rerun" >&2
+echo "make $target needs ${need[*]} and this user cannot install Debian packages: install them (Debian/Ubuntu: sudo apt-get install ${need[*]}; macOS: brew install ${need[*]}), then rerun" >&2
 exit 1

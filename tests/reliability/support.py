@@ -23,6 +23,8 @@ class Outcome:
     fail_open: bool = False
     prediction_version: str | None = None
     config_version: str | None = None
+    index: int = 0  # the request's number: ``body_for(index)`` was sent
+    fail_open_reason: str | None = None
 
 
 @dataclass
@@ -78,5 +80,6 @@ class FixedRateLoad:
         latency = time.monotonic() - self.started - due
         self.outcomes.append(
             Outcome(due, status, latency, reply.get("fail_open", False),
-                    reply.get("prediction_version"), reply.get("config_version"))
+                    reply.get("prediction_version"), reply.get("config_version"), i,
+                    reply.get("fail_open_reason"))
         )  # fmt: skip

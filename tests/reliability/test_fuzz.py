@@ -2,8 +2,8 @@
 an API key, a published run, calibrated and holdout surfaces and the decision log on, driven by
 10,000 requests that schemathesis generates from the service's own OpenAPI document, every
 route. Any 5xx, any answer the document does not declare, or a process whose memory grows past
-its idle size plus MEMORY_BOUND_MB fails the run. The service holds no per-user cache, so its
-memory must not grow with the requests it answers."""
+its idle size plus the run cache's configured capacity plus HEADROOM_MB fails the run: beyond
+its bounded run cache, its memory must not grow with the requests it answers."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ pytestmark = pytest.mark.fuzz
 API_KEY = "fuzz-key"
 # Routes without parameters have few distinct requests to generate: hypothesis stops there.
 EXAMPLES = {"/filter": 10_000, "/readyz": 100, "/healthz": 100, "/thresholds": 100, "/metrics": 100}
-MEMORY_BOUND_MB = 64
+CACHE_MB, HEADROOM_MB = 16, 64
+MEMORY_BOUND_MB = CACHE_MB + HEADROOM_MB
 THRESHOLDS = """\
 version: fuzz
 default: 0.9
@@ -86,6 +87,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             "CONREC_API_KEY": API_KEY,
             "CONREC_DECISION_LOG": str(tmp / "decisions.jsonl"),
             "CONREC_LOG_LEVEL": "WARNING",
+            "CONREC_PREDICTION_CACHE_BYTES": str(CACHE_MB * 2**20),
         }
         with service_process(env, tmp / "serve.log") as process:
             body = {"user_id": "u-1029", "candidates": [{"item_id": "e0"}]}

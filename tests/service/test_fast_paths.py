@@ -11,9 +11,17 @@ import msgspec
 import numpy as np
 import pytest
 
+from batch_gen.store import Prediction
 from codebook.artifact import Codebook, ItemSIDTable
-from codebook.similarity import item_vectors, max_cosine, max_cosine_tables, use_tables
+from codebook.similarity import (
+    item_vectors,
+    max_cosine,
+    max_cosine_tables,
+    prediction_tables,
+    use_tables,
+)
 from service.api.schemas import Candidate, FilterRequest, ItemIdsRequest, decode_request
+from service.core.prediction_cache import CachedPrediction
 from service.core.state import LoadedCodebook
 from service.filtering import BadRequest, candidate_codes, resolve, split
 
@@ -34,7 +42,8 @@ def test_dot_table_scoring_equals_max_cosine(levels, size, dim, m, k) -> None:
         cand = rng.integers(0, size, size=(m, levels))
         cand[0] = 0
         pred = rng.integers(0, size, size=(k, levels))
-        fast = max_cosine_tables(codebook, cand, pred)
+        tables = prediction_tables(codebook, codebook.decode_normalized(pred))
+        fast = max_cosine_tables(codebook, cand, tables)
         assert fast.dtype == np.float32
         assert fast.shape == (m,)
         np.testing.assert_allclose(fast, max_cosine(codebook, cand, pred), atol=2e-5)
@@ -163,7 +172,8 @@ def test_bodies_of_item_ids_are_scored_from_item_vectors_as_from_codes() -> None
     told = resolve(fast, cands, ids, ids_only=True)  # the body was decoded as item ids only
     np.testing.assert_array_equal(told.rows, by_rows.rows)
     assert told.unknown == [5]
-    prediction = rng.integers(0, 256, size=(20, 3))
+    codes = rng.integers(0, 256, size=(20, 3)).astype(np.uint16)
+    prediction = CachedPrediction(Prediction(codes, "r1", 0.0, codebook.version))
     np.testing.assert_allclose(by_rows.scores(prediction), by_codes.scores(prediction), atol=2e-5)
     # A body with a single SID among the ids takes the codes path.
     cands[0] = Candidate(cands[0].item_id, [1, 2, 3])
