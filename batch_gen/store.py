@@ -272,6 +272,11 @@ class KeySchema:
     def user(self, run_id: str, user_id: str) -> str:
         return f"{self.user_prefix(run_id)}{{{user_id}}}"
 
+    def users(self, run_id: str, user_ids: Sequence[str]) -> list[bytes]:
+        """``user`` for many users at once, encoded: the batch job's writes."""
+        prefix = self.user_prefix(run_id).encode()
+        return [b"%s{%s}" % (prefix, str(user).encode()) for user in user_ids]
+
     @property
     def forgotten_count(self) -> str:
         return f"{{{self.prefix}}}:forgotten"
@@ -530,7 +535,6 @@ class RunWriter:
         self.store = store
         self.meta = meta
         self.users_written = 0
-        self._key_prefix = store.keys.user_prefix(meta.run_id).encode()
         self._setter = BulkSetter(store.client)
 
     def write_batch(
@@ -553,8 +557,7 @@ class RunWriter:
             )
         if not all(user_ids):
             raise StoreError("user ids must be non-empty")
-        prefix = self._key_prefix
-        keys = [b"%s{%s}" % (prefix, str(user).encode()) for user in user_ids]
+        keys = self.store.keys.users(self.meta.run_id, user_ids)
         try:
             self._setter.set_many(keys, pack_values(codes, features), self.meta.ttl_s)
         except WriteRefused as exc:

@@ -57,10 +57,6 @@ class Published:
     added: bool  # False when the version was already in the root (only the pointer moved)
 
 
-def is_versioned(root: str | Path) -> bool:
-    return (Path(root) / CURRENT_FILE).is_file()
-
-
 def read_pointer(root: str | Path) -> str | None:
     """The version ``CURRENT`` names, or None for a plain artifact directory."""
     try:
@@ -80,11 +76,6 @@ def resolve(root: str | Path) -> Path:
     """The directory of the current artifact: the pointer's version, else ``root`` itself."""
     version = read_pointer(root)
     return Path(root) if version is None else version_dir(root, version)
-
-
-def current_version(root: str | Path) -> str:
-    """The current codebook_version (read from the artifact's meta for a plain directory)."""
-    return read_pointer(root) or load_codebook(root).version
 
 
 def list_versions(root: str | Path) -> list[VersionInfo]:
@@ -184,9 +175,14 @@ def load_current(root: str | Path) -> tuple[Path, Codebook, ItemSIDTable]:
     moved in between cannot pair one version's codebook with another's table)."""
     path = resolve(root)
     codebook, table = load_codebook(path), load_item_sids(path)
+    check_pair(path, codebook, table)
+    return path, codebook, table
+
+
+def check_pair(path: Path, codebook: Codebook, table: ItemSIDTable) -> None:
+    """Refuse an item table made for another codebook than the one beside it."""
     if table.codebook_version != codebook.version:
         raise ArtifactError(
             f"{path}: item -> SID table is for codebook {table.codebook_version}, "
             f"the codebook is {codebook.version}"
         )
-    return path, codebook, table

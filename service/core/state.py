@@ -33,7 +33,7 @@ from codebook.artifact import (
 )
 from codebook.calibration import CALIBRATION_FILE, AlignedItems, load_calibration
 from codebook.similarity import gram_fits, item_vectors
-from codebook.versions import read_pointer, resolve
+from codebook.versions import check_pair, read_pointer, resolve
 from service.core.config import Settings
 from service.core.decision_log import DecisionLog
 from service.core.prediction_cache import PredictionCache
@@ -198,15 +198,6 @@ class ServiceState:
         if run is not None:
             self.metrics.prediction_published_timestamp_seconds.set(run.created_at)
 
-    @property
-    def codebook(self) -> Codebook | None:
-        """The current codebook (None until one is loaded)."""
-        return self.catalogue.current.codebook if self.catalogue else None
-
-    @property
-    def items(self) -> ItemSIDTable | None:
-        return self.catalogue.current.items if self.catalogue else None
-
     def refresh_codebooks(self) -> bool:
         """Load the current artifact of ``settings.codebook_dir`` if it changed on disk (the
         pointer moved, or the item table was rewritten); True when a new one was applied.
@@ -245,11 +236,7 @@ class ServiceState:
         # Codewords never change within a version (it is their hash): a table rewrite or a
         # rollback reuses the decoder already loaded, and its Gram tables.
         codebook = held.codebook if held is not None else load_codebook(path)
-        if items.codebook_version != codebook.version:
-            raise ArtifactError(
-                f"{path}: item -> SID table is for codebook {items.codebook_version}, "
-                f"the codebook is {codebook.version}"
-            )
+        check_pair(path, codebook, items)
         if pointer is not None and pointer != codebook.version:
             raise ArtifactError(f"{path} holds codebook {codebook.version}, not {pointer}")
         if held is None and gram_fits(codebook):
