@@ -22,9 +22,10 @@ from dataclasses import asdict
 
 import numpy as np
 
+from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
+from batch_gen.engines.choice import make_engine
 from batch_gen.job import BatchOutcome, UserPrompt, search_and_write
-from batch_gen.nightly import NightlyConfig, make_engine
 from batch_gen.store import RunWriter
 
 log = logging.getLogger(__name__)

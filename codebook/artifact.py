@@ -14,7 +14,7 @@ version decode every SID to the same vector; the prediction store records it nex
 Within a codebook version the item table only grows (new items join, no SID ever changes);
 each rewrite increments ``table_version``.
 
-The loaders also take a versioned codebook root (``codebook.versions``) and read its current
+The loaders also take a versioned codebook root (``codebook.layout``) and read its current
 version.
 """
 
@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from codebook.layout import ArtifactError, resolve
+
 FORMAT_VERSION = 1
 CODEBOOK_FILE = "codebook.npz"
 ITEM_SIDS_FILE = "item_sids.npz"
@@ -38,10 +40,6 @@ ITEM_SIDS_FILE = "item_sids.npz"
 
 class InvalidSIDError(ValueError):
     """Codes that do not name a codeword of this codebook (wrong shape, out of range)."""
-
-
-class ArtifactError(RuntimeError):
-    """The artifact on disk is missing, corrupt or of an unsupported format version."""
 
 
 @dataclass(frozen=True)
@@ -325,9 +323,6 @@ def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def artifact_file(artifact_dir: str | Path, name: str) -> Path:
     """The file `name` of an artifact folder, or of a codebook root's current version."""
-    # Imported here: codebook.versions builds on this module's loaders.
-    from codebook.versions import resolve
-
     return resolve(artifact_dir) / name
 
 

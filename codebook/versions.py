@@ -1,14 +1,11 @@
-"""Codebook versions side by side: the layout of a codebook root and its ``CURRENT`` pointer.
+"""Codebook versions side by side: publishing into a codebook root, listing it, moving its
+``CURRENT`` pointer (the layout: ``codebook.layout``).
 
 A retrained codebook changes every SID, while the prediction store still holds runs made with
 the old one until the next nightly run. So a root keeps each published artifact whole, under its
-content hash, and one pointer names the version new work should use::
-
-    <root>/CURRENT                  the current codebook_version (one line)
-    <root>/versions/<version>/      a full artifact: codebook.npz + item_sids.npz (+ reports)
-
-A plain artifact directory (``codebook.npz`` at the top, as ``conrec codebook train`` writes) is
-a root with a single version, so every reader takes either. Publishing into a plain directory
+content hash, and one pointer names the version new work should use. A plain artifact
+directory (``codebook.npz`` at the top, as ``conrec codebook train`` writes) is a root with a
+single version, so every reader takes either. Publishing into a plain directory
 adopts its artifact as a version first; the files at its top stay (older readers keep reading
 them) but the pointer wins from then on.
 
@@ -28,17 +25,21 @@ from pathlib import Path
 from codebook.artifact import (
     CODEBOOK_FILE,
     ITEM_SIDS_FILE,
-    ArtifactError,
     Codebook,
     ItemSIDTable,
     load_codebook,
     load_item_sids,
 )
+from codebook.layout import (
+    CURRENT_FILE,
+    VERSIONS_DIR,
+    ArtifactError,
+    read_pointer,
+    resolve,
+    version_dir,
+)
 
 logger = logging.getLogger(__name__)
-
-CURRENT_FILE = "CURRENT"
-VERSIONS_DIR = "versions"
 
 
 @dataclass(frozen=True)
@@ -55,27 +56,6 @@ class Published:
     version: str
     previous: str | None  # the version the pointer named before (None: there was none)
     added: bool  # False when the version was already in the root (only the pointer moved)
-
-
-def read_pointer(root: str | Path) -> str | None:
-    """The version ``CURRENT`` names, or None for a plain artifact directory."""
-    try:
-        text = (Path(root) / CURRENT_FILE).read_text().strip()
-    except FileNotFoundError:
-        return None
-    if not text or "/" in text or text.startswith("."):
-        raise ArtifactError(f"{Path(root) / CURRENT_FILE} does not name a version: {text!r}")
-    return text
-
-
-def version_dir(root: str | Path, version: str) -> Path:
-    return Path(root) / VERSIONS_DIR / version
-
-
-def resolve(root: str | Path) -> Path:
-    """The directory of the current artifact: the pointer's version, else ``root`` itself."""
-    version = read_pointer(root)
-    return Path(root) if version is None else version_dir(root, version)
 
 
 def list_versions(root: str | Path) -> list[VersionInfo]:

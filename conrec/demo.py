@@ -78,9 +78,11 @@ def run_demo(
     summary["train"] = trained["eval"]
     console.print_json(json.dumps(trained["eval"], default=float))
 
+    from batch_gen.config import NightlyConfig
     from batch_gen.engines.base import EngineConfig
+    from batch_gen.engines.choice import resolve_engine
     from batch_gen.job import BatchJobConfig
-    from batch_gen.nightly import NightlyConfig, resolve_engine, run_nightly
+    from batch_gen.nightly import run_nightly
     from batch_gen.store import PredictionStore, connect, stop_embedded
 
     engine = resolve_engine(engine, trained["final_model"])

@@ -268,9 +268,10 @@ def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
+    from batch_gen.config import NightlyConfig
     from batch_gen.engines.base import EngineConfig
     from batch_gen.job import BatchJobConfig
-    from batch_gen.nightly import NightlyConfig, run_nightly
+    from batch_gen.nightly import run_nightly
     from model.data.prepared import load_tables
 
     opts = {"engine": "auto", "cutoff": "latest", **settings}

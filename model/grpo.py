@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from transformers import LogitsProcessorList
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
-from model.constrained import SIDLogitsProcessor
 from model.prompts import Context
 from model.stages import LoraSettings, attach_lora, finish_stage, precision, resume_checkpoint
 from model.trie import SIDTrie
+from model.trl_generation import ConstrainedGRPOTrainer
 
 
 @dataclass
@@ -38,27 +37,6 @@ class GRPOStageConfig:
         default="grpo", metadata={"help": "TRL loss type; 'grpo' is the paper's eq. (3)."}
     )
     save_steps: int = field(default=5, metadata={"help": "Checkpoint every this many steps."})
-
-
-class ConstrainedGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose HF-generate rollouts only produce catalogue SIDs (trie, then EOS)."""
-
-    def __init__(self, *args, sid_trie: SIDTrie, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.sid_trie = sid_trie
-
-    def _generate_single_turn(self, prompt_ids, *args, **kwargs):
-        # TRL calls `unwrapped_model.generate(**inputs, generation_config=...)` and a
-        # GenerationConfig cannot carry a LogitsProcessor, so bind one (fresh per call: it reads
-        # the prompt length on its first step) to the model's generate for this rollout only.
-        model = self.accelerator.unwrap_model(self.model_wrapped)
-        processors = LogitsProcessorList([SIDLogitsProcessor(self.sid_trie)])
-        generate = model.generate
-        model.generate = lambda *a, **kw: generate(*a, logits_processor=processors, **kw)
-        try:
-            return super()._generate_single_turn(prompt_ids, *args, **kwargs)
-        finally:
-            del model.generate
 
 
 def run_grpo_stage(

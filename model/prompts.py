@@ -110,6 +110,13 @@ def load_prompt_config(model_dir: str | Path) -> dict:
     return json.loads((Path(model_dir) / PROMPT_CONFIG_FILE).read_text())
 
 
+def trained_prompt_kwargs(model_dir: str) -> dict:
+    """The `next_negative_prompter` arguments the model was trained with (training writes them
+    next to the model), so the nightly prompts cannot drift from training's; {} if absent."""
+    path = Path(model_dir) / PROMPT_CONFIG_FILE
+    return load_prompt_config(model_dir) if path.is_file() else {}
+
+
 def prompt_vocabulary() -> list[str]:
     """The template words of every prompt, as a corpus for a word-level tokenizer."""
     sid: SID = (0,)

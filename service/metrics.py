@@ -51,7 +51,6 @@ ITEMS_ONLY_REASONS = ("no_prediction", "no_user_features")
 
 if TYPE_CHECKING:
     from service.core.prediction_cache import PredictionCache
-    from service.core.state import Catalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,23 +165,33 @@ class Metrics:
         self.config_info.clear()
         self.config_info.labels(version=version).set(1)
 
-    def set_codebooks(self, catalogue: Catalogue) -> None:
-        """One series per loaded codebook version, labelled current or previous."""
+    def set_codebooks(self, loaded: Iterable[LoadedVersion], loaded_at: float) -> None:
+        """One series per loaded codebook version and per calibration, with its role."""
         self.codebook_info.clear()
         self.codebook_items.clear()
-        for loaded in catalogue.by_version.values():
-            role = "current" if loaded is catalogue.current else "previous"
-            table = str(loaded.items.table_version)
-            self.codebook_info.labels(version=loaded.version, role=role, table_version=table).set(1)
-            self.codebook_items.labels(version=loaded.version).set(len(loaded.items))
-        self.codebook_loaded_timestamp_seconds.set(catalogue.current.loaded_at)
         self.calibration_info.clear()
-        for loaded in catalogue.by_version.values():
-            for i, version in enumerate(loaded.calibrations):
-                role = "current" if loaded is catalogue.current and i == 0 else "previous"
+        for version in loaded:
+            self.codebook_info.labels(
+                version=version.version, role=version.role, table_version=version.table_version
+            ).set(1)
+            self.codebook_items.labels(version=version.version).set(version.items)
+            for i, calibration in enumerate(version.calibrations):
+                role = "current" if version.role == "current" and i == 0 else "previous"
                 self.calibration_info.labels(
-                    version=version, codebook_version=loaded.version, role=role
+                    version=calibration, codebook_version=version.version, role=role
                 ).set(1)
+        self.codebook_loaded_timestamp_seconds.set(loaded_at)
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """What the metrics show of one loaded codebook version."""
+
+    version: str
+    role: str  # current | previous
+    table_version: str
+    items: int
+    calibrations: tuple[str, ...]  # the current one first
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:

@@ -13,11 +13,12 @@ log-probs after the allowed-token mask, i.e. the same masked log-softmax the HF 
 with.
 
 The requests go to the engine core directly (`LLM.llm_engine.engine_core`), built by copying a
-request validated once per (trie prefix, log-prob count), and the raw log-prob arrays are read
+request validated once per (trie prefix, log-prob count; `batch_gen.engines.vllm_internals`),
+and the raw log-prob arrays are read
 back: `LLM.generate`'s per-request rendering, validation and output objects cost more than the
 model itself for thousands of one-token requests. What is left per request is vLLM's own
 scheduling and batch bookkeeping (~0.1 ms on a CPU core) and the prompt tail; see
-docs/benchmarks.md and `batch_gen.nightly.resolve_engine`.
+docs/benchmarks.md and `batch_gen.engines.choice.resolve_engine`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from batch_gen.engines.beam import (
     initial_beams,
     plan_step,
 )
+from batch_gen.engines.vllm_internals import engine_request
 from model.sids import SID
 from model.trie import SIDTrie
 
@@ -141,7 +143,7 @@ class VLLMBeamEngine(BeamSearchEngine):
         key = (prefix, num_logprobs)
         template = self._templates.get(key)
         if template is None:
-            from vllm import SamplingParams, TokensPrompt
+            from vllm import SamplingParams
 
             params = SamplingParams(
                 max_tokens=1,
@@ -150,9 +152,8 @@ class VLLMBeamEngine(BeamSearchEngine):
                 allowed_token_ids=self.trie.allowed(prefix).tolist(),
                 detokenize=False,
             )
-            (engine_input,) = self.llm._preprocess_cmpl([TokensPrompt(prompt_token_ids=token_ids)])
-            template = self._templates[key] = self.llm.llm_engine.input_processor.process_inputs(
-                "sid-beam", engine_input, params, supported_tasks=self._tasks
+            template = self._templates[key] = engine_request(
+                self.llm, "sid-beam", token_ids, params, self._tasks
             )
         request = copy(template)
         request.prompt_token_ids = token_ids

@@ -60,9 +60,10 @@ def batch_gen(
     ),
 ) -> None:
     """Predict every user's top-K negative SIDs and publish them as one new store version."""
+    from batch_gen.config import NightlyConfig
     from batch_gen.engines.base import EngineConfig
     from batch_gen.job import BatchJobConfig
-    from batch_gen.nightly import NightlyConfig, run_nightly
+    from batch_gen.nightly import run_nightly
     from model.data.prepared import load_tables
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -8,7 +8,7 @@ from conrec.codebook_training import ITEM_VECTORS
 
 
 class Engine(StrEnum):
-    auto = "auto"  # the faster engine on this hardware: batch_gen.nightly.resolve_engine
+    auto = "auto"  # the faster engine on this hardware: batch_gen.engines.choice.resolve_engine
     hf = "hf"
     vllm = "vllm"
 

@@ -14,12 +14,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from batch_gen.engines.base import BeamSearchEngine, EngineConfig
+from batch_gen.engines.choice import make_engine
 from batch_gen.job import UserPrompt, build_user_prompts
-from batch_gen.nightly import make_engine, trained_prompt_kwargs
 from codebook.artifact import ItemSIDTable
 from model.evaluation.split import EvalSplit
 from model.likelihood import completion_logprobs
-from model.prompts import next_negative_prompter
+from model.prompts import next_negative_prompter, trained_prompt_kwargs
 from model.sids import SID, format_sid
 
 

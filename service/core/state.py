@@ -32,13 +32,14 @@ from codebook.artifact import (
     load_item_sids,
 )
 from codebook.calibration import CALIBRATION_FILE, AlignedItems, load_calibration
+from codebook.layout import read_pointer, resolve
 from codebook.similarity import gram_fits, item_vectors
-from codebook.versions import check_pair, read_pointer, resolve
+from codebook.versions import check_pair
 from service.core.config import Settings
 from service.core.decision_log import DecisionLog
 from service.core.prediction_cache import PredictionCache
 from service.core.thresholds import Thresholds, ThresholdsSource
-from service.metrics import Metrics
+from service.metrics import LoadedVersion, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +297,19 @@ class ServiceState:
             keep.version if keep else None,
             ", ".join(dropped) or None,
         )
-        self.metrics.set_codebooks(self.catalogue)
+        self.metrics.set_codebooks(
+            (
+                LoadedVersion(
+                    version.version,
+                    "current" if version is self.catalogue.current else "previous",
+                    str(version.items.table_version),
+                    len(version.items),
+                    tuple(version.calibrations),
+                )
+                for version in self.catalogue.by_version.values()
+            ),
+            self.catalogue.current.loaded_at,
+        )
 
     def _failed(self, message: str) -> None:
         # Logged and counted once per distinct error, not on every poll while it lasts.

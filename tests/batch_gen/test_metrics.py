@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from batch_gen.config import NightlyConfig
 from batch_gen.job import BatchJobConfig
 from batch_gen.metrics import LAST_SUCCESS, RunMetrics
-from batch_gen.nightly import NightlyConfig, run_nightly
+from batch_gen.nightly import run_nightly
 from batch_gen.store import PredictionStore, connect
 from codebook.artifact import ArtifactError
 from tests.redis_support import isolated_prefix

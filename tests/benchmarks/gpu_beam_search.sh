@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The nightly beam search benchmark (tests/benchmarks/test_beam_search.py) on a CUDA GPU machine:
 # the same workload, timings and printed lines as on CPU, with both engines on the GPU. Its
-# result decides what `--engine auto` picks with a GPU (batch_gen.nightly.resolve_engine).
+# result decides what `--engine auto` picks with a GPU (batch_gen.engines.choice.resolve_engine).
 #
 # Exact command, from the repository root:
 #

@@ -18,15 +18,8 @@ from codebook.artifact import (
     save_artifact,
 )
 from codebook.bulk import BulkEncoder, add_items
-from codebook.versions import (
-    CURRENT_FILE,
-    list_versions,
-    publish,
-    read_pointer,
-    resolve,
-    set_current,
-    version_dir,
-)
+from codebook.layout import CURRENT_FILE, read_pointer, resolve, version_dir
+from codebook.versions import list_versions, publish, set_current
 from conrec.cli import app
 
 DIM, LEVELS, SIZE = 6, 2, 8

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from batch_gen.nightly import ENGINES
+from batch_gen.engines.choice import ENGINES
 from conrec.cli import app as cli
 from service.api.routes.ops import router as ops_router
 from service.core.config import Settings

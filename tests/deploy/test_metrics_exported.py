@@ -13,9 +13,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig
-from batch_gen.nightly import NightlyConfig, run_nightly
+from batch_gen.nightly import run_nightly
 from batch_gen.store import PredictionStore, connect
 from service.core.config import Settings
 from service.main import create_app, serving

