@@ -202,7 +202,7 @@ def test_corrupted_thresholds_file_keeps_the_last_good_config(redis_with_run, tm
 
 
 def test_batch_job_killed_mid_run_keeps_serving_and_a_rerun_publishes(
-    tmp_path, ml100k_dir, artifact_dir, ml100k
+    tmp_path, artifact_dir, ml100k
 ):
     model_dir = build_tiny_model_dir(ml100k, tmp_path / "model")
     server = RedisProcess(tmp_path, "--save", "").start()
@@ -223,7 +223,7 @@ def test_batch_job_killed_mid_run_keeps_serving_and_a_rerun_publishes(
 
     cmd = [
         sys.executable, "-m", "conrec", "batch-gen", "--model-dir", str(model_dir),
-        "--codebook-dir", str(artifact_dir), "--data-path", str(ml100k_dir), "--run-id", "crashy",
+        "--codebook-dir", str(artifact_dir), "--run-id", "crashy",
         "--engine", "hf", "--batch-size", "2", "--max-users", "200", "--cutoff", "midpoint",
         "--checkpoint-dir", str(tmp_path / "ckpt"),
     ]  # fmt: skip
