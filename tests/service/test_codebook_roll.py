@@ -19,7 +19,7 @@ from codebook.artifact import EncoderWeights, save_artifact
 from codebook.bulk import add_items
 from codebook.layout import version_dir
 from codebook.versions import publish
-from tests.service.support import CODEWORDS, ITEMS, publish_run, wait_until
+from tests.service.support import CODEWORDS, ITEMS, publish_run, scraped, wait_until
 
 COS_NEAR = 1 / math.sqrt(1.25)  # cos(e0, e0 + 0.5 e1)
 
@@ -94,6 +94,11 @@ def test_codebook_roll_under_the_running_service_never_fails_open(
         thread.join()
     assert not [a for a in answers if a["fail_open"]]
     assert {tuple(a["kept"]) for a in answers} == {("e1",)}
+    # a's prediction was read once and served from the run cache through the roll.
+    lookups = "conrec_prediction_cache_lookups_total"
+    metrics = api.get("/metrics").text
+    assert scraped(metrics, lookups, result="miss") == 1
+    assert scraped(metrics, lookups, result="hit") >= len(answers)
     versions = loaded(api)
     assert {v: info["current"] for v, info in versions.items()} == {
         version_b: True,
