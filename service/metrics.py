@@ -278,7 +278,7 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         redis_seconds=Histogram(
             "conrec_redis_request_duration_seconds",
-            "Time spent fetching a user's prediction from Redis.",
+            "Time spent fetching a user's prediction from Redis (run cache hits excluded).",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         ),

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from batch_gen.store import PredictionStore
 from conrec.cli import app
-from tests.service.support import publish_run
+from tests.service.support import publish_run, scraped
 
 # e1 scores 1.0 against a prediction of (1, 0, 0) and 0.0 against (0, 0, 0); e0 the reverse.
 BODY = {"candidates": [{"item_id": "e0"}, {"item_id": "e1"}], "threshold": 0.5}
@@ -46,6 +46,9 @@ def test_a_user_read_once_is_served_from_the_cache_until_the_run_changes(
     shared_store.client.delete(shared_store.keys.user("r1", "u"))
     assert kept(api, "u") == (["e1"], None)
     assert cache_metrics(api)["conrec_prediction_cache_lookups_total:hit"] == 1
+    # The Redis latency histogram times the one read, not the hit.
+    metrics = api.get("/metrics").text
+    assert scraped(metrics, "conrec_redis_request_duration_seconds_count") == 1
     # A new run is published: the cache is dropped and the new prediction served.
     publish_run(shared_store, "r2", codebook_version, {"u": LIKES_E0})
     assert kept(api, "u") == (["e0"], None)
