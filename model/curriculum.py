@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from codebook.artifact import load_codebook, load_item_sids
-from model import tasks
+from model import distributed, tasks
 from model.backbone import (
     build_tiny_model,
     build_tokenizer,
@@ -68,10 +69,26 @@ def data_version(events: pd.DataFrame) -> str:
 
 
 def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> dict:
-    """Run (or resume) every stage of `cfg`; return and write the summary."""
+    """Run (or resume) every stage of `cfg`; return and write the summary.
+
+    Under a launcher this is the leader's call: the followers (`model.distributed`) receive the
+    job and train every stage with it, data-parallel.
+    """
+    distributed.lead((cfg, dataset))
+    return train_curriculum(cfg, dataset)
+
+
+def train_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> dict:
+    """`run_curriculum` on every rank: all ranks train each stage together; the leader alone
+    writes stage directories, measurements, the summary, the plot and the final model, while
+    the others wait at barriers. Returns the summary on every rank."""
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    run = CurriculumRun(cfg, dataset or load_tables(cfg.data))
+    if distributed.is_leader() and (note := distributed.unsharded_on_cpu()):
+        print(f"note: {note}", flush=True)
+    with distributed.leader_first():  # a dataset fetched on first use is fetched once
+        out.mkdir(parents=True, exist_ok=True)
+        dataset = dataset or load_tables(cfg.data)
+    run = CurriculumRun(cfg, dataset)
     stages = run.stages
     done = [is_done(run.dir(s)) for s in stages]
     resume_at = next((i for i, d in enumerate(done) if not d), len(stages))
@@ -83,17 +100,20 @@ def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> 
             metrics = json.loads((run.dir(stage) / "merged" / DONE_MARKER).read_text())
         else:
             model, metrics = run.train(stage, model)
-        # A finished stage's model is loaded again only if its figures were never taken.
-        evals[stage.label] = run.stage_evals(stage, model if i >= resume_at - 1 else None)
         summary["stages"][stage.label] = {**metrics, "dir": str(run.dir(stage))}
-    summary["stage_evals"] = evals
-    summary["eval"] = _headline(stages, evals, summary["stages"], run)
-    final = out / FINAL_MODEL_DIR
-    _save_final(final, model, run, stages[-1])
-    summary["final_model"] = str(final)
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
-    plot_grpo(summary, out / PLOT_FILE)
-    return summary
+        if distributed.is_leader():
+            # A finished stage's model is loaded again only if its figures were never taken.
+            evals[stage.label] = run.stage_evals(stage, model if i >= resume_at - 1 else None)
+    if distributed.is_leader():
+        summary["stage_evals"] = evals
+        summary["eval"] = _headline(stages, evals, summary["stages"], run)
+        final = out / FINAL_MODEL_DIR
+        _save_final(final, model, run, stages[-1])
+        summary["final_model"] = str(final)
+        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
+        plot_grpo(summary, out / PLOT_FILE)
+    distributed.barrier()
+    return json.loads((out / SUMMARY_FILE).read_text())
 
 
 class CurriculumRun:
@@ -147,6 +167,10 @@ class CurriculumRun:
             self.codebook, r.scheme, gamma=r.gamma, threshold=r.threshold,
             invalid_reward=r.invalid_reward,
         )  # fmt: skip
+        # GRPO's reward functions and weights; weight 0 is logged, not trained on.
+        self.rewards: list[tuple[Callable, float]] = [
+            (self.reward, 1.0), (make_valid_sid_reward(self.codebook), 0.0),
+        ]  # fmt: skip
 
     def dir(self, stage: PlannedStage) -> Path:
         return self.root / stage.dirname
@@ -160,12 +184,13 @@ class CurriculumRun:
             return load_backbone_tokenizer(self.backbone_dir, levels, size), provenance
         from transformers import AutoTokenizer
 
-        if tok_dir.is_dir():
-            tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
-        else:
-            corpus = item_texts(self.items) + prompt_vocabulary()
-            tokenizer = build_tokenizer(corpus, levels, size)
-            tokenizer.save_pretrained(tok_dir)
+        with distributed.leader_first():  # every rank trains with the leader's vocabulary
+            if tok_dir.is_dir():
+                tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+            else:
+                corpus = item_texts(self.items) + prompt_vocabulary()
+                tokenizer = build_tokenizer(corpus, levels, size)
+                tokenizer.save_pretrained(tok_dir)
         return tokenizer, {"source": "tiny", "format": "config", **asdict(self.cfg.tiny)}
 
     def initial_model(self):
@@ -176,22 +201,25 @@ class CurriculumRun:
 
     def train(self, stage: PlannedStage, model):
         """Train `stage` on top of `model`; returns (merged model, metrics)."""
+        if distributed.is_leader():
+            print(f"== stage {stage.label} -> {self.dir(stage)}", flush=True)
         samples, data_step = self.samples(stage, model)
-        print(f"== stage {stage.label}: {len(samples)} samples -> {self.dir(stage)}", flush=True)
         if stage.kind == "sft":
             return run_sft_stage(
                 model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
                 seed=self.cfg.seed,
             )  # fmt: skip
+        funcs, weights = zip(*self.rewards, strict=True)
         model, metrics = run_grpo_stage(
             model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
-            [self.reward, make_valid_sid_reward(self.codebook)], [1.0, 0.0], self.trie,
+            list(funcs), list(weights), self.trie,
             seed=self.cfg.seed, extra_metrics={"data_step": data_step},
         )  # fmt: skip
         return model, metrics
 
-    def samples(self, stage: PlannedStage, model) -> tuple[list[dict], dict]:
-        """The stage's training samples and, for GRPO, what the data step did."""
+    def samples(self, stage: PlannedStage, model) -> tuple[Iterable[dict], dict]:
+        """The stage's training samples (a stream for translation, whose size is the
+        catalogue's) and, for GRPO, what the data step did."""
         cfg = self.cfg
         if stage.name == "translation":
             return tasks.translation_samples(self.items, self.item_sids), {}
@@ -213,25 +241,28 @@ class CurriculumRun:
         samples = samples[: stage.config.max_steps * stage.config.prompts_per_step]
         if not cfg.cleaning.enabled:
             return samples, {"enabled": False}
-        flagged = self._close_to_positives(model, samples)
+        flagged, by_rank = self._close_to_positives(model, samples)
         return tasks.oversample(samples, flagged, cfg.cleaning.factor), {
             "enabled": True,
             "checked": len(samples),
+            "checked_by_rank": by_rank,
             "flagged": int(sum(flagged)),
             "tau": cfg.cleaning.tau,
             "factor": cfg.cleaning.factor,
         }
 
-    def _close_to_positives(self, model, samples: list[dict]) -> list[bool]:
-        """Whether each sample's greedy output is within cosine tau of a future positive."""
-        prompts = [s["prompt"] for s in samples]
+    def _close_to_positives(self, model, samples: list[dict]) -> tuple[list[bool], list[int]]:
+        """Whether each sample's greedy output is within cosine tau of a future positive, and
+        how many samples each rank checked (the ranks split the samples between them)."""
+        mine = [samples[i] for i in distributed.shard(samples)]
+        prompts = [s["prompt"] for s in mine]
         texts = generate_sids(model, self.tokenizer, prompts, self.trie, self.trie.depth + 1)
         flags = []
-        for text, sample in zip(texts, samples, strict=True):
+        for text, sample in zip(texts, mine, strict=True):
             sid = output_sid(text, self.codebook)
             similarity = set_similarity(self.codebook, sid, sample["future_pos_sids"]) if sid else 0
             flags.append(similarity > self.cfg.cleaning.tau)
-        return flags
+        return distributed.gather_sharded(flags, len(samples)), distributed.gather_counts(len(mine))
 
     def stage_evals(self, stage: PlannedStage, model) -> dict:
         """The stage model's alignment accuracy (and held-out reward for warm-up and GRPO),

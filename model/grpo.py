@@ -16,8 +16,16 @@ from pathlib import Path
 
 from trl import GRPOConfig
 
+from model import distributed
 from model.prompts import Context
-from model.stages import LoraSettings, attach_lora, finish_stage, precision, resume_checkpoint
+from model.stages import (
+    LoraSettings,
+    attach_lora,
+    finish_stage,
+    launch_metrics,
+    machine_flags,
+    resume_checkpoint,
+)
 from model.trie import SIDTrie
 from model.trl_generation import ConstrainedGRPOTrainer
 
@@ -29,7 +37,10 @@ class GRPOStageConfig:
     )
     beta: float = field(default=0.04, metadata={"help": "KL coefficient of this stage."})
     max_steps: int = field(default=10, metadata={"help": "Optimizer steps of the stage."})
-    prompts_per_step: int = field(default=4, metadata={"help": "Distinct prompts per step."})
+    prompts_per_step: int = field(
+        default=4,
+        metadata={"help": "Distinct prompts per optimizer step, over all training processes."},
+    )
     num_generations: int = field(default=4, metadata={"help": "Group size G per prompt."})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
@@ -62,10 +73,18 @@ def run_grpo_stage(
     if not samples:
         raise ValueError(f"GRPO stage {stage_dir} has no samples")
     stage_dir = Path(stage_dir)
+    checkpoint = resume_checkpoint(stage_dir)
+    # TRL repeats each prompt num_generations times in a row and deals the step's completions
+    # out to the processes in consecutive slices: when the per-process batch is a multiple of
+    # num_generations each prompt's group stays on one process, otherwise a group spans
+    # processes and TRL gathers its rewards before computing the group's advantages.
+    per_rank = distributed.per_rank_batch(
+        cfg.prompts_per_step * cfg.num_generations, "prompts_per_step x num_generations"
+    )
     args = GRPOConfig(
         output_dir=str(stage_dir / "checkpoints"),
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        per_device_train_batch_size=per_rank,
         num_generations=cfg.num_generations,
         max_completion_length=sid_trie.depth + 1,
         temperature=cfg.temperature,
@@ -80,7 +99,7 @@ def run_grpo_stage(
         seed=seed,
         report_to="none",
         dataloader_num_workers=0,
-        **precision(),
+        **machine_flags(),
     )
     # TRL's fused logprob forward reads `lm_head.bias`, which peft's trainable-token wrapper
     # (SID embedding rows, trained in the SFT stages) does not expose: GRPO trains LoRA only.
@@ -94,11 +113,12 @@ def run_grpo_stage(
         sid_trie=sid_trie,
     )
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir))
+    trainer.train(resume_from_checkpoint=checkpoint)
     metrics = {
         "samples": len(samples),
         "steps": trainer.state.global_step,
         "seconds": time.perf_counter() - start,
+        **launch_metrics(checkpoint),
         "log": step_log(trainer.state.log_history, trainer.reward_func_names),
         **(extra_metrics or {}),
     }

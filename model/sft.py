@@ -8,37 +8,42 @@ word-level demo tokenizer does not share; this keeps the masking explicit.)
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from model import distributed
 from model.backbone import encode_completion, encode_prompt
-from model.stages import LoraSettings, attach_lora, finish_stage, precision, resume_checkpoint
-
-IGNORE_INDEX = -100
+from model.stage_data import IGNORE_INDEX, join_masked, tokenised_rows
+from model.stages import (
+    LoraSettings,
+    attach_lora,
+    finish_stage,
+    launch_metrics,
+    machine_flags,
+    resume_checkpoint,
+)
 
 
 @dataclass
 class SFTStageConfig:
     max_steps: int = field(default=50, metadata={"help": "Optimizer steps of the stage."})
-    batch_size: int = field(default=16, metadata={"help": "Samples per step."})
+    batch_size: int = field(
+        default=16, metadata={"help": "Samples per optimizer step, over all training processes."}
+    )
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate."})
     max_length: int = field(default=256, metadata={"help": "Tokens per sample (prompt cut left)."})
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every this many steps."})
 
 
 def encode_sample(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
-    """input_ids = prompt + completion + EOS; labels mask the prompt. Long prompts lose their
-    oldest tokens, so the most recent history survives."""
-    completion_ids = encode_completion(tokenizer, completion)[:max_length]
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    prompt_ids = prompt_ids[max(0, len(prompt_ids) - (max_length - len(completion_ids))) :]
-    return {
-        "input_ids": prompt_ids + completion_ids,
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids,
-    }
+    """One sample's training row (`model.stage_data.join_masked`): input_ids = prompt +
+    completion + EOS, labels masking the prompt."""
+    return join_masked(
+        encode_prompt(tokenizer, prompt), encode_completion(tokenizer, completion), max_length
+    )
 
 
 class PromptMaskedCollator:
@@ -63,7 +68,7 @@ class PromptMaskedCollator:
 def run_sft_stage(
     model,
     tokenizer,
-    samples: Sequence[dict],
+    samples: Iterable[dict],
     stage_dir: str | Path,
     cfg: SFTStageConfig,
     lora: LoraSettings,
@@ -71,23 +76,22 @@ def run_sft_stage(
 ):
     """Train a fresh LoRA adapter on `samples` ({"prompt", "completion"}); return (merged, metrics).
 
-    Resumes from the stage's newest checkpoint when one exists. Device and precision follow the
-    machine (a GPU if there is one, bf16 where it supports it).
+    `samples` may be a stream: they are tokenised once into the stage directory
+    (`model.stage_data`). Resumes from the stage's newest checkpoint when one exists. Device and
+    precision follow the machine (a GPU if there is one, bf16 where it supports it).
     """
-    from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    if not samples:
-        raise ValueError(f"SFT stage {stage_dir} has no samples")
     stage_dir = Path(stage_dir)
-    encoded = Dataset.from_list(
-        [encode_sample(tokenizer, s["prompt"], s["completion"], cfg.max_length) for s in samples]
-    )
+    encoded = tokenised_rows(samples, tokenizer, cfg.max_length, stage_dir)
+    if not len(encoded):
+        raise ValueError(f"SFT stage {stage_dir} has no samples")
     peft_model = attach_lora(model, tokenizer, lora)
+    checkpoint = resume_checkpoint(stage_dir)
     args = TrainingArguments(
         output_dir=str(stage_dir / "checkpoints"),
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=distributed.per_rank_batch(cfg.batch_size, "batch_size"),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type="constant",
         logging_steps=max(1, cfg.max_steps // 10),
@@ -96,7 +100,7 @@ def run_sft_stage(
         seed=seed,
         report_to="none",
         dataloader_num_workers=0,
-        **precision(),
+        **machine_flags(),
     )
     trainer = Trainer(
         model=peft_model,
@@ -105,11 +109,12 @@ def run_sft_stage(
         data_collator=PromptMaskedCollator(tokenizer.pad_token_id),
     )
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir))
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = {
-        "samples": len(samples),
+        "samples": len(encoded),
         "steps": trainer.state.global_step,
         "train_loss": float(result.training_loss),
         "seconds": time.perf_counter() - start,
+        **launch_metrics(checkpoint),
     }
     return finish_stage(peft_model, tokenizer, stage_dir, metrics), metrics

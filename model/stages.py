@@ -2,8 +2,9 @@
 
 Each stage trains a new LoRA adapter on the model the previous stage left (merged), so GRPO's
 reference policy (the adapter-disabled model) is the previous stage's model. A stage directory
-holds `checkpoints/` (HF Trainer state, resumed after a crash), `adapter/` (the LoRA adapter)
-and `merged/` (full model + tokenizer, written last; its `STAGE_DONE` marks completion).
+holds `checkpoints/` (HF Trainer state, resumed after a crash), `launch.json` (how many
+processes train it), `adapter/` (the LoRA adapter) and `merged/` (full model + tokenizer,
+written last; its `STAGE_DONE` marks completion).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
-
+from model import distributed
 from model.backbone import device
 from model.sids import is_sid_token
 
 DONE_MARKER = "STAGE_DONE"
+LAUNCH_FILE = "launch.json"
 
 
 @dataclass
@@ -63,19 +64,61 @@ def attach_lora(model, tokenizer, lora: LoraSettings):
     return get_peft_model(model, config)
 
 
-def precision() -> dict[str, bool]:
+def machine_flags() -> dict[str, bool]:
     """Trainer flags for this machine: bf16 on a GPU that has it (else fp32), pinned memory
-    only where there is a GPU to copy to."""
+    only where there is a GPU to copy to, and CPU processes declared as such (so that several
+    of them, under a launcher, train data-parallel over gloo, as `model.distributed` does)."""
     import torch
 
     gpu = torch.cuda.is_available()
-    return {"bf16": bool(gpu and torch.cuda.is_bf16_supported()), "dataloader_pin_memory": gpu}
+    return {
+        "bf16": bool(gpu and torch.cuda.is_bf16_supported()),
+        "dataloader_pin_memory": gpu,
+        "use_cpu": not gpu,
+    }
 
 
 def resume_checkpoint(stage_dir: Path) -> str | None:
-    """The newest Trainer checkpoint of an unfinished stage, if any."""
+    """The newest Trainer checkpoint of an unfinished stage, if any.
+
+    A checkpoint holds each process's data order and random state, so it resumes only on the
+    number of processes that wrote it (`launch.json`); on another number it is refused rather
+    than resumed into a different run.
+    """
     ckpt_dir = stage_dir / "checkpoints"
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    last = _newest_complete(ckpt_dir)
+    launch = stage_dir / LAUNCH_FILE
+    processes = distributed.world_size()
+    if last and launch.is_file():
+        wrote = json.loads(launch.read_text())["processes"]
+        if wrote != processes:
+            raise ValueError(
+                f"{last} was written by {wrote} training processes and this run has {processes}: "
+                f"rerun with {wrote} processes to resume, or delete {ckpt_dir} to restart the stage"
+            )
+    distributed.barrier()  # every rank has read launch.json before the leader rewrites it
+    if distributed.is_leader():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        launch.write_text(json.dumps({"processes": processes}))
+    return last
+
+
+def _newest_complete(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint the Trainer finished writing (its trainer_state.json is written
+    after the weights and optimizer): a process killed mid-save leaves a partial folder that
+    must not be resumed from."""
+    steps = [
+        int(p.name.rsplit("-", 1)[1])
+        for p in ckpt_dir.glob("checkpoint-*")
+        if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return str(ckpt_dir / f"checkpoint-{max(steps)}") if steps else None
+
+
+def launch_metrics(checkpoint: str | None) -> dict[str, int]:
+    """What a stage's record says of how it ran: its processes and the step it resumed from."""
+    step = int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+    return {"processes": distributed.world_size(), "resumed_from_step": step}
 
 
 def is_done(stage_dir: Path) -> bool:
@@ -83,13 +126,20 @@ def is_done(stage_dir: Path) -> bool:
 
 
 def finish_stage(peft_model, tokenizer, stage_dir: Path, metrics: dict):
-    """Save the adapter, merge it, save the merged model + tokenizer; return the merged model."""
-    peft_model.save_pretrained(stage_dir / "adapter")
+    """Save the adapter, merge it, save the merged model + tokenizer; return the merged model.
+
+    Every rank merges (the next stage trains on it); the leader alone writes.
+    """
+    leader = distributed.is_leader()
+    if leader:
+        peft_model.save_pretrained(stage_dir / "adapter")
     merged = peft_model.merge_and_unload()
-    out = stage_dir / "merged"
-    merged.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / DONE_MARKER).write_text(json.dumps(metrics, indent=2))
+    if leader:
+        out = stage_dir / "merged"
+        merged.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / DONE_MARKER).write_text(json.dumps(metrics, indent=2))
+    distributed.barrier()
     return merged
 
 

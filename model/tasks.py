@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,16 +22,15 @@ from model.data.tables import Polarity
 from model.sids import format_sid
 
 
-def translation_samples(items: pd.DataFrame, item_sids: ItemSIDTable) -> list[dict]:
-    """Bidirectional translation: SID -> title and title -> SID for every item with a SID."""
-    out = []
+def translation_samples(items: pd.DataFrame, item_sids: ItemSIDTable) -> Iterator[dict]:
+    """Bidirectional translation: SID -> title and title -> SID for every item with a SID, as a
+    stream (two samples per item of a catalogue that may hold millions)."""
     for item_id, title in zip(items["item_id"].astype(str), items["title"], strict=True):
         sid = item_sids.sid_of(item_id)
         if sid is None:
             continue
-        out.append({"prompt": prompts.sid_to_title_prompt(sid), "completion": str(title)})
-        out.append({"prompt": prompts.title_to_sid_prompt(title), "completion": format_sid(sid)})
-    return out
+        yield {"prompt": prompts.sid_to_title_prompt(sid), "completion": str(title)}
+        yield {"prompt": prompts.title_to_sid_prompt(title), "completion": format_sid(sid)}
 
 
 @dataclass

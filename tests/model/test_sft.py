@@ -27,7 +27,7 @@ def test_encode_sample_masks_the_prompt(tokenizer):
 
 def _stage_samples(kind, ml100k, item_sids, windows):
     if kind == "translation":
-        return tasks.translation_samples(ml100k.items.head(20), item_sids)
+        return list(tasks.translation_samples(ml100k.items.head(20), item_sids))
     if kind == "alignment":
         return tasks.alignment_samples(ml100k.events, item_sids)[0][:20]
     return tasks.next_negative_samples(windows, item_sids)[:20]
@@ -91,3 +91,23 @@ def test_completion_targets_start_with_a_token_the_trie_allows(tokenizer, trie):
     assert targets[:3] == list(tokenizer.convert_tokens_to_ids(["<a_1>", "<b_2>", "<c_3>"]))
     assert targets[-1] == tokenizer.eos_token_id
     assert targets[0] in trie.allowed(())
+
+
+def test_stage_rows_are_tokenised_once_in_chunks_as_one_sample_would_be(tmp_path, tokenizer):
+    from model.stage_data import ROWS_FILE, tokenised_rows, write_rows
+
+    samples = [
+        {"prompt": f"The item titled toy story {n} is:", "completion": "<a_1><b_2><c_3>"}
+        for n in range(5)
+    ] + [{"prompt": "Not interested: " + "toy story, " * 40, "completion": "<a_2><b_1><c_7>"}]
+    rows = tokenised_rows(iter(samples), tokenizer, 24, tmp_path)
+    expected = [encode_sample(tokenizer, s["prompt"], s["completion"], 24) for s in samples]
+    assert [dict(r) for r in rows] == expected  # the long prompt lost its oldest tokens
+    assert len(rows[5]["input_ids"]) == 24
+    # A resumed stage reads the file again: an empty stream still gives the stage its rows.
+    never = (s for s in () if s)
+    assert len(tokenised_rows(never, tokenizer, 24, tmp_path)) == len(samples)
+    assert (tmp_path / ROWS_FILE).is_file()
+    assert not list(tmp_path.rglob("*.partial"))
+    # Rows cross chunk boundaries unchanged.
+    assert write_rows(iter(samples * 3000), tokenizer, 24, tmp_path / "big.arrow") == 18000

@@ -54,7 +54,7 @@ def test_grpo_samples_add_swing_neighbours(windows, item_sids):
 
 
 def test_translation_and_warmup_samples(ml100k, windows, item_sids):
-    trans = tasks.translation_samples(ml100k.items, item_sids)
+    trans = list(tasks.translation_samples(ml100k.items, item_sids))
     assert len(trans) == 2 * len(ml100k.items)
     assert trans[1]["completion"] == format_sid(item_sids.sid_of(ml100k.items.item_id.iloc[0]))
     warm = tasks.next_negative_samples(windows, item_sids)

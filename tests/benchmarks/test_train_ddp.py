@@ -1,0 +1,53 @@
+"""Curriculum training on 1 and 2 processes of this machine: samples per second of the
+translation stage (Trainer time only, not start-up), the same global batch on both.
+
+Both runs start as a user starts them (`accelerate launch --config_file
+model/configs/accelerate/ddp.yaml --num_processes N conrec train CONFIG`), interleaved, three
+times each, and the best of each is kept (the machine is shared: other load only adds time).
+On a 2-core machine two processes share the same cores one process already uses, so a figure
+near 1.0 is what to expect; the ratio grows with cores or GPUs per process. Run with
+`pytest -m benchmark tests/benchmarks/test_train_ddp.py -s`; see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from model.train_config import load_config
+from tests.launch_support import ROOT, accelerate_train, finished, write_config
+
+pytestmark = pytest.mark.benchmark
+
+STEPS, BATCH, REPEATS = 120, 32, 3
+
+
+def test_train_ddp2_vs_single(tmp_path, artifact_dir, ml100k_tables):
+    base = load_config(
+        ROOT / "model" / "configs" / "tiny-ml100k.yaml",
+        codebook_dir=str(artifact_dir),
+        data=str(ml100k_tables),
+    )
+    best: dict[int, float] = {}
+    for attempt in range(REPEATS):
+        for processes in (1, 2):
+            name = f"p{processes}-{attempt}"
+            cfg = dataclasses.replace(
+                base, use_alignment=False, grpo=[], output_dir=str(tmp_path / name),
+                translation=dataclasses.replace(
+                    base.translation, max_steps=STEPS, batch_size=BATCH, save_steps=10 * STEPS
+                ),
+                warmup=dataclasses.replace(base.warmup, max_steps=2),
+            )  # fmt: skip
+            log = tmp_path / f"{name}.log"
+            finished(
+                accelerate_train(write_config(cfg, tmp_path / f"{name}.yaml"), log, processes), log
+            )
+            stage = json.loads(Path(cfg.output_dir, "summary.json").read_text())["stages"]
+            rate = STEPS * BATCH / stage["1_translation"]["seconds"]
+            best[processes] = max(best.get(processes, 0.0), rate)
+    print(f"\ntranslation samples/s: 1 process {best[1]:.0f}, 2 processes {best[2]:.0f}")
+    print(f"train_ddp2_vs_single: {best[2] / best[1]:.2f}")
