@@ -204,16 +204,21 @@ class CurriculumRun:
         if distributed.is_leader():
             print(f"== stage {stage.label} -> {self.dir(stage)}", flush=True)
         samples, data_step = self.samples(stage, model)
+        before = self.stages[stage.index - 2] if stage.index > 1 else None
+
+        def base():  # the stage's starting model, whole (read only when training sharded it)
+            return load_finished(self.dir(before))[0] if before else self.initial_model()
+
         if stage.kind == "sft":
             return run_sft_stage(
                 model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
-                seed=self.cfg.seed,
+                seed=self.cfg.seed, base=base,
             )  # fmt: skip
         funcs, weights = zip(*self.rewards, strict=True)
         model, metrics = run_grpo_stage(
             model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
             list(funcs), list(weights), self.trie,
-            seed=self.cfg.seed, extra_metrics={"data_step": data_step},
+            seed=self.cfg.seed, extra_metrics={"data_step": data_step}, base=base,
         )  # fmt: skip
         return model, metrics
 

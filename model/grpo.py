@@ -20,6 +20,7 @@ from model import distributed
 from model.prompts import Context
 from model.stages import (
     LoraSettings,
+    StartingModel,
     attach_lora,
     finish_stage,
     launch_metrics,
@@ -61,6 +62,7 @@ def run_grpo_stage(
     reward_weights: Sequence[float],
     sid_trie: SIDTrie,
     seed: int = 0,
+    base: StartingModel = None,
     extra_metrics: dict | None = None,
 ):
     """One progressive-GRPO stage on `samples` (prompt, gt_sids, future_pos_sids).
@@ -122,7 +124,7 @@ def run_grpo_stage(
         "log": step_log(trainer.state.log_history, trainer.reward_func_names),
         **(extra_metrics or {}),
     }
-    return finish_stage(trainer.model, tokenizer, stage_dir, metrics), metrics
+    return finish_stage(trainer, tokenizer, stage_dir, metrics, base), metrics
 
 
 def step_log(history: Sequence[dict], reward_names: Sequence[str]) -> list[dict]:

@@ -19,6 +19,7 @@ from model.backbone import encode_completion, encode_prompt
 from model.stage_data import IGNORE_INDEX, join_masked, tokenised_rows
 from model.stages import (
     LoraSettings,
+    StartingModel,
     attach_lora,
     finish_stage,
     launch_metrics,
@@ -73,6 +74,7 @@ def run_sft_stage(
     cfg: SFTStageConfig,
     lora: LoraSettings,
     seed: int = 0,
+    base: StartingModel = None,
 ):
     """Train a fresh LoRA adapter on `samples` ({"prompt", "completion"}); return (merged, metrics).
 
@@ -117,4 +119,4 @@ def run_sft_stage(
         "seconds": time.perf_counter() - start,
         **launch_metrics(checkpoint),
     }
-    return finish_stage(peft_model, tokenizer, stage_dir, metrics), metrics
+    return finish_stage(trainer, tokenizer, stage_dir, metrics, base), metrics

@@ -10,8 +10,10 @@ written last; its `STAGE_DONE` marks completion).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from model import distributed
 from model.backbone import device
@@ -19,6 +21,8 @@ from model.sids import is_sid_token
 
 DONE_MARKER = "STAGE_DONE"
 LAUNCH_FILE = "launch.json"
+# Loads a stage's starting model whole (the previous stage's merged model, or the backbone).
+StartingModel = Callable[[], Any] | None
 
 
 @dataclass
@@ -125,16 +129,26 @@ def is_done(stage_dir: Path) -> bool:
     return (stage_dir / "merged" / DONE_MARKER).is_file()
 
 
-def finish_stage(peft_model, tokenizer, stage_dir: Path, metrics: dict):
+def finish_stage(trainer, tokenizer, stage_dir: Path, metrics: dict, base: StartingModel = None):
     """Save the adapter, merge it, save the merged model + tokenizer; return the merged model.
 
-    Every rank merges (the next stage trains on it); the leader alone writes.
+    The trainer writes the adapter (rank 0 alone; gathered from every rank first when FSDP or
+    ZeRO-3 sharded the model). Every rank then merges it, since the next stage trains on the
+    result: into the trained model itself, or, when that model is sharded, into a whole copy of
+    the stage's starting model (`base`). The leader alone writes the merged model.
     """
-    leader = distributed.is_leader()
-    if leader:
-        peft_model.save_pretrained(stage_dir / "adapter")
-    merged = peft_model.merge_and_unload()
-    if leader:
+    adapter = stage_dir / "adapter"
+    trainer.save_model(str(adapter))
+    distributed.barrier()
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        from peft import PeftModel
+
+        if base is None:
+            raise ValueError(f"{stage_dir}: a sharded stage needs its starting model to merge into")
+        merged = PeftModel.from_pretrained(base(), adapter).merge_and_unload()
+    else:
+        merged = trainer.model.merge_and_unload()
+    if distributed.is_leader():
         out = stage_dir / "merged"
         merged.save_pretrained(out)
         tokenizer.save_pretrained(out)

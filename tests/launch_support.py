@@ -26,12 +26,21 @@ def write_config(cfg: CurriculumConfig, path: Path) -> Path:
     return path
 
 
-def accelerate_train(config: Path, log: Path, processes: int = 2) -> subprocess.Popen:
-    """`accelerate launch --config_file ddp.yaml --num_processes N conrec train CONFIG`."""
+def accelerate_train(
+    config: Path, log: Path, processes: int = 2, launch_config: Path = DDP_CONFIG
+) -> subprocess.Popen:
+    """`accelerate launch --config_file LAUNCH_CONFIG --num_processes N conrec train CONFIG`."""
+    return launch(["train", config], log, processes, launch_config)
+
+
+def launch(
+    args: list, log: Path, processes: int = 2, launch_config: Path = DDP_CONFIG
+) -> subprocess.Popen:
+    """`accelerate launch --config_file LAUNCH_CONFIG --num_processes N conrec ARGS...`."""
     cmd = [
-        BIN / "accelerate", "launch", "--config_file", DDP_CONFIG,
+        BIN / "accelerate", "launch", "--config_file", launch_config,
         "--num_processes", str(processes), "--main_process_port", str(free_port()),
-        BIN / "conrec", "train", config,
+        BIN / "conrec", *args,
     ]  # fmt: skip
     with log.open("w") as out:
         return subprocess.Popen(

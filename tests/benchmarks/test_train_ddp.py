@@ -7,22 +7,27 @@ times each, and the best of each is kept (the machine is shared: other load only
 On a 2-core machine two processes share the same cores one process already uses, so a figure
 near 1.0 is what to expect; the ratio grows with cores or GPUs per process. Run with
 `pytest -m benchmark tests/benchmarks/test_train_ddp.py -s`; see docs/benchmarks.md.
+CONREC_BENCH_LAUNCH_CONFIG and CONREC_BENCH_PROCESSES (e.g. `1,8`) change the launch config and
+the process counts compared (tests/benchmarks/gpu_train_fsdp.sh: FSDP on a GPU machine).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from model.train_config import load_config
-from tests.launch_support import ROOT, accelerate_train, finished, write_config
+from tests.launch_support import DDP_CONFIG, ROOT, accelerate_train, finished, write_config
 
 pytestmark = pytest.mark.benchmark
 
 STEPS, BATCH, REPEATS = 120, 32, 3
+LAUNCH_CONFIG = Path(os.environ.get("CONREC_BENCH_LAUNCH_CONFIG", str(DDP_CONFIG)))
+PROCESSES = [int(n) for n in os.environ.get("CONREC_BENCH_PROCESSES", "1,2").split(",")]
 
 
 def test_train_ddp2_vs_single(tmp_path, artifact_dir, ml100k_tables):
@@ -33,7 +38,7 @@ def test_train_ddp2_vs_single(tmp_path, artifact_dir, ml100k_tables):
     )
     best: dict[int, float] = {}
     for attempt in range(REPEATS):
-        for processes in (1, 2):
+        for processes in PROCESSES:
             name = f"p{processes}-{attempt}"
             cfg = dataclasses.replace(
                 base, use_alignment=False, grpo=[], output_dir=str(tmp_path / name),
@@ -49,5 +54,8 @@ def test_train_ddp2_vs_single(tmp_path, artifact_dir, ml100k_tables):
             stage = json.loads(Path(cfg.output_dir, "summary.json").read_text())["stages"]
             rate = STEPS * BATCH / stage["1_translation"]["seconds"]
             best[processes] = max(best.get(processes, 0.0), rate)
-    print(f"\ntranslation samples/s: 1 process {best[1]:.0f}, 2 processes {best[2]:.0f}")
-    print(f"train_ddp2_vs_single: {best[2] / best[1]:.2f}")
+    one, many = PROCESSES[0], PROCESSES[-1]
+    rates = ", ".join(f"{n} processes {best[n]:.0f}" for n in PROCESSES)
+    print(f"\n{LAUNCH_CONFIG.name}: translation samples/s: {rates}")
+    kind = "ddp" if LAUNCH_CONFIG == DDP_CONFIG else LAUNCH_CONFIG.stem
+    print(f"train_{kind}{many}_vs_{'single' if one == 1 else one}: {best[many] / best[one]:.2f}")

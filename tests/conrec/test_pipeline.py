@@ -11,6 +11,7 @@ import yaml
 from conrec.pipeline import Pipeline, load_pipeline
 from model.data.mapping import load_mapping
 from model.data.prepared import load_tables
+from tests.launch_support import finished, launch
 from tests.redis_support import isolated_prefix
 from tests.service.support import service_process
 
@@ -161,3 +162,33 @@ def test_a_step_without_its_inputs_says_where_they_should_come_from(tmp_path):
     (tmp_path / "bad.yaml").write_text("run_dir: run\nsteps: [prepare, deploy]\n")
     with pytest.raises(ValueError, match=r"unknown steps \['deploy'\]"):
         load_pipeline(tmp_path / "bad.yaml")
+
+
+def test_the_weekly_pipeline_runs_unchanged_under_accelerate_launch(exports, tmp_path, redis_url):
+    """`accelerate launch --num_processes 2 conrec pipeline run`: rank 0 prepares, trains the
+    codebook, publishes the batch; both ranks train the curriculum."""
+    config = _quick_tiny_config(tmp_path / "quick.yaml")
+    with isolated_prefix(redis_url) as prefix:
+        pipeline_file = tmp_path / "weekly.yaml"
+        pipeline_file.write_text(
+            yaml.safe_dump(
+                {
+                    "run_dir": str(tmp_path / "run"),
+                    "steps": ["prepare", "codebook", "train", "batch"],
+                    "prepare": {"source": str(exports / "movielens.yaml")},
+                    "codebook": {"epochs": 40},
+                    "train": {"config": str(config)},
+                    "batch": {
+                        "redis_url": redis_url, "store_prefix": prefix, "max_users": 20,
+                        "batch_size": 10, "run_id": "launched-1",
+                    },
+                }
+            )
+        )  # fmt: skip
+        log = tmp_path / "launch.log"
+        finished(launch(["pipeline", "run", pipeline_file], log), log)
+        run = tmp_path / "run"
+        summary = yaml.safe_load((run / "train" / "summary.json").read_text())
+        assert {s["processes"] for s in summary["stages"].values()} == {2}
+        assert yaml.safe_load((run / "batch.json").read_text())["details"]["status"] == "published"
+        assert {r.status for r in Pipeline(load_pipeline(pipeline_file)).run()} == {"skipped"}
