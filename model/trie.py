@@ -51,5 +51,9 @@ class SIDTrie:
             return self._after_complete
         return self._allowed_cache.get(key, self._nothing)
 
+    def tokens(self) -> np.ndarray:
+        """Sorted ids of every token a SID may contain (the EOS after a SID aside)."""
+        return np.unique(np.concatenate(list(self._allowed_cache.values())))
+
     def sequences(self) -> list[tuple[int, ...]]:
         return sorted(self._complete)

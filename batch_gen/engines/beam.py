@@ -44,13 +44,18 @@ def initial_beams(num_prompts: int) -> Beams:
     )
 
 
-def allowed_mask(trie: SIDTrie, prefixes: np.ndarray, vocab_size: int) -> np.ndarray:
-    """[beams, vocab] bool: the tokens the trie allows after each prefix ([beams, steps])."""
+def allowed_mask(
+    trie: SIDTrie, prefixes: np.ndarray, vocab_size: int, column_of: np.ndarray | None = None
+) -> np.ndarray:
+    """[beams, vocab] bool: the tokens the trie allows after each prefix ([beams, steps]).
+    With `column_of` (token id -> column), the columns are those of a logits matrix that holds
+    some tokens only (`vocab_size` of them)."""
     # Beams of one level share few distinct prefixes; ask the trie once per distinct prefix.
     unique, inverse = np.unique(prefixes, axis=0, return_inverse=True)
     mask = np.zeros((len(unique), vocab_size), dtype=bool)
     for row, prefix in enumerate(unique):
-        mask[row, trie.allowed(prefix)] = True
+        allowed = trie.allowed(prefix)
+        mask[row, allowed if column_of is None else column_of[allowed]] = True
     return mask[inverse.reshape(-1)]
 
 
@@ -90,17 +95,23 @@ def excluded_tokens(excluded: Exclusions | None, prompt: int, prefix: Sequence[i
 
 
 def excluded_mask(
-    prefixes: np.ndarray, width: int, excluded: Exclusions | None, vocab_size: int
+    prefixes: np.ndarray,
+    width: int,
+    excluded: Exclusions | None,
+    vocab_size: int,
+    column_of: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """[prompts * width, vocab] bool, one row per beam: the tokens that lead only to SIDs
-    excluded for the beam's prompt; None when nothing is excluded."""
+    excluded for the beam's prompt; None when nothing is excluded. `column_of` as in
+    `allowed_mask`."""
     if not excluded:
         return None
     mask = np.zeros((len(prefixes), vocab_size), dtype=bool)
     for row, prefix in enumerate(prefixes.tolist()):
         banned = excluded_tokens(excluded, row // width, prefix)
         if banned:
-            mask[row, list(banned)] = True
+            banned = np.fromiter(banned, dtype=np.int64)
+            mask[row, banned if column_of is None else column_of[banned]] = True
     return mask
 
 

@@ -55,7 +55,7 @@ def test_train_ddp2_vs_single(tmp_path, artifact_dir, ml100k_tables):
             rate = STEPS * BATCH / stage["1_translation"]["seconds"]
             best[processes] = max(best.get(processes, 0.0), rate)
     one, many = PROCESSES[0], PROCESSES[-1]
-    rates = ", ".join(f"{n} processes {best[n]:.0f}" for n in PROCESSES)
+    rates = ", ".join(f"{n} process{'es' if n > 1 else ''} {best[n]:.0f}" for n in PROCESSES)
     print(f"\n{LAUNCH_CONFIG.name}: translation samples/s: {rates}")
     kind = "ddp" if LAUNCH_CONFIG == DDP_CONFIG else LAUNCH_CONFIG.stem
     print(f"train_{kind}{many}_vs_{'single' if one == 1 else one}: {best[many] / best[one]:.2f}")

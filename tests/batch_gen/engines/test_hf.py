@@ -5,7 +5,12 @@ import dataclasses
 import pytest
 import torch
 
-from batch_gen.engines.hf import HFBeamEngine, constrained_logprobs, tree_attention_mask
+from batch_gen.engines.hf import (
+    HFBeamEngine,
+    constrained_logprobs,
+    sid_head,
+    tree_attention_mask,
+)
 from model.constrained import build_sid_trie
 
 
@@ -113,3 +118,24 @@ def test_excluding_every_sid_leaves_nothing(engine, tiny):
     trie = build_sid_trie(sids, engine.tokenizer)
     small = HFBeamEngine(engine.config, trie, model=engine.model, tokenizer=engine.tokenizer)
     assert small.generate_topk(tiny.prompts(1), 5, exclude=[set(sids)]) == [[]]
+
+
+def test_the_search_scores_the_sid_rows_only_unless_the_model_reshapes_its_logits(
+    engine, tiny, assert_same_topk
+):
+    weight, _ = engine.sid_head
+    assert weight.shape == (len(engine.sid_ids), engine.model.config.hidden_size)
+    assert len(engine.sid_ids) < engine.model.config.vocab_size
+    # The plain form: the model's own forward over the whole vocabulary.
+    plain = HFBeamEngine(engine.config, engine.trie, model=engine.model, tokenizer=engine.tokenizer)
+    plain.sid_head = None
+    prompts = tiny.prompts(4, seed=3)
+    fast, full = engine.generate_topk(prompts, 20), plain.generate_topk(prompts, 20)
+    for ours, theirs in zip(fast, full, strict=True):
+        assert_same_topk(ours, theirs)
+    config = engine.model.config
+    config.final_logit_softcapping = 30.0  # as Gemma 2 does after its head
+    try:
+        assert sid_head(engine.model, torch.arange(3)) is None
+    finally:
+        del config.final_logit_softcapping
