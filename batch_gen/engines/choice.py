@@ -21,17 +21,15 @@ CPU_VLLM_MIN_WEIGHT_BYTES = 100 * 2**20
 
 
 def resolve_engine(kind: str, model_dir: str | None = None) -> str:
-    """The engine `kind` names; "auto" picks the one measured faster for this model here.
+    """The engine `kind` names; "auto" picks by the machine and the model.
 
     With a CUDA GPU: vLLM, the engine the batch job is built around (not measured yet:
     tests/benchmarks/gpu_beam_search.sh does; if HF wins there, return "hf" here).
-    On CPU (`pytest -m benchmark tests/benchmarks/test_beam_search.py`, K=20, 2 cores): vLLM
-    when vLLM's CPU build is installed, the model's prompts are whole KV blocks (training's
-    `align_to`) and its weights reach `CPU_VLLM_MIN_WEIGHT_BYTES`, else HF. With whole-block
-    prompts each beam's request computes only its own SID tokens, and vLLM did 1.3x the HF
-    engine's users/s on SmolLM2-135M (64 users); without them each request recomputes its
-    prompt's tail after the last whole block (28 of 92 tokens) and vLLM did 0.17x. On the tiny
-    model vLLM's per-request work dominates: 0.3x.
+    On CPU: vLLM when vLLM's CPU build is installed, the model's prompts are whole KV blocks
+    (training's `align_to`: each beam's request then computes only its own SID tokens) and its
+    weights reach `CPU_VLLM_MIN_WEIGHT_BYTES` (below that vLLM's per-request work outweighs the
+    model), else HF. Both engines' users/s on CPU, per model and prompt shape, are in
+    docs/benchmarks.md (`tests/benchmarks/test_beam_search.py`).
     """
     if kind != "auto":
         return kind
