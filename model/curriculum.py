@@ -267,7 +267,7 @@ class CurriculumRun:
             sid = output_sid(text, self.codebook)
             similarity = set_similarity(self.codebook, sid, sample["future_pos_sids"]) if sid else 0
             flags.append(similarity > self.cfg.cleaning.tau)
-        return distributed.gather_sharded(flags, len(samples)), distributed.gather_counts(len(mine))
+        return distributed.gather_sharded(flags, len(samples))
 
     def stage_evals(self, stage: PlannedStage, model) -> dict:
         """The stage model's alignment accuracy (and held-out reward for warm-up and GRPO),

@@ -101,11 +101,12 @@ def shard(items: Sequence[T]) -> list[int]:
     return list(range(rank(), len(items), world_size()))
 
 
-def gather_sharded(values: Sequence[T], total: int) -> list[T]:
+def gather_sharded(values: Sequence[T], total: int) -> tuple[list[T], list[int]]:
     """Reassemble the per-rank results of `shard` (this rank's `values`, in its positions'
-    order) into one list of `total` results, in item order, on every rank."""
+    order) into one list of `total` results, in item order, on every rank; with how many
+    results each rank contributed, in rank order."""
     if world_size() == 1:
-        return list(values)
+        return list(values), [len(values)]
     from accelerate.utils import gather_object
 
     _state()
@@ -113,17 +114,7 @@ def gather_sharded(values: Sequence[T], total: int) -> list[T]:
     out: list[Any] = [None] * total
     for r, part in enumerate(per_rank):
         out[r :: world_size()] = part
-    return out
-
-
-def gather_counts(count: int) -> list[int]:
-    """Each rank's `count`, in rank order, on every rank."""
-    if world_size() == 1:
-        return [count]
-    from accelerate.utils import gather_object
-
-    _state()
-    return [int(c) for c in gather_object([count])]
+    return out, [len(part) for part in per_rank]
 
 
 def per_rank_batch(global_batch: int, what: str) -> int:

@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from model import distributed
-from model.backbone import encode_completion, encode_prompt
-from model.stage_data import IGNORE_INDEX, join_masked, tokenised_rows
+from model.stage_data import IGNORE_INDEX, tokenised_rows
 from model.stages import (
     LoraSettings,
     StartingModel,
@@ -37,14 +36,6 @@ class SFTStageConfig:
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate."})
     max_length: int = field(default=256, metadata={"help": "Tokens per sample (prompt cut left)."})
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every this many steps."})
-
-
-def encode_sample(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
-    """One sample's training row (`model.stage_data.join_masked`): input_ids = prompt +
-    completion + EOS, labels masking the prompt."""
-    return join_masked(
-        encode_prompt(tokenizer, prompt), encode_completion(tokenizer, completion), max_length
-    )
 
 
 class PromptMaskedCollator:

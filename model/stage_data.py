@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from model import distributed
+from model.backbone import encode_completion, encode_prompt
 
 IGNORE_INDEX = -100
 ROWS_FILE = "data/rows.arrow"
@@ -37,10 +38,16 @@ def join_masked(prompt_ids: list[int], completion_ids: list[int], max_length: in
     }
 
 
+def encode_sample(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
+    """One sample's row, the plain form of `encode_chunk`: the prompt with the tokenizer's own
+    special tokens (as TRL tokenises prompts), the completion without them and then EOS."""
+    return join_masked(
+        encode_prompt(tokenizer, prompt), encode_completion(tokenizer, completion), max_length
+    )
+
+
 def encode_chunk(tokenizer, samples: list[dict], max_length: int) -> dict[str, list[list[int]]]:
-    """`join_masked` rows of `samples` ({"prompt", "completion"}), tokenised as one batch: the
-    prompt with the tokenizer's own special tokens (as TRL tokenises prompts), the completion
-    without them and then EOS (`model.backbone.encode_prompt` / `encode_completion`)."""
+    """`encode_sample` of each of `samples` ({"prompt", "completion"}), tokenised as one batch."""
     prompts = tokenizer([s["prompt"] for s in samples])["input_ids"]
     completions = tokenizer([s["completion"] for s in samples], add_special_tokens=False)
     eos = tokenizer.eos_token_id

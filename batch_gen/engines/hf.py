@@ -111,23 +111,17 @@ class HFBeamEngine(BeamSearchEngine):
     def _forward(self, input_ids, mask, positions, cache=None, keep: int = 1, sids: bool = True):
         """Logits of the last `keep` positions (0: all): over the SID tokens only where
         `sids` and the model allows it (`sid_head`), else over the vocabulary."""
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "past_key_values": cache,
+            "use_cache": True,
+        }
         if not (sids and self.sid_head):
-            out = self.model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=keep,
-            )
+            out = self.model(**inputs, logits_to_keep=keep)
             return out.logits, out.past_key_values
-        out = self.model.get_decoder()(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-        )
+        out = self.model.get_decoder()(**inputs)
         hidden = out.last_hidden_state[:, -keep:] if keep else out.last_hidden_state
         return torch.nn.functional.linear(hidden, *self.sid_head), out.past_key_values
 

@@ -29,8 +29,7 @@ CHILD = textwrap.dedent(
     from codebook.artifact import ItemSIDTable
     from model.backbone import build_tokenizer
     from model.prompts import prompt_vocabulary
-    from model.sft import encode_sample
-    from model.stage_data import tokenised_rows
+    from model.stage_data import encode_sample, tokenised_rows
     from model.tasks import translation_samples
 
     way, items, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])

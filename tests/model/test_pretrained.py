@@ -19,7 +19,7 @@ from model.backbone import (
 from model.constrained import build_sid_trie
 from model.pretrained import PROVENANCE_FILE, SMOLLM2, resolve
 from model.prompts import next_negative_prompt
-from model.sft import IGNORE_INDEX, encode_sample
+from model.stage_data import IGNORE_INDEX, encode_sample
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from model import tasks
-from model.sft import IGNORE_INDEX, SFTStageConfig, encode_sample, run_sft_stage
+from model.sft import SFTStageConfig, run_sft_stage
+from model.stage_data import IGNORE_INDEX, encode_sample
 from model.stages import LoraSettings, is_done, load_finished, resume_checkpoint
 from tests.model.conftest import changed_parameters, make_tiny_model, snapshot
 
