@@ -35,6 +35,7 @@ COPY pyproject.toml README.md ./
 COPY codebook ./codebook
 COPY model ./model
 COPY batch_gen ./batch_gen
+COPY store ./store
 COPY service ./service
 COPY conrec ./conrec
 # The project itself: no dependency left to resolve, built with the locked setuptools.
@@ -50,9 +51,10 @@ FROM base AS service
 COPY deploy/requirements/serve.lock /tmp/requirements.lock
 RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock
 COPY pyproject.toml README.md ./
+# What serving needs and nothing else: neither the training code (model/) nor the batch job
+# (batch_gen/); `conrec` imports a command's modules only when that command runs.
 COPY codebook ./codebook
-COPY model ./model
-COPY batch_gen ./batch_gen
+COPY store ./store
 COPY service ./service
 COPY conrec ./conrec
 RUN pip install --no-deps --no-build-isolation .

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from batch_gen.engines.choice import ENGINES
 from batch_gen.job import BatchJobConfig
-from batch_gen.store import PredictionStore, connect
 from model.data.splits import CUTOFF_HELP
+from store.connection import connect
+from store.runs import PredictionStore
 
 
 @dataclass

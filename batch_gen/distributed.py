@@ -26,7 +26,7 @@ from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
 from batch_gen.engines.choice import make_engine
 from batch_gen.job import BatchOutcome, UserPrompt, search_and_write
-from batch_gen.store import RunWriter
+from store.runs import RunWriter
 
 log = logging.getLogger(__name__)
 

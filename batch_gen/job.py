@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 
 from batch_gen.engines.base import BeamSearchEngine, ScoredSID
 from batch_gen.metrics import RunMetrics
-from batch_gen.store import PredictionStore, RunWriter
 from model.sids import SID
+from store.runs import PredictionStore, RunWriter
 
 log = logging.getLogger(__name__)
 

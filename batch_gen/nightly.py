@@ -13,10 +13,10 @@ from batch_gen.engines.base import EngineConfig
 from batch_gen.engines.choice import make_engine
 from batch_gen.job import BatchJob, LocalExecutor, RunSummary, build_user_prompts
 from batch_gen.metrics import RunMetrics
-from batch_gen.store import PredictionStore
 from codebook.versions import load_current
 from model.data.splits import cutoffs_for, user_windows
 from model.prompts import next_negative_prompter, trained_prompt_kwargs
+from store.runs import PredictionStore
 
 log = logging.getLogger(__name__)
 

@@ -1,39 +1,119 @@
 """The one `conrec` command: every subcommand lives in `conrec/commands/`.
 
 The `conrec` package is the application layer: commands and jobs that compose the parts
-(codebook, model, batch_gen, service); the parts never import it. Command modules import their
-heavy dependencies (torch, transformers, vllm) inside the command functions, so `conrec serve`
-starts without loading torch.
+(codebook, model, batch_gen, store, service); the parts never import it. A subcommand's module
+is imported only when that subcommand runs (or when `conrec --help` lists it), so `conrec serve`
+loads the service and the store alone: the service image carries neither `model/` nor
+`batch_gen/`, and a command whose package an install lacks says so instead of failing on import.
 """
 
 from __future__ import annotations
 
-import typer
+import importlib
+import importlib.util
+from types import ModuleType
+from typing import NamedTuple
 
-from conrec.commands import (
-    backtest,
-    batch,
-    codebook,
-    data,
-    demo,
-    evaluate,
-    pipeline,
-    report,
-    serve,
-    store,
-    thresholds,
-    train,
-)
-from model import distributed
+import click
+import typer
+from typer.core import TyperGroup
+
+
+class Command(NamedTuple):
+    module: str
+    attribute: str  # a Typer app (a group of subcommands) or a command function
+    needs: tuple[str, ...]  # the project's packages it runs on, besides conrec
+
+
+_EVERY_PART = ("codebook", "model", "batch_gen", "store")
+COMMANDS: dict[str, Command] = {
+    "data": Command("conrec.commands.data", "app", ("model",)),
+    "codebook": Command("conrec.commands.codebook", "app", ("codebook", "model")),
+    "train": Command("conrec.commands.train", "train", ("model",)),
+    "evaluate": Command("conrec.commands.evaluate", "evaluate", _EVERY_PART),
+    "backtest": Command("conrec.commands.backtest", "backtest", _EVERY_PART),
+    "report": Command("conrec.commands.report", "report", _EVERY_PART),
+    "batch-gen": Command("conrec.commands.batch", "batch_gen", _EVERY_PART),
+    "pipeline": Command("conrec.commands.pipeline", "app", _EVERY_PART),
+    "serve": Command("conrec.commands.serve", "serve", ("service", "store", "codebook")),
+    "store": Command("conrec.commands.store", "app", ("store",)),
+    "thresholds": Command("conrec.commands.thresholds", "app", ("service",)),
+    "demo": Command("conrec.commands.demo", "demo", (*_EVERY_PART, "service")),
+}
+
+
+class LazyCommands(TyperGroup):
+    """A group that imports a subcommand's module when the subcommand is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        spec = COMMANDS[cmd_name]
+        missing = [package for package in spec.needs if not _installed(package)]
+        if missing:
+            return _unavailable(cmd_name, missing)
+        target = getattr(importlib.import_module(spec.module), spec.attribute)
+        if isinstance(target, typer.Typer):
+            # A group even when it holds one subcommand (`conrec data prepare`).
+            command: click.Command = typer.main.get_group(target)
+        else:
+            single = typer.Typer(add_completion=False)
+            single.command(cmd_name)(target)
+            command = typer.main.get_command(single)
+        command.name = cmd_name
+        return command
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:  # a finder that refuses the name outright
+        return False
+
+
+def _unavailable(name: str, missing: list[str]) -> click.Command:
+    """What an install without a command's packages (the service image) answers for that
+    command: which packages it lacks, and no traceback."""
+    packages = ", ".join(missing)
+
+    def fail(args: tuple[str, ...]) -> None:
+        raise click.ClickException(
+            f"`conrec {name}` is not available in this install: it needs {packages} "
+            "(the full install, `pip install 'conrec-filter[all]'`, or the batch image)"
+        )
+
+    return click.Command(
+        name,
+        callback=fail,
+        # Whatever the command would take, the answer is the same.
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True},
+        help=f"(not in this install: needs {packages})",
+    )
+
+
+def _distributed() -> ModuleType | None:
+    """``model.distributed``, or None in an install without the model package (the service
+    image), where nothing trains and so no process follows a leader."""
+    try:
+        return importlib.import_module("model.distributed")
+    except ModuleNotFoundError:
+        return None
 
 
 def _released(*_: object, **__: object) -> None:
     """A command that succeeded under a launcher lets the ranks that followed it exit too.
     (One that failed exits with an error, and the launcher stops the other ranks.)"""
-    distributed.release_followers()
+    distributed = _distributed()
+    if distributed is not None:
+        distributed.release_followers()
 
 
 app = typer.Typer(
+    cls=LazyCommands,
     help="CoNRec negative-feedback filter: data, codebook, training, evaluation, nightly batch, "
     "serving.",
     no_args_is_help=True,
@@ -46,25 +126,12 @@ app = typer.Typer(
 def _ranks() -> None:
     """Under `accelerate launch` or `torchrun`, rank 0 runs the command and the other ranks only
     join its training (`model.distributed`); without a launcher this does nothing."""
-    if distributed.is_follower():
+    distributed = _distributed()
+    if distributed is not None and distributed.is_follower():
         from model.curriculum import train_curriculum
 
         distributed.follow_leader(train_curriculum)
         raise typer.Exit()
-
-
-app.add_typer(data.app, name="data")
-app.add_typer(codebook.app, name="codebook")
-app.add_typer(pipeline.app, name="pipeline")
-app.add_typer(thresholds.app, name="thresholds")
-app.add_typer(store.app, name="store")
-app.command("train")(train.train)
-app.command("evaluate")(evaluate.evaluate)
-app.command("backtest")(backtest.backtest)
-app.command("report")(report.report)
-app.command("batch-gen")(batch.batch_gen)
-app.command("serve")(serve.serve)
-app.command("demo")(demo.demo)
 
 
 if __name__ == "__main__":

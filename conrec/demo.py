@@ -83,7 +83,8 @@ def run_demo(
     from batch_gen.engines.choice import resolve_engine
     from batch_gen.job import BatchJobConfig
     from batch_gen.nightly import run_nightly
-    from batch_gen.store import PredictionStore, connect, stop_embedded
+    from store.connection import connect, stop_embedded
+    from store.runs import PredictionStore
 
     engine = resolve_engine(engine, trained["final_model"])
     _stage(4, f"nightly batch: {engine} constrained beam search -> embedded Redis")

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import redis
 
-from batch_gen.store import embedded_url
 from model.data.splits import UserWindow
 from model.evaluation.cases import decision_population, future_sets
 from service.core.config import Settings
 from service.main import create_app, serving
+from store.connection import embedded_url
 
 
 def filter_future_week(

@@ -16,7 +16,6 @@ from operator import attrgetter
 import numpy as np
 import redis
 
-from batch_gen.store import StoreError
 from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
 from codebook.calibration import prefix_depth
 from codebook.similarity import max_cosine_tables, max_cosine_vectors, use_tables
@@ -34,6 +33,7 @@ from service.core.sampling import HOLDOUT, LOG_SAMPLE, user_pseudonym, user_shar
 from service.core.state import LoadedCodebook, ServiceState
 from service.core.thresholds import OverrideRange, Surface
 from service.metrics import SurfaceMetrics
+from store.values import StoreError
 
 logger = logging.getLogger(__name__)
 

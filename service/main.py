@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
-from batch_gen.store import stop_embedded
 from service.api.middleware import MetricsMiddleware, RequestIdMiddleware
 from service.api.routes import filter as filter_routes
 from service.api.routes import ops
@@ -24,6 +23,7 @@ from service.core.config import Settings
 from service.core.logs import configure_logging
 from service.core.state import ServiceState
 from service.metrics import create_metrics
+from store.connection import stop_embedded
 
 logger = logging.getLogger(__name__)
 # How many more container objects (lists, dicts, ...) may be alive than at the last collection

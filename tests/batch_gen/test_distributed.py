@@ -11,10 +11,11 @@ from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig, build_user_prompts
 from batch_gen.nightly import run_nightly
-from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_item_sids
 from model.data.splits import cutoffs_for, user_windows
 from model.prompts import next_negative_prompt
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 
 ray = pytest.importorskip("ray")

@@ -18,10 +18,12 @@ from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig, UserPrompt, build_user_prompts
 from batch_gen.nightly import run_nightly
-from batch_gen.store import AsyncPredictionReader, PredictionStore, connect, connect_async
 from codebook.artifact import load_codebook, load_item_sids
 from model.data.splits import cutoffs_for, user_windows
 from model.prompts import next_negative_prompt
+from store.connection import connect, connect_async
+from store.reader import AsyncPredictionReader
+from store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 
 

@@ -18,8 +18,9 @@ from batch_gen.config import NightlyConfig
 from batch_gen.job import BatchJobConfig
 from batch_gen.metrics import LAST_SUCCESS, RunMetrics
 from batch_gen.nightly import run_nightly
-from batch_gen.store import PredictionStore, connect
 from codebook.artifact import ArtifactError
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 
 

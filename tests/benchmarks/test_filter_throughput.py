@@ -56,12 +56,13 @@ import numpy as np
 import psutil
 import pytest
 
-from batch_gen.store import PredictionStore, connect
 from codebook.artifact import EncoderWeights, save_artifact
 from codebook.calibration import LogisticModel, save_calibration, user_layout
 from service import main as service_main
 from service.core.config import Settings
 from service.main import create_app
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.redis_support import free_port, private_redis
 from tests.service.support import scraped
 

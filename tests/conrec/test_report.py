@@ -87,9 +87,10 @@ def test_conrec_report_from_a_published_run_scores_every_user(
 ):
     from typer.testing import CliRunner
 
-    from batch_gen.store import PredictionStore, connect, stop_embedded
     from codebook.artifact import load_item_sids
     from conrec.cli import app
+    from store.connection import connect, stop_embedded
+    from store.runs import PredictionStore
 
     table = load_item_sids(artifact_dir)
     store_path = tmp_path / "store" / "redis.db"
@@ -141,7 +142,6 @@ def test_conrec_report_recommends_the_score_that_catches_more(
 
     from typer.testing import CliRunner
 
-    from batch_gen.store import PredictionStore, connect, stop_embedded
     from codebook.artifact import load_item_sids
     from codebook.calibration import FEATURES, LogisticModel, user_layout
     from conrec.cli import app
@@ -149,6 +149,8 @@ def test_conrec_report_recommends_the_score_that_catches_more(
     from model.evaluation.mf import MFConfig
     from model.evaluation.visibility import EventLog
     from service.core.thresholds import parse_thresholds
+    from store.connection import connect, stop_embedded
+    from store.runs import PredictionStore
 
     codebook_dir = tmp_path / "codebook"
     shutil.copytree(artifact_dir, codebook_dir)

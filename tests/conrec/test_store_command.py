@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from batch_gen.store import PredictionStore, RunMeta, connect, stop_embedded
 from conrec.cli import app
+from store.connection import connect, stop_embedded
+from store.runs import PredictionStore
+from store.values import RunMeta
 from tests.redis_support import isolated_prefix
 
 runner = CliRunner()

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batch_gen.store import PredictionStore
 from conrec_client import (
     AsyncFilterClient,
     Candidate,
@@ -29,6 +28,7 @@ from conrec_client import (
 )
 from conrec_client.results import decode_answer
 from service.main import serving
+from store.runs import PredictionStore
 from tests.redis_support import free_port
 from tests.service.support import publish_run
 

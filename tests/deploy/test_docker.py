@@ -1,7 +1,8 @@
 """The Dockerfile and the lock files of its images. No Docker engine runs here, so no image is
 built: the Dockerfile is parsed with BuildKit's own parser (the `dockerfile` package) and checked
-against the repository, and the locks against pyproject.toml's extras. What an image would run
-is checked by importing the service with every module outside the serve lock blocked."""
+against the repository, and the locks against pyproject.toml's extras. What the service image
+would run is checked by running its CLI with every module outside the serve lock and every
+project package the image leaves out made unimportable, and by serving /filter that way."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from functools import cache
 from pathlib import Path
 
 import dockerfile
+import httpx
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from service.api.routes.ops import router as ops_router
+from tests.service.support import service_process
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ROOT / "deploy" / "requirements"
@@ -145,8 +148,26 @@ def test_the_gpu_lock_has_the_cuda_vllm_only() -> None:
     assert not pins["torch"].endswith("+cpu")
 
 
+def project_packages() -> set[str]:
+    """The project's top-level packages (pyproject.toml's package patterns)."""
+    patterns = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    return {pattern.rstrip("*") for pattern in patterns}
+
+
+def packages_left_out(stage: str) -> set[str]:
+    """The project's packages that a Dockerfile stage does not copy into its image."""
+    copied = {c.value[0] for c in stages()[stage] if c.cmd == "COPY"}
+    return project_packages() - copied
+
+
+def test_the_service_image_carries_neither_training_nor_the_batch_job() -> None:
+    assert {"model", "batch_gen"} <= packages_left_out("service")
+    assert packages_left_out("batch") == set()
+
+
 # Run in a fresh interpreter: imports the service and its CLI with every installed module whose
-# distribution the serve lock does not name made unimportable, as in the service image.
+# distribution the serve lock does not name made unimportable, and the project's packages the
+# service stage does not copy, as in the service image.
 SERVE_IMAGE_IMPORTS = """
 import importlib.metadata, sys
 from packaging.utils import canonicalize_name
@@ -154,7 +175,7 @@ allowed = set(sys.argv[1].split(","))
 blocked = {
     module for module, dists in importlib.metadata.packages_distributions().items()
     if not any(canonicalize_name(d) in allowed for d in dists)
-}
+} | set(sys.argv[2].split(","))
 class Blocker:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in blocked:
@@ -162,11 +183,18 @@ class Blocker:
 sys.meta_path.insert(0, Blocker())
 import service.main
 from conrec.cli import app
-for argv in (["--help"], ["serve", "--help"], ["thresholds", "--help"]):
+for argv in (["--help"], ["serve", "--help"], ["thresholds", "--help"], ["store", "--help"]):
     try:
         app(argv)
     except SystemExit as exc:
         assert exc.code == 0, (argv, exc.code)
+# A command whose package the image lacks says so, without a traceback.
+try:
+    app(["train", "model/configs/tiny-ml100k.yaml"], standalone_mode=False)
+except Exception as exc:
+    assert "not available in this install" in str(exc), exc
+else:
+    raise AssertionError("conrec train ran without the model package")
 print("ok", len(blocked))
 """
 
@@ -174,10 +202,26 @@ print("ok", len(blocked))
 def test_the_serve_lock_is_enough_to_run_the_service_cli() -> None:
     allowed = {*lock_pins("serve.lock"), PROJECT}
     run = subprocess.run(
-        [sys.executable, "-c", SERVE_IMAGE_IMPORTS, ",".join(sorted(allowed))],
+        [sys.executable, "-c", SERVE_IMAGE_IMPORTS, ",".join(sorted(allowed)),
+         ",".join(sorted(packages_left_out("service")))],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.splitlines()[-1].startswith("ok")
     # The blocker has teeth: torch and pandas are installed here and were blocked.
     assert int(run.stdout.split()[-1]) > 50
+
+
+def test_conrec_serve_serves_without_the_packages_its_image_lacks(
+    artifact_dir: Path, redis_url: str, tmp_path: Path
+) -> None:
+    env = {"CONREC_CODEBOOK_DIR": str(artifact_dir), "CONREC_REDIS_URL": redis_url}
+    left_out = sorted(packages_left_out("service"))
+    with service_process(env, tmp_path / "serve.log", without=left_out) as service:
+        ready = httpx.get(f"{service.url}/readyz")
+        assert ready.status_code == 200, ready.text
+        answer = httpx.post(
+            f"{service.url}/filter",
+            json={"user_id": "u-absent", "candidates": [{"item_id": "i-1"}]},
+        )
+        assert answer.status_code == 200, answer.text

@@ -17,9 +17,10 @@ from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
 from batch_gen.job import BatchJobConfig
 from batch_gen.nightly import run_nightly
-from batch_gen.store import PredictionStore, connect
 from service.core.config import Settings
 from service.main import create_app, serving
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.batch_gen.conftest import model_dir  # noqa: F401  (the tiny model fixture)
 from tests.redis_support import isolated_prefix
 from tests.service.support import ITEMS, build_artifact, publish_run

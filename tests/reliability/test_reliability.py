@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 from redis.crc import key_slot
 
-from batch_gen.store import PredictionStore, connect
 from codebook.artifact import EncoderWeights, load_codebook, save_artifact
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.batch_gen.engines.tiny_setup import build_tiny_model_dir
 from tests.redis_support import free_port, private_cluster_nodes, redis_binary, wait_for
 from tests.reliability.support import FixedRateLoad

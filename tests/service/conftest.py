@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batch_gen.store import PredictionStore, connect
 from codebook.artifact import load_codebook
 from service.core.config import Settings
 from service.main import create_app, serving
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.redis_support import isolated_prefix, private_redis
 from tests.service.support import build_artifact, enforcing_thresholds
 

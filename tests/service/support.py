@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +17,8 @@ import numpy as np
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch_gen.store import PredictionStore
 from codebook.artifact import EncoderWeights, save_artifact
+from store.runs import PredictionStore
 from tests.redis_support import free_port
 
 # A thresholds file enforcing 0.9 everywhere: without one the service runs in shadow mode.
@@ -79,12 +79,18 @@ class ServiceProcess:
 
 
 @contextlib.contextmanager
-def service_process(env: dict[str, str], log: Path) -> Iterator[ServiceProcess]:
-    """`conrec serve` on a free port with `env` (CONREC_* settings), ready when yielded."""
+def service_process(
+    env: dict[str, str], log: Path, *, without: Sequence[str] = ()
+) -> Iterator[ServiceProcess]:
+    """`conrec serve` on a free port with `env` (CONREC_* settings), ready when yielded; the
+    packages named in ``without`` cannot be imported in it, as in an image that lacks them."""
     port = free_port()
+    # None in sys.modules makes an import of that name raise ModuleNotFoundError.
+    hide = f"import sys; sys.modules.update(dict.fromkeys({list(without)!r}))"
+    launch = f"{hide}; from conrec.cli import app; app(prog_name='conrec')"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "conrec", "serve", "--port", str(port)],
+            [sys.executable, "-c", launch, "serve", "--port", str(port)],
             env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -12,7 +12,6 @@ import httpx
 import numpy as np
 import pytest
 
-from batch_gen.store import PredictionStore
 from codebook.artifact import load_codebook, load_item_sids
 from codebook.calibration import (
     CALIBRATION_FILE,
@@ -24,6 +23,7 @@ from codebook.calibration import (
     save_calibration,
 )
 from codebook.similarity import max_cosine
+from store.runs import PredictionStore
 from tests.service.support import ITEMS, scraped, wait_until
 
 THRESHOLDS = """\

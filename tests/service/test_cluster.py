@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batch_gen.store import PredictionStore, connect
 from service.core.config import Settings
 from service.main import create_app, serving
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 from tests.service.support import ITEMS, publish_run
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batch_gen.store import PredictionStore
 from service.core.config import Settings
 from service.core.thresholds import (
     OTHER,
@@ -18,6 +17,7 @@ from service.core.thresholds import (
     ThresholdsSource,
     parse_thresholds,
 )
+from store.runs import PredictionStore
 from tests.service.support import publish_run, scraped, write_atomically
 
 BODY = {"user_id": "nobody", "candidates": [{"item_id": "e0"}], "surface": "home"}

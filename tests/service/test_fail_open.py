@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import httpx
 
-from batch_gen.store import PredictionStore, connect
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.service.support import publish_run
 
 BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}, {"item_id": "e1"}], "threshold": 0.5}

@@ -11,7 +11,6 @@ import msgspec
 import numpy as np
 import pytest
 
-from batch_gen.store import Prediction
 from codebook.artifact import Codebook, ItemSIDTable
 from codebook.similarity import (
     item_vectors,
@@ -24,6 +23,7 @@ from service.api.schemas import Candidate, FilterRequest, ItemIdsRequest, decode
 from service.core.prediction_cache import CachedPrediction
 from service.core.state import LoadedCodebook
 from service.filtering import BadRequest, candidate_codes, resolve, split
+from store.values import Prediction
 
 
 @pytest.mark.parametrize(

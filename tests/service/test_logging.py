@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batch_gen.store import PredictionStore
 from service.api.middleware import RequestIdMiddleware
 from service.core.config import Settings
 from service.core.logs import (
@@ -24,6 +23,7 @@ from service.core.logs import (
     request_id,
 )
 from service.main import serving
+from store.runs import PredictionStore
 from tests.service.support import publish_run, service_process, wait_until
 
 GENERATED = re.compile(r"[0-9a-f]{32}")

@@ -12,9 +12,9 @@ import httpx
 import pandas as pd
 from typer.testing import CliRunner
 
-from batch_gen.store import PredictionStore
 from conrec.cli import app as cli
 from service.core.sampling import HOLDOUT, user_pseudonym, user_share
+from store.runs import PredictionStore
 from tests.service.support import ITEMS, publish_run, scraped
 
 SALT = "test-salt"

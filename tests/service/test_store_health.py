@@ -16,10 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from batch_gen.store import PredictionStore, connect
 from conrec.cli import app
 from service.core.config import Settings
 from service.core.state import redacted
+from store.connection import connect
+from store.runs import PredictionStore
 from tests.redis_support import free_port, redis_binary, wait_for
 from tests.service.support import publish_run, service_process, wait_until
 

@@ -10,8 +10,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from batch_gen.multiplexed import MultiplexedRedis
-from batch_gen.store import connect_async
+from store.connection import connect_async
+from store.multiplexed import MultiplexedRedis
 from tests.redis_support import private_redis
 
 

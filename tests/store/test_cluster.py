@@ -1,8 +1,7 @@
 """The prediction store on a real 3-node Redis Cluster: keys spread over every node, readers of
-both kinds, publishing as one transaction on one slot, a writer whose slot map went stale, and
-`conrec batch-gen --redis-cluster` end to end.
+both kinds, publishing as one transaction on one slot, and a writer whose slot map went stale.
 
-(Every test of test_store.py runs on the cluster too, through the ``store`` fixture.)
+(Every test of test_runs.py runs on the cluster too, through the ``store`` fixture.)
 """
 
 from __future__ import annotations
@@ -10,30 +9,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from typer.testing import CliRunner
 
-from batch_gen.store import AsyncPredictionReader, PredictionStore, connect, connect_async
-from conrec.cli import app
-from tests.redis_support import isolated_prefix, private_cluster
+from store.connection import connect, connect_async
+from store.reader import AsyncPredictionReader
+from store.runs import PredictionStore
+from tests.redis_support import keys_per_node, private_cluster
 
 RNG = np.random.default_rng(1)
 USERS = [f"user-{i}" for i in range(600)]
-
-
-@pytest.fixture
-def cluster_store(redis_cluster_url: str) -> Iterator[PredictionStore]:
-    with isolated_prefix(redis_cluster_url, cluster=True) as prefix:
-        client = connect(redis_cluster_url, cluster=True, timeout_s=5.0)
-        yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
-        client.close()
 
 
 def write_run(store: PredictionStore, run_id: str, users: list[str]) -> np.ndarray:
@@ -43,13 +32,6 @@ def write_run(store: PredictionStore, run_id: str, users: list[str]) -> np.ndarr
         writer.write_batch(users[start : start + 250], codes[start : start + 250])
     writer.publish()
     return codes
-
-
-def keys_per_node(client: RedisCluster, pattern: str) -> dict[str, int]:
-    return {
-        node.name: sum(1 for _ in client.get_redis_connection(node).scan_iter(match=pattern))
-        for node in client.get_primaries()
-    }
 
 
 def test_a_run_spreads_over_every_node_and_both_readers_read_it_back(
@@ -159,23 +141,3 @@ def owner_of(node: redis.Redis, slot: int) -> str | None:
         if first <= slot <= last:
             return primary[2].decode()
     return None
-
-
-def test_batch_gen_publishes_a_run_into_the_cluster(
-    ml100k_tables: Path, model_dir: Path, artifact_dir: Path, tmp_path: Path,
-    cluster_store: PredictionStore, redis_cluster_url: str,
-) -> None:  # fmt: skip
-    args = [
-        "batch-gen", "--model-dir", str(model_dir), "--codebook-dir", str(artifact_dir),
-        "--data", str(ml100k_tables), "--run-id", "night1", "--engine", "hf", "--batch-size", "8",
-        "--max-users", "24", "--cutoff", "midpoint", "--checkpoint-dir", str(tmp_path / "ckpt"),
-        "--redis-url", redis_cluster_url, "--redis-cluster",
-        "--store-prefix", cluster_store.keys.prefix,
-    ]  # fmt: skip
-    result = CliRunner().invoke(app, args, env={"CONREC_REDIS_URL": None})
-    assert result.exit_code == 0, result.output
-    run = cluster_store.current_run()
-    assert (run.run_id, run.user_count) == ("night1", 24)
-    spread = keys_per_node(cluster_store.client, f"{cluster_store.keys.user_prefix('night1')}*")
-    assert sum(spread.values()) == 24
-    assert sum(1 for n in spread.values() if n) >= 2
