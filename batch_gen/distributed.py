@@ -24,7 +24,7 @@ import numpy as np
 
 from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
-from batch_gen.engines.choice import make_engine
+from batch_gen.engines.choice import constrained_engine
 from batch_gen.job import BatchOutcome, UserPrompt, search_and_write
 from store.runs import RunWriter
 
@@ -40,15 +40,15 @@ class EngineWorker:
         from transformers import AutoTokenizer
 
         from codebook.artifact import load_item_sids
-        from model.constrained import build_sid_trie
 
         table = load_item_sids(cfg.codebook_dir)
-        self.catalogue = set(map(tuple, table.codes.tolist()))
+        self.catalogue_sids = set(map(tuple, table.codes.tolist()))
         self.levels = table.codes.shape[1]
         self.job = cfg.job
         tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
-        trie = build_sid_trie(table.codes, tokenizer)
-        self.engine = make_engine(cfg.engine, EngineConfig(**engine_config), trie)
+        self.engine = constrained_engine(
+            cfg.engine, cfg.model_dir, tokenizer, table.codes, EngineConfig(**engine_config)
+        )
         store = cfg.open_store()
         self.writer = store.begin_run(
             cfg.job.run_id,
@@ -62,7 +62,7 @@ class EngineWorker:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
         outcomes = [
             search_and_write(
-                self.engine, self.writer, int(index), _users(payload), self.catalogue,
+                self.engine, self.writer, int(index), _users(payload), self.catalogue_sids,
                 k=self.job.k, levels=self.levels, exclude_seen=self.job.exclude_seen,
             )
             for index, payload in zip(rows["index"], rows["users"], strict=True)

@@ -27,29 +27,36 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from batch_gen.engines.base import BeamSearchEngine, ScoredSID
 from batch_gen.metrics import RunMetrics
+from model.prompts import Context
 from model.sids import SID
 from store.runs import PredictionStore, RunWriter
 
 log = logging.getLogger(__name__)
+NoNegatives = Literal["skip", "generate"]
 
 
 @dataclass
 class BatchJobConfig:
     run_id: str = field(metadata={"help": "Names the run; rerunning it resumes or is a no-op."})
-    k: int = field(default=20, metadata={"help": "SIDs predicted per user."})
-    batch_size: int = field(default=64, metadata={"help": "Users per generate/write batch."})
-    context: str | None = field(
-        default=None,
-        metadata={"help": "recent | negatives | full; None: the context the model was trained on"},
+    k: int = field(default=20, metadata={"help": "SIDs predicted per user.", "min": 1})
+    batch_size: int = field(
+        default=64, metadata={"help": "Users per generate/write batch.", "min": 1}
     )
-    no_negatives: str = field(default="skip", metadata={"help": "skip | generate"})
+    context: Context | None = field(
+        default=None,
+        metadata={"help": "The prompt context; none given: the one the model was trained on."},
+    )
+    no_negatives: NoNegatives = field(
+        default="skip",
+        metadata={"help": "Users with history but no negative: skipped, or predicted anyway."},
+    )
     exclude_seen: bool = field(
         default=True, metadata={"help": "Never predict the SID of an item in the user's history."}
     )
@@ -63,6 +70,11 @@ class BatchJobConfig:
     period_s: int = field(
         default=24 * 3600, metadata={"help": "Run period; old runs expire at 3x."}
     )
+
+
+def utc_run_id() -> str:
+    """the UTC date and time the run starts (20261206T101500Z)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 @dataclass
@@ -113,7 +125,7 @@ def search_and_write(
     writer: RunWriter,
     index: int,
     users: Sequence[UserPrompt],
-    catalogue: set[tuple[int, ...]],
+    catalogue_sids: set[tuple[int, ...]],
     *,
     k: int,
     levels: int,
@@ -129,7 +141,7 @@ def search_and_write(
         log.exception("batch %d failed; its %d users get no prediction", index, len(users))
         return BatchOutcome(index, failed=len(users))
     written, codes, invalid, unusable = topk_codes(
-        [u.user_id for u in users], results, catalogue, k, levels
+        [u.user_id for u in users], results, catalogue_sids, k, levels
     )
     if written:
         features = None
@@ -143,13 +155,20 @@ def search_and_write(
 class LocalExecutor:
     """Searches and writes the batches one after the other in this process."""
 
-    def __init__(self, cfg: BatchJobConfig, engine: BeamSearchEngine, catalogue, levels: int):
-        self.cfg, self.engine, self.catalogue, self.levels = cfg, engine, catalogue, levels
+    def __init__(
+        self,
+        cfg: BatchJobConfig,
+        engine: BeamSearchEngine,
+        catalogue_sids: set[tuple[int, ...]],
+        levels: int,
+    ) -> None:
+        self.cfg, self.engine, self.levels = cfg, engine, levels
+        self.catalogue_sids = catalogue_sids
 
     def run(self, batches, writer: RunWriter) -> Iterator[BatchOutcome]:
         for index, users in batches:
             yield search_and_write(
-                self.engine, writer, index, users, self.catalogue, k=self.cfg.k,
+                self.engine, writer, index, users, self.catalogue_sids, k=self.cfg.k,
                 levels=self.levels, exclude_seen=self.cfg.exclude_seen,
             )  # fmt: skip
 
@@ -262,7 +281,7 @@ class BatchJob:
 def topk_codes(
     user_ids: Sequence[str],
     results: list[list[ScoredSID]],
-    catalogue: set[tuple[int, ...]],
+    catalogue_sids: set[tuple[int, ...]],
     k: int,
     levels: int,
 ) -> tuple[list[str], np.ndarray, int, int]:
@@ -270,7 +289,7 @@ def topk_codes(
     SIDs dropped as not in the catalogue, users left without any valid SID)."""
     written, rows, invalid = [], [], 0
     for user_id, scored in zip(user_ids, results, strict=True):
-        valid = [tuple(sid) for sid, _ in scored if tuple(sid) in catalogue]
+        valid = [tuple(sid) for sid, _ in scored if tuple(sid) in catalogue_sids]
         invalid += len(scored) - len(valid)
         if not valid:
             continue
@@ -284,7 +303,7 @@ def topk_codes(
 
 
 def build_user_prompts(
-    windows, item_sids, context: str, no_negatives: str, prompt_fn: Callable
+    windows, item_sids, context: Context, no_negatives: NoNegatives, prompt_fn: Callable
 ) -> tuple[list[UserPrompt], int]:
     """Prompts for the users the policy keeps, and how many users it skipped."""
     users, skipped = [], 0

@@ -10,12 +10,12 @@ import pandas as pd
 
 from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
-from batch_gen.engines.choice import make_engine
+from batch_gen.engines.choice import constrained_engine
 from batch_gen.job import BatchJob, LocalExecutor, RunSummary, build_user_prompts
 from batch_gen.metrics import RunMetrics
 from codebook.versions import load_current
 from model.data.splits import cutoffs_for, user_windows
-from model.prompts import next_negative_prompter, trained_prompt_kwargs
+from model.prompts import trained_prompter
 from store.runs import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -54,23 +54,13 @@ def _predict_and_publish(
 ) -> RunSummary:
     from transformers import AutoTokenizer
 
-    from model.constrained import build_sid_trie
-
     # One call for both: a codebook published meanwhile cannot pair one version's codewords
     # with another's item table.
     artifact_dir, codebook, table = load_current(cfg.codebook_dir)
     windows = list(user_windows(events, cutoffs_for(events, cfg.cutoff)))
-    prompt_kwargs = trained_prompt_kwargs(cfg.model_dir)
-    context = cfg.job.context or prompt_kwargs.pop("context", "full")
-    prompt_kwargs.pop("context", None)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
-    users, skipped = build_user_prompts(
-        windows,
-        table,
-        context,
-        cfg.job.no_negatives,
-        next_negative_prompter(tokenizer, **prompt_kwargs),
-    )
+    context, prompter = trained_prompter(cfg.model_dir, tokenizer, cfg.job.context)
+    users, skipped = build_user_prompts(windows, table, context, cfg.job.no_negatives, prompter)
     users = users[: cfg.max_users] if cfg.max_users else users
     log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
     calibrated = None
@@ -83,14 +73,16 @@ def _predict_and_publish(
             user.features = calibrated.users[user.user_id]
 
     engine_config = engine_config or EngineConfig(model_path=cfg.model_dir)
-    catalogue = set(map(tuple, table.codes.tolist()))
+    catalogue_sids = set(map(tuple, table.codes.tolist()))
     if cfg.ray_workers:
         from batch_gen.distributed import RayExecutor
 
         executor = RayExecutor(cfg, engine_config, codebook.version, model_version(cfg.model_dir))
     else:
-        engine = make_engine(cfg.engine, engine_config, build_sid_trie(table.codes, tokenizer))
-        executor = LocalExecutor(cfg.job, engine, catalogue, codebook.levels)
+        engine = constrained_engine(
+            cfg.engine, cfg.model_dir, tokenizer, table.codes, engine_config
+        )
+        executor = LocalExecutor(cfg.job, engine, catalogue_sids, codebook.levels)
     job = BatchJob(
         cfg.job,
         executor,

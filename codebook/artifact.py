@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from codebook.layout import ArtifactError, resolve
+from codebook.layout import ArtifactError, current_dir
 
 FORMAT_VERSION = 1
 CODEBOOK_FILE = "codebook.npz"
@@ -323,7 +323,7 @@ def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def artifact_file(artifact_dir: str | Path, name: str) -> Path:
     """The file `name` of an artifact folder, or of a codebook root's current version."""
-    return resolve(artifact_dir) / name
+    return current_dir(artifact_dir) / name
 
 
 def load_codebook(artifact_dir: str | Path) -> Codebook:

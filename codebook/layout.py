@@ -1,6 +1,6 @@
 """Where a codebook root keeps its versions, and the error every artifact reader raises.
 
-The base of the codebook package: ``codebook.artifact`` reads an artifact through ``resolve``,
+The base of the codebook package: ``codebook.artifact`` reads an artifact through ``current_dir``,
 and ``codebook.versions`` publishes and lists the versions this layout describes::
 
     <root>/CURRENT                  the current codebook_version (one line)
@@ -36,7 +36,7 @@ def version_dir(root: str | Path, version: str) -> Path:
     return Path(root) / VERSIONS_DIR / version
 
 
-def resolve(root: str | Path) -> Path:
+def current_dir(root: str | Path) -> Path:
     """The directory of the current artifact: the pointer's version, else ``root`` itself."""
     version = read_pointer(root)
     return Path(root) if version is None else version_dir(root, version)

@@ -18,11 +18,14 @@ the existing table, so a catalogue's SIDs never change once published.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 
-COLLISION_POLICIES = ("reassign", "allow")
+CollisionPolicy = Literal["reassign", "allow"]
+COLLISION_POLICIES: tuple[CollisionPolicy, ...] = typing.get_args(CollisionPolicy)
 
 
 def usage(codes: np.ndarray, size: int) -> list[float]:

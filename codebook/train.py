@@ -17,6 +17,7 @@ from codebook.artifact import EncoderWeights, save_artifact
 from codebook.figures import pyplot
 from codebook.quality import (
     COLLISION_POLICIES,
+    CollisionPolicy,
     collision_rate,
     perplexity,
     resolve_collisions,
@@ -31,8 +32,9 @@ class TrainConfig:
     batch_size: int = field(default=256, metadata={"help": "Items per step."})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
     seed: int = field(default=0, metadata={"help": "Seed for init, shuffling and restarts."})
-    collision_policy: str = field(
-        default="reassign", metadata={"help": f"One of {COLLISION_POLICIES}."}
+    collision_policy: CollisionPolicy = field(
+        default="reassign",
+        metadata={"help": "Items that share a greedy SID: reassigned to free ones, or allowed."},
     )
     # Steps on a small MLP are too short to split across cores: on a busy machine two threads
     # wait on each other for longer than one thread computes.

@@ -34,8 +34,8 @@ from codebook.layout import (
     CURRENT_FILE,
     VERSIONS_DIR,
     ArtifactError,
+    current_dir,
     read_pointer,
-    resolve,
     version_dir,
 )
 
@@ -153,7 +153,7 @@ def _copy_dir(source: Path, target: Path, skip: frozenset[str] = frozenset()) ->
 def load_current(root: str | Path) -> tuple[Path, Codebook, ItemSIDTable]:
     """The current artifact's directory, codebook and item table, resolved once (so a pointer
     moved in between cannot pair one version's codebook with another's table)."""
-    path = resolve(root)
+    path = current_dir(root)
     codebook, table = load_codebook(path), load_item_sids(path)
     check_pair(path, codebook, table)
     return path, codebook, table

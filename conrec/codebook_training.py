@@ -1,6 +1,6 @@
 """Training a codebook for a dataset: items -> item vectors -> RQ-VAE -> codebook artifact.
 
-Item vectors (`ITEM_VECTORS`): `text`, the item's text through the MiniLM encoder (or
+Item vectors (`ItemVectors`): `text`, the item's text through the MiniLM encoder (or
 precomputed `--embeddings`); `collaborative`, the biased factorisation's item factors and bias
 (`model.evaluation.mf`, neg -1 / exposure 0 / pos +1), fitted on every user's events up to that
 user's own cutoff (the codebook is trained once for all users: union-trained, like the LLM), for
@@ -15,17 +15,46 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-if TYPE_CHECKING:  # the CLI imports ITEM_VECTORS from here without the data extra
+from codebook.rqvae import RQVAEConfig
+from codebook.train import TrainConfig
+from model.data.cutoff_spec import CUTOFF_HELP
+
+if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-ITEM_VECTORS = ("text", "collaborative", "text+collaborative")
+ItemVectors = Literal["text", "collaborative", "text+collaborative"]
 COLLABORATIVE_FACTORS = 32
+
+
+@dataclass
+class CodebookTraining:
+    """What `conrec codebook train` (and the pipeline's codebook step) trains."""
+
+    item_vectors: ItemVectors = field(
+        default="text",
+        metadata={"help": "What the codebook encodes: the item's text, its factorisation of the "
+                  "feedback (catalogues without text), or both."},
+    )  # fmt: skip
+    embeddings: str | None = field(
+        default=None,
+        metadata={"help": "Precomputed .npz (item_ids, embeddings) instead of the text encoder.",
+                  "path": True},
+    )  # fmt: skip
+    cutoff: str = field(
+        default="midpoint",
+        metadata={"help": f"Collaborative vectors learn from each user's events up to it: "
+                  f"{CUTOFF_HELP}"},
+    )  # fmt: skip
+    # in_dim is the item vectors' width, known once they are computed.
+    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
 
 
 def collaborative_vectors(events: pd.DataFrame, item_ids: list[str], cutoff: str) -> np.ndarray:
@@ -52,28 +81,18 @@ def train_codebook(
     out: str | Path,
     *,
     data: str | Path | None = None,
-    embeddings_path: str | None = None,
-    levels: int = 3,
-    size: int = 32,
-    latent_dim: int = 32,
-    epochs: int = 400,
-    collision_policy: str = "reassign",
-    seed: int = 0,
-    item_vectors: str = "text",
-    cutoff: str = "midpoint",
+    cfg: CodebookTraining | None = None,
 ) -> dict[str, Any]:
     """Train and write a codebook artifact for the items of a prepared-tables folder (None:
-    ml-100k's); returns its quality metrics. `cutoff` bounds the events collaborative vectors
-    learn from."""
+    ml-100k's); returns its quality metrics."""
     from codebook.embed import DEFAULT_ENCODER, MiniLMEncoder, embed_texts, load_precomputed
-    from codebook.rqvae import RQVAEConfig
-    from codebook.train import TrainConfig, plot_history, train_rqvae, write_artifact
+    from codebook.train import plot_history, train_rqvae, write_artifact
     from model.data.prepared import load_tables
     from model.data.tables import item_texts
     from model.pypi import cache_dir
 
-    if item_vectors not in ITEM_VECTORS:
-        raise ValueError(f"item_vectors must be one of {ITEM_VECTORS}, got {item_vectors!r}")
+    cfg = cfg or CodebookTraining()
+    item_vectors, embeddings_path, cutoff = cfg.item_vectors, cfg.embeddings, cfg.cutoff
     tables = load_tables(data)
     source, items = tables.name, tables.items
     item_ids = items["item_id"].tolist()
@@ -97,11 +116,10 @@ def train_codebook(
         cold = int((~rated).sum())
         emb, item_ids = emb[rated], [i for i, keep in zip(item_ids, rated, strict=True) if keep]
         log.info("%d items without feedback by the cutoff get no SID", cold)
-    cfg = RQVAEConfig(in_dim=emb.shape[1], latent_dim=latent_dim, levels=levels, codebook_size=size)
-    tcfg = TrainConfig(epochs=epochs, seed=seed, collision_policy=collision_policy)
-    result = train_rqvae(emb, cfg, tcfg)
+    rqvae = replace(cfg.rqvae, in_dim=emb.shape[1])
+    result = train_rqvae(emb, rqvae, cfg.training)
     version = write_artifact(
-        out, result, item_ids, tcfg, {"encoder": encoder_name, "dataset": source}
+        out, result, item_ids, cfg.training, {"encoder": encoder_name, "dataset": source}
     )
     out_dir = Path(out)
     plot_history(result.history, result.metrics, out_dir / "training.png")

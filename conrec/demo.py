@@ -33,11 +33,12 @@ DECISION_COLUMNS = ("auc", "caught_at_10pct", "lost_at_10pct")
 def run_demo(
     out: str | Path,
     data_dir: str | None = None,
-    engine: str = "auto",
+    engine: str | None = None,
     config: str | Path = DEMO_CONFIG,
     dataset=None,
 ) -> dict:
-    """The demo into `out`; `dataset` (DataTables) replaces ml-100k, e.g. a subset in tests."""
+    """The demo into `out`; `dataset` (DataTables) replaces ml-100k, e.g. a subset in tests;
+    `engine` None: the nightly job's default."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {}
@@ -86,9 +87,6 @@ def run_demo(
     from store.connection import connect, stop_embedded
     from store.runs import PredictionStore
 
-    engine = resolve_engine(engine, trained["final_model"])
-    _stage(4, f"nightly batch: {engine} constrained beam search -> embedded Redis")
-
     store_path = out / "prediction-store" / "redis.db"
     run_id = time.strftime("demo-%Y%m%dT%H%M%S")
     nightly = NightlyConfig(
@@ -98,10 +96,12 @@ def run_demo(
         job=BatchJobConfig(
             run_id=run_id, checkpoint_dir=str(out / "batch"), no_negatives="generate"
         ),
-        engine=engine,
         cutoff="midpoint",
         metrics_file=str(out / "batch" / "metrics.prom"),
+        **({"engine": engine} if engine else {}),
     )
+    nightly.engine = resolve_engine(nightly.engine, nightly.model_dir)
+    _stage(4, f"nightly batch: {nightly.engine} constrained beam search -> embedded Redis")
     client = connect(None, embedded_path=store_path)
     run = run_nightly(
         nightly, ds.events, EngineConfig(model_path=nightly.model_dir), PredictionStore(client)
@@ -115,7 +115,7 @@ def run_demo(
     from codebook.artifact import load_codebook, load_item_sids
     from conrec.filter_check import filter_future_week
     from conrec.report import operators_report
-    from model.evaluation.metrics import TOPK_METRICS
+    from model.evaluation.list_metrics import TOPK_METRICS
     from model.evaluation.split import EvalSplit
 
     table = load_item_sids(out / "codebook")
@@ -184,7 +184,7 @@ def compare_with_baselines(ds, table, codebook, split, predictions: dict) -> dic
     from model.evaluation.baselines import Catalogue
     from model.evaluation.cases import history_predictions, served_cases
     from model.evaluation.decision import judge
-    from model.evaluation.metrics import TOPK_METRICS, summarize, topk_hits
+    from model.evaluation.list_metrics import TOPK_METRICS, summarize, topk_hits
     from model.evaluation.split import EvalSplit
     from model.evaluation.tuning import baseline_outputs, make_baseline, tune
 

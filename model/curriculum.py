@@ -46,7 +46,7 @@ from model.data.tables import Polarity, item_texts
 from model.grpo import run_grpo_stage
 from model.likelihood import alignment_accuracy, generate_sids
 from model.plots import plot_grpo
-from model.pretrained import PROVENANCE_FILE, resolve
+from model.pretrained import PROVENANCE_FILE, hf_checkpoint
 from model.prompts import next_negative_prompter, prompt_vocabulary, save_prompt_config
 from model.rewards import make_reward, make_valid_sid_reward, output_sid, set_similarity
 from model.sft import run_sft_stage
@@ -180,7 +180,7 @@ class CurriculumRun:
         sharing its stages shares its vocabulary."""
         levels, size = self.codebook.levels, self.codebook.size
         if self.cfg.backbone:
-            self.backbone_dir, provenance = resolve(self.cfg.backbone)
+            self.backbone_dir, provenance = hf_checkpoint(self.cfg.backbone)
             return load_backbone_tokenizer(self.backbone_dir, levels, size), provenance
         from transformers import AutoTokenizer
 

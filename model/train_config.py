@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from model.backbone import TinyBackboneConfig
 from model.data.splits import CUTOFF_HELP
@@ -15,6 +13,7 @@ from model.sft import SFTStageConfig
 from model.stages import LoraSettings
 from model.swing import SwingConfig
 from model.tasks import AlignmentConfig
+from model.yaml_config import load_yaml
 
 
 @dataclass
@@ -126,23 +125,5 @@ class CurriculumConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> CurriculumConfig:
-    """Read a YAML file into CurriculumConfig; unknown keys are errors, not silently ignored."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return _build(CurriculumConfig, raw)
-
-
-def _build(cls, raw: dict):
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(raw) - set(known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    kwargs = {}
-    for name, value in raw.items():
-        default = known[name].default_factory() if callable(known[name].default_factory) else None
-        if is_dataclass(default) and isinstance(value, dict):
-            value = _build(type(default), value)
-        elif name == "grpo":
-            value = [_build(GRPOStageConfig, v) for v in value]
-        kwargs[name] = value
-    return cls(**kwargs)
+    """A curriculum YAML file (``model.yaml_config``), with ``overrides`` (not None) on top."""
+    return load_yaml(CurriculumConfig, path, **overrides)

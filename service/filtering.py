@@ -1,4 +1,5 @@
-"""One /filter call: resolve candidate SIDs, fetch the prediction within budget, score, split.
+"""One /filter call, `run_filter`: admit the request (its surface's policy and threshold), resolve
+the candidates' SIDs, fetch the user's prediction within budget, score, split, answer.
 
 Anything that goes wrong on the prediction side fails open (every candidate kept, counted by
 reason); only the caller's own bad input is an error.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, compress
 from operator import attrgetter
 
@@ -30,10 +31,10 @@ from service.core.decision_log import Decision
 from service.core.logs import request_id
 from service.core.prediction_cache import NOT_CACHED, CachedPrediction
 from service.core.sampling import HOLDOUT, LOG_SAMPLE, user_pseudonym, user_share
-from service.core.state import LoadedCodebook, ServiceState
+from service.core.state import LoadedCodebook, LoadedCodebooks, ServiceState
 from service.core.thresholds import OverrideRange, Surface
 from service.metrics import SurfaceMetrics
-from store.values import StoreError
+from store.values import Prediction, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,90 @@ class NotReady(RuntimeError):
     """The codebook or the thresholds config is not loaded yet."""
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What a request is judged by, known before any work: its surface's policy, the threshold
+    and whether the user is held out."""
+
+    codebooks: LoadedCodebooks
+    config_version: str
+    surface: str  # the policy's label: the request's surface, or "other"
+    policy: Surface
+    threshold: float
+    holdout: bool
+    item_ids: list[str]
+    ids_only: bool  # no candidate gives a SID (an ``ItemIdsRequest``)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What scoring came to: the candidates' scores, or why the request fails open."""
+
+    # The candidates in the codebook version they were scored (or were to be scored) in; None:
+    # SIDs of a version not loaded.
+    resolved: Resolved | None
+    reason: str = ""  # why every candidate is kept; "" when scored
+    # [M'] the scored candidates' scores (what the score histogram counts)
+    found: np.ndarray = field(default_factory=lambda: _NONE_SCORED)
+    # [M] every candidate's, -inf for the unscored
+    scores: np.ndarray = field(default_factory=lambda: _NONE_SCORED)
+
+    @property
+    def unknown(self) -> list[int]:
+        return self.resolved.unknown if self.resolved is not None else []
+
+
+async def run_filter(state: ServiceState, request: FilterRequest) -> FilterResponse:
+    """The rule: a candidate whose score against the user's predicted negatives (the max cosine,
+    or P(dislike) on a calibrated surface) is above the threshold is dropped.
+
+    Raises BadRequest for bad input and NotReady before the codebook and thresholds load;
+    anything that goes wrong on the prediction side fails open (every candidate kept, counted
+    by reason). Codebook versions: a prediction is scored with the codebook it was made with
+    (the current or the previous one loaded); the candidates' SIDs are in
+    ``request.codebook_version``, else the current one's; ids without a SID are looked up in the
+    prediction's version's table."""
+    admitted = admit(state, request)
+    resolved = resolve_request(admitted, request)
+    cached, reason = await fetch_prediction(state, request.user_id)
+    counted = state.metrics.surfaces.get(admitted.surface)
+    outcome = score_safely(admitted, request, resolved, cached, reason, counted)
+    unscored = [admitted.item_ids[i] for i in outcome.unknown]
+    # A few counter increments and one numpy histogram update per request, whatever its size.
+    counted.seen.inc(len(admitted.item_ids))
+    if unscored:
+        counted.unscored.inc(len(unscored))
+    prediction = cached.prediction if cached is not None else None
+    if outcome.reason:
+        state.metrics.fail_open.labels(reason=outcome.reason).inc()
+        return fail_open(admitted, prediction, outcome.reason, unscored)
+    return answer(state, request, admitted, outcome, prediction, unscored, counted)
+
+
+def admit(state: ServiceState, request: FilterRequest) -> Admitted:
+    """Parse: the request's policy and threshold; BadRequest for the caller's mistakes."""
+    codebooks, thresholds = state.codebooks, state.thresholds.current
+    if codebooks is None or thresholds is None:
+        raise NotReady("; ".join(state.not_ready_reasons()))
+    if len(request.candidates) > state.settings.max_candidates:
+        raise BadRequest(
+            f"{len(request.candidates)} candidates exceed the limit of "
+            f"{state.settings.max_candidates} per request"
+        )
+    surface, policy = thresholds.policy(request.surface)
+    salt = state.settings.user_hash_salt.get_secret_value()
+    return Admitted(
+        codebooks=codebooks,
+        config_version=thresholds.version,
+        surface=surface,
+        policy=policy,
+        threshold=choose_threshold(policy.threshold, thresholds.bounds(policy.score), request),
+        holdout=_sampled(policy.holdout, salt, HOLDOUT, request.user_id),
+        item_ids=list(map(_ITEM_ID, request.candidates)),
+        ids_only=isinstance(request, ItemIdsRequest),
+    )
+
+
 def choose_threshold(
     surface_threshold: float, bounds: OverrideRange, request: FilterRequest
 ) -> float:
@@ -65,6 +150,16 @@ def choose_threshold(
             f"[{bounds.min}, {bounds.max}]"
         )
     return request.threshold
+
+
+def resolve_request(admitted: Admitted, request: FilterRequest) -> Resolved | None:
+    """Resolve: the candidates in the codebook version they are given in (None: a version not
+    loaded); BadRequest for SIDs that version does not have."""
+    named = request.codebook_version
+    loaded = admitted.codebooks.current if named is None else admitted.codebooks.get(named)
+    if loaded is None:
+        return None
+    return resolve(loaded, request.candidates, admitted.item_ids, admitted.ids_only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,132 +343,72 @@ async def fetch_prediction(
     return cached, ""
 
 
-async def run_filter(state: ServiceState, request: FilterRequest) -> FilterResponse:
-    """Raises BadRequest for bad input; otherwise answers, failing open if it must.
-
-    Codebook versions: a prediction is decoded with the codebook it was made with (the current
-    or the previous one loaded). The candidates' SIDs are in ``request.codebook_version``, else
-    the current one; ids without a SID are looked up in the prediction's version's table."""
-    catalogue, thresholds = state.catalogue, state.thresholds.current
-    if catalogue is None or thresholds is None:
-        raise NotReady("; ".join(state.not_ready_reasons()))
-    if len(request.candidates) > state.settings.max_candidates:
-        raise BadRequest(
-            f"{len(request.candidates)} candidates exceed the limit of "
-            f"{state.settings.max_candidates} per request"
-        )
-    label, policy = thresholds.policy(request.surface)
-    threshold = choose_threshold(policy.threshold, thresholds.bounds(policy.score), request)
-    salt = state.settings.user_hash_salt.get_secret_value()
-    holdout = _sampled(policy.holdout, salt, HOLDOUT, request.user_id)
-    named = request.codebook_version
-    loaded = catalogue.current if named is None else catalogue.get(named)
-    item_ids = list(map(_ITEM_ID, request.candidates))
-    ids_only = isinstance(request, ItemIdsRequest)
-    # SIDs of a version not loaded cannot be checked: resolved stays None.
-    resolved = (
-        resolve(loaded, request.candidates, item_ids, ids_only) if loaded is not None else None
-    )
-
-    cached, reason = await fetch_prediction(state, request.user_id)
-    prediction = cached.prediction if cached is not None else None
-    counted = state.metrics.surfaces.get(label)
-    calibrated = policy.score == "calibrated"
-    if calibrated and reason == "no_prediction" and resolved is not None:
-        reason = ""  # the calibrated score scores from the item features alone
+def score_safely(
+    admitted: Admitted,
+    request: FilterRequest,
+    resolved: Resolved | None,
+    cached: CachedPrediction | None,
+    reason: str,
+    counted: SurfaceMetrics,
+) -> Outcome:
+    """``score``, failing open on a prediction with codes the codebook lacks and on a bug: a
+    bug here must not take the ranking path down with it."""
     try:
-        if prediction is None:
-            pass
-        elif resolved is None:
-            reason = "sid_codebook_unloaded"
-        elif prediction.codebook_version != resolved.loaded.version:
-            # Only during a codebook roll (until the next nightly run): the prediction was made
-            # with the other loaded version, or with one no longer loaded.
-            other = catalogue.get(prediction.codebook_version)
-            if other is None:
-                reason = "codebook_mismatch"
-            elif not ids_only and any(map(_SID, request.candidates)):
-                reason = "sid_codebook_mismatch"
-            else:
-                resolved = resolve(other, request.candidates, item_ids, ids_only)
-        if not reason:
-            # ``found``: the scored candidates' scores, what the score histogram counts.
-            if calibrated:
-                found, reason = calibrated_scores(resolved, cached, item_ids, counted)
-            else:
-                found = resolved.scores(cached) if resolved.scored else _NONE_SCORED
-        if not reason:
-            if not resolved.unknown:
-                scores = found
-            else:
-                scores = np.full(len(item_ids), -np.inf, dtype=np.float32)
-                scored = np.ones(len(item_ids), dtype=bool)
-                scored[resolved.unknown] = False
-                scores[scored] = found
+        return score(admitted, request, resolved, cached, reason, counted)
     except InvalidSIDError as exc:
-        logger.warning("prediction %s has invalid codes: %s", prediction.version, exc)
-        reason = "bad_prediction"
+        logger.warning("prediction %s has invalid codes: %s", cached.prediction.version, exc)
+        return Outcome(resolved, "bad_prediction")
     except Exception:
-        # A bug here must not take the ranking path down with it: keep everything, loudly.
         logger.exception("scoring failed; failing open")
-        reason = "internal_error"
-    unknown = resolved.unknown if resolved is not None else []
-    unscored = [item_ids[i] for i in unknown]
-    # A few counter increments and one numpy histogram update per request, whatever its size.
-    counted.seen.inc(len(item_ids))
-    if unscored:
-        counted.unscored.inc(len(unscored))
-    if reason:
-        state.metrics.fail_open.labels(reason=reason).inc()
-        return FilterResponse(
-            kept=item_ids,
-            dropped=[],
-            threshold=threshold,
-            prediction_version=prediction.version if prediction else None,
-            config_version=thresholds.version,
-            fail_open=True,
-            fail_open_reason=reason,
-            unscored=unscored,
-            surface=label,
-            mode=policy.mode,
-            score=policy.score,
-            holdout=holdout,
-        )
-    kept, dropped, dropped_scores, capped = split(
-        item_ids, scores, threshold, _max_drops(policy, len(item_ids))
-    )
-    counted_mode = "holdout" if holdout else policy.mode
-    counted.requests[counted_mode].inc()
-    counted.dropped[counted_mode].inc(len(dropped))
-    if capped:
-        counted.capped.inc(capped)
-    (counted.probabilities if calibrated else counted.scores).observe(found)
-    drops = [DroppedItem(item_id=i, score=s) for i, s in zip(dropped, dropped_scores, strict=True)]
-    # Shadow mode and held-out users are scored and counted exactly as enforce would, and keep
-    # every candidate.
-    passive = holdout or policy.mode == "shadow"
-    response = FilterResponse(
-        kept=item_ids if passive else kept,
-        dropped=[] if passive else drops,
-        threshold=threshold,
-        prediction_version=prediction.version if prediction else None,
-        config_version=thresholds.version,
-        fail_open=False,
-        unscored=unscored,
-        codebook_version=resolved.loaded.version,
-        surface=label,
-        mode=policy.mode,
-        score=policy.score,
-        holdout=holdout,
-        would_drop=drops if passive else [],
-    )
-    if state.decision_log is not None and _sampled(
-        policy.log_sample, salt, LOG_SAMPLE, request.user_id
-    ):
-        state.decision_log.write(
-            decisions(request.user_id, salt, item_ids, scores, set(dropped), response)
-        )
-    return response
+        return Outcome(resolved, "internal_error")
+
+
+def score(
+    admitted: Admitted,
+    request: FilterRequest,
+    resolved: Resolved | None,
+    cached: CachedPrediction | None,
+    reason: str,
+    counted: SurfaceMetrics,
+) -> Outcome:
+    """Score every candidate against the prediction, or say why not (``reason``: the fetch's,
+    when there is no prediction)."""
+    prediction = cached.prediction if cached is not None else None
+    calibrated = admitted.policy.score == "calibrated"
+    if resolved is None:
+        return Outcome(None, reason or "sid_codebook_unloaded")
+    if prediction is None:
+        # The calibrated score has the item features to score from; the max cosine nothing.
+        if not (calibrated and reason == "no_prediction"):
+            return Outcome(resolved, reason)
+    elif prediction.codebook_version != resolved.loaded.version:
+        # Only during a codebook roll (until the next nightly run): the prediction was made
+        # with the other loaded version, or with one no longer loaded.
+        other = admitted.codebooks.get(prediction.codebook_version)
+        if other is None:
+            return Outcome(resolved, "codebook_mismatch")
+        if not admitted.ids_only and any(map(_SID, request.candidates)):
+            return Outcome(resolved, "sid_codebook_mismatch")
+        resolved = resolve(other, request.candidates, admitted.item_ids, admitted.ids_only)
+    if calibrated:
+        found, reason = calibrated_scores(resolved, cached, admitted.item_ids, counted)
+        if reason:
+            return Outcome(resolved, reason)
+    else:
+        found = resolved.scores(cached) if resolved.scored else _NONE_SCORED
+    scores = with_unscored(found, resolved.unknown, len(admitted.item_ids))
+    return Outcome(resolved, "", found, scores)
+
+
+def with_unscored(found: np.ndarray, unknown: list[int], candidates: int) -> np.ndarray:
+    """[M] scores from the scored candidates' [M'], -inf (never dropped) for the unscored."""
+    if not unknown:
+        return found
+    scores = np.full(candidates, -np.inf, dtype=np.float32)
+    scored = np.ones(candidates, dtype=bool)
+    scored[unknown] = False
+    scores[scored] = found
+    return scores
 
 
 def calibrated_scores(
@@ -405,12 +440,107 @@ def calibrated_scores(
     return aligned.score(rows, first, cosine, depth, prediction.user_features), ""
 
 
-def _sampled(share: float, salt: str, purpose: bytes, user_id: str) -> bool:
-    return share > 0 and user_share(salt, purpose, user_id) < share
+def fail_open(
+    admitted: Admitted, prediction: Prediction | None, reason: str, unscored: list[str]
+) -> FilterResponse:
+    """Every candidate kept, and why."""
+    return FilterResponse(
+        kept=admitted.item_ids,
+        dropped=[],
+        threshold=admitted.threshold,
+        prediction_version=prediction.version if prediction else None,
+        config_version=admitted.config_version,
+        fail_open=True,
+        fail_open_reason=reason,
+        unscored=unscored,
+        surface=admitted.surface,
+        mode=admitted.policy.mode,
+        score=admitted.policy.score,
+        holdout=admitted.holdout,
+    )
 
 
-def _max_drops(policy: Surface, candidates: int) -> int | None:
-    return None if policy.max_drop_share >= 1 else int(policy.max_drop_share * candidates)
+def answer(
+    state: ServiceState,
+    request: FilterRequest,
+    admitted: Admitted,
+    outcome: Outcome,
+    prediction: Prediction | None,
+    unscored: list[str],
+    counted: SurfaceMetrics,
+) -> FilterResponse:
+    """Split and answer: the candidates above the threshold dropped (or, in shadow mode and for
+    held-out users, listed as would-be drops and kept), counted, and sampled to the decision
+    log."""
+    policy, item_ids = admitted.policy, admitted.item_ids
+    kept, dropped, dropped_scores, capped = split(
+        item_ids, outcome.scores, admitted.threshold, _max_drops(policy, len(item_ids))
+    )
+    counted_mode = "holdout" if admitted.holdout else policy.mode
+    counted.requests[counted_mode].inc()
+    counted.dropped[counted_mode].inc(len(dropped))
+    if capped:
+        counted.capped.inc(capped)
+    calibrated = policy.score == "calibrated"
+    (counted.probabilities if calibrated else counted.scores).observe(outcome.found)
+    drops = [DroppedItem(item_id=i, score=s) for i, s in zip(dropped, dropped_scores, strict=True)]
+    # Shadow mode and held-out users are scored and counted exactly as enforce would, and keep
+    # every candidate.
+    passive = admitted.holdout or policy.mode == "shadow"
+    response = FilterResponse(
+        kept=item_ids if passive else kept,
+        dropped=[] if passive else drops,
+        threshold=admitted.threshold,
+        prediction_version=prediction.version if prediction else None,
+        config_version=admitted.config_version,
+        fail_open=False,
+        unscored=unscored,
+        codebook_version=outcome.resolved.loaded.version,
+        surface=admitted.surface,
+        mode=policy.mode,
+        score=policy.score,
+        holdout=admitted.holdout,
+        would_drop=drops if passive else [],
+    )
+    salt = state.settings.user_hash_salt.get_secret_value()
+    if state.decision_log is not None and _sampled(
+        policy.log_sample, salt, LOG_SAMPLE, request.user_id
+    ):
+        state.decision_log.write(
+            decisions(request.user_id, salt, item_ids, outcome.scores, set(dropped), response)
+        )
+    return response
+
+
+_FEW = 64
+
+
+def split(
+    item_ids: list[str], scores: np.ndarray, threshold: float, max_drops: int | None = None
+) -> tuple[list[str], list[str], list[float], int]:
+    """Kept ids, dropped ids, the dropped ids' scores, and how many more were above the
+    threshold but kept by the cap: drop means score > threshold, at most ``max_drops`` of them
+    (the highest scores)."""
+    drop = scores > threshold
+    if not drop.any():
+        return item_ids, [], [], 0
+    dropped_at = np.flatnonzero(drop)
+    capped = 0
+    if max_drops is not None and len(dropped_at) > max_drops:
+        capped = len(dropped_at) - max_drops
+        highest = np.argsort(-scores[dropped_at], kind="stable")[:max_drops]
+        dropped_at = np.sort(dropped_at[highest])
+        drop = np.zeros(len(scores), dtype=bool)
+        drop[dropped_at] = True
+    if len(dropped_at) <= _FEW:
+        # A few drops (the usual case): delete them from a copy, back to front, rather than
+        # building a thousand-element mask list for ``compress``.
+        kept = item_ids.copy()
+        for i in dropped_at[::-1].tolist():
+            del kept[i]
+    else:
+        kept = list(compress(item_ids, (~drop).tolist()))
+    return kept, [item_ids[i] for i in dropped_at.tolist()], scores[dropped_at].tolist(), capped
 
 
 def decisions(
@@ -444,32 +574,9 @@ def decisions(
     ]
 
 
-_FEW = 64
+def _sampled(share: float, salt: str, purpose: bytes, user_id: str) -> bool:
+    return share > 0 and user_share(salt, purpose, user_id) < share
 
 
-def split(
-    item_ids: list[str], scores: np.ndarray, threshold: float, max_drops: int | None = None
-) -> tuple[list[str], list[str], list[float], int]:
-    """Kept ids, dropped ids, the dropped ids' scores, and how many more were above the
-    threshold but kept by the cap: drop means score > threshold, at most ``max_drops`` of them
-    (the highest scores)."""
-    drop = scores > threshold
-    if not drop.any():
-        return item_ids, [], [], 0
-    dropped_at = np.flatnonzero(drop)
-    capped = 0
-    if max_drops is not None and len(dropped_at) > max_drops:
-        capped = len(dropped_at) - max_drops
-        highest = np.argsort(-scores[dropped_at], kind="stable")[:max_drops]
-        dropped_at = np.sort(dropped_at[highest])
-        drop = np.zeros(len(scores), dtype=bool)
-        drop[dropped_at] = True
-    if len(dropped_at) <= _FEW:
-        # A few drops (the usual case): delete them from a copy, back to front, rather than
-        # building a thousand-element mask list for ``compress``.
-        kept = item_ids.copy()
-        for i in dropped_at[::-1].tolist():
-            del kept[i]
-    else:
-        kept = list(compress(item_ids, (~drop).tolist()))
-    return kept, [item_ids[i] for i in dropped_at.tolist()], scores[dropped_at].tolist(), capped
+def _max_drops(policy: Surface, candidates: int) -> int | None:
+    return None if policy.max_drop_share >= 1 else int(policy.max_drop_share * candidates)

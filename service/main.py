@@ -93,7 +93,7 @@ async def _reload_loop(state: ServiceState) -> None:
             logger.exception("reload failed; keeping the current config")
         try:
             # In a worker thread: reading a large item table must not stall requests. The
-            # new catalogue is swapped in by one assignment when it is complete.
+            # new set of loaded codebooks is swapped in by one assignment when it is complete.
             await asyncio.to_thread(state.refresh_codebooks)
         except Exception:
             logger.exception("codebook reload failed; keeping the loaded versions")

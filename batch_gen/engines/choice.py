@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import typing
 from pathlib import Path
+from typing import Literal
 
 from batch_gen.engines.base import BeamSearchEngine, EngineConfig
 from model.prompts import trained_prompt_kwargs
 
 log = logging.getLogger(__name__)
-ENGINES = ("auto", "vllm", "hf")
+Engine = Literal["auto", "vllm", "hf"]
+ENGINES: tuple[Engine, ...] = typing.get_args(Engine)
 
 
 # On CPU vLLM wins only where the model's compute outweighs vLLM's own work per request: it did on
@@ -73,3 +76,14 @@ def make_engine(kind: str, config: EngineConfig, trie) -> BeamSearchEngine:
 
         return HFBeamEngine(config, trie)
     raise ValueError(f"engine must be one of {ENGINES}, got {kind!r}")
+
+
+def constrained_engine(
+    kind: str, model_dir: str | Path, tokenizer, item_codes, config: EngineConfig | None = None
+) -> BeamSearchEngine:
+    """The ``kind`` engine over a trained model, its beams constrained to the catalogue's SIDs
+    (``item_codes`` [N, D])."""
+    from model.constrained import build_sid_trie
+
+    config = config or EngineConfig(model_path=str(model_dir))
+    return make_engine(kind, config, build_sid_trie(item_codes, tokenizer))

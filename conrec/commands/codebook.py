@@ -4,63 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from conrec.commands.choices import CollisionPolicy, ItemVectors
-from conrec.commands.options import DataOption
-from model.data.cutoff_spec import CUTOFF_HELP
+from codebook.rqvae import RQVAEConfig
+from codebook.train import TrainConfig
+from conrec.codebook_training import CodebookTraining
+from conrec.commands.options import DataOption, config_options
 
 app = typer.Typer(help="Semantic-ID codebook (RQ-VAE).", no_args_is_help=True)
 console = Console()
 
 
 @app.command()
+@config_options(
+    CodebookTraining,
+    nested={"rqvae": (RQVAEConfig, ("in_dim", "hidden_dims")), "training": (TrainConfig, ())},
+)
 def train(
+    cfg: CodebookTraining,
     out: str = typer.Option("runs/codebook", help="Artifact directory."),
     data: DataOption = None,
-    embeddings: str | None = typer.Option(
-        None, help="Precomputed .npz (item_ids, embeddings) instead of the text encoder."
-    ),
-    levels: int = typer.Option(3, help="SID length D."),
-    size: int = typer.Option(32, help="Codewords per level K."),
-    latent_dim: int = typer.Option(32, help="Codeword width."),
-    epochs: int = typer.Option(400, help="Training epochs."),
-    collision_policy: Annotated[
-        CollisionPolicy, typer.Option(help="Items sharing a greedy SID.")
-    ] = CollisionPolicy.reassign,
-    seed: int = typer.Option(0, help="Random seed."),
-    item_vectors: Annotated[
-        ItemVectors,
-        typer.Option(
-            help="What the codebook encodes: the item's text, its factorisation of the feedback "
-            "(catalogues without text), or both."
-        ),
-    ] = ItemVectors.text,
-    cutoff: str = typer.Option(
-        "midpoint",
-        help=f"Collaborative vectors learn from each user's events up to it: {CUTOFF_HELP}",
-    ),
 ) -> None:
     """Embed the catalogue, train the RQ-VAE, write codebook.npz + item_sids.npz + a plot."""
     from conrec.codebook_training import train_codebook
 
-    metrics = train_codebook(
-        out,
-        data=data,
-        embeddings_path=embeddings,
-        levels=levels,
-        size=size,
-        latent_dim=latent_dim,
-        epochs=epochs,
-        collision_policy=collision_policy.value,
-        seed=seed,
-        item_vectors=item_vectors.value,
-        cutoff=cutoff,
-    )
-    console.print_json(json.dumps(metrics))
+    console.print_json(json.dumps(train_codebook(out, data=data, cfg=cfg)))
 
 
 @app.command()

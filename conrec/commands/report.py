@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from conrec.commands.choices import Engine
+from batch_gen.engines.choice import Engine
 from conrec.commands.options import DataOption
 
 console = Console()
@@ -47,7 +47,7 @@ def report(
     data: DataOption = None,
     cutoff: str = typer.Option("midpoint", help="The cutoff the predictions were made at."),
     out: str = typer.Option("runs/report", help="Where filter_report.md and .png go."),
-    engine: Annotated[Engine, typer.Option(help="Beam engine with --model-dir.")] = Engine.hf,
+    engine: Annotated[Engine, typer.Option(help="Beam engine with --model-dir.")] = "hf",
 ) -> None:
     """The operators' threshold report: negatives caught against positives lost, per threshold.
 
@@ -75,7 +75,7 @@ def report(
     if model_dir:
         from conrec.evaluation.llm import LLMPredictor
 
-        predictor = LLMPredictor(model_dir, table, engine.value)
+        predictor = LLMPredictor(model_dir, table, engine)
         topk = predictor.topk(predictor.prompts(split))
         predictions = {u: _codes(sids) for u, sids in topk.items()}
     else:

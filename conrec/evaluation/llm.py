@@ -14,12 +14,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from batch_gen.engines.base import BeamSearchEngine, EngineConfig
-from batch_gen.engines.choice import make_engine
+from batch_gen.engines.choice import constrained_engine
 from batch_gen.job import UserPrompt, build_user_prompts
 from codebook.artifact import ItemSIDTable
 from model.evaluation.split import EvalSplit
 from model.likelihood import completion_logprobs
-from model.prompts import next_negative_prompter, trained_prompt_kwargs
+from model.prompts import trained_prompter
 from model.sids import SID, format_sid
 
 
@@ -31,16 +31,13 @@ class LLMPredictor:
     ):
         from transformers import AutoTokenizer
 
-        from model.constrained import build_sid_trie
-
         self.model_dir, self.item_sids, self.batch_size = str(model_dir), item_sids, batch_size
-        kwargs = trained_prompt_kwargs(self.model_dir)
-        self.context = kwargs.pop("context", "full")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self.prompt_fn = next_negative_prompter(self.tokenizer, **kwargs)
-        trie = build_sid_trie(item_sids.codes, self.tokenizer)
+        self.context, self.prompt_fn = trained_prompter(self.model_dir, self.tokenizer)
         config = EngineConfig(model_path=self.model_dir, batch_size=batch_size)
-        self.engine: BeamSearchEngine = make_engine(engine, config, trie)
+        self.engine: BeamSearchEngine = constrained_engine(
+            engine, self.model_dir, self.tokenizer, item_sids.codes, config
+        )
 
     def prompts(self, split: EvalSplit) -> list[UserPrompt]:
         users, _ = build_user_prompts(

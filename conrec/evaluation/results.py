@@ -45,7 +45,7 @@ from model.evaluation.decision import (
     merge_seeds,
     paired_difference,
 )
-from model.evaluation.metrics import (
+from model.evaluation.list_metrics import (
     CANDIDATE_METRIC,
     SERVED_CANDIDATE_METRIC,
     TOPK_METRICS,

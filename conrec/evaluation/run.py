@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from batch_gen.engines.choice import Engine
 from codebook.artifact import CODEBOOK_FILE, Codebook, ItemSIDTable, load_codebook, load_item_sids
 from conrec.evaluation.calibrated import calibrated_rows
 from conrec.evaluation.llm import llm_outputs
@@ -37,13 +38,13 @@ from model.data.splits import cutoffs_for, validation_spec
 from model.evaluation.baselines import Catalogue
 from model.evaluation.cases import served_cases
 from model.evaluation.decision import DecisionCase
-from model.evaluation.metrics import (
+from model.evaluation.list_metrics import (
     CANDIDATE_METRIC,
     SERVED_CANDIDATE_METRIC,
     candidate_hits,
     topk_hits,
 )
-from model.evaluation.split import DEFAULT_BUCKETS, SPLITS, EvalSplit
+from model.evaluation.split import DEFAULT_BUCKETS, SPLITS, EvalSplit, Split
 from model.evaluation.users import own_history_events
 from model.train_config import CurriculumConfig, load_config
 
@@ -53,40 +54,59 @@ console = Console()
 @dataclass
 class EvaluationConfig:
     config: str = field(
-        metadata={"help": "Curriculum YAML: the CoNRec row, and every LLM row's base."}
-    )
-    out: str = field(metadata={"help": "Output directory (cache, models, results)."})
+        default="model/configs/tiny-ml100k.yaml",
+        metadata={"help": "Curriculum YAML: the CoNRec row, and every LLM row's base.",
+                  "argument": True},
+    )  # fmt: skip
+    out: str = field(
+        default="runs/eval",
+        metadata={"help": "Output directory (cache, models, results); a rerun reuses what is "
+                  "there."},
+    )  # fmt: skip
     seeds: int = field(
-        default=3, metadata={"help": "Seeds of CoNRec, SFT-only and stochastic baselines."}
+        default=3,
+        metadata={"help": "Seeds of CoNRec, SFT-only and stochastic baselines.", "min": 1},
     )
     first_seed: int = field(
         default=0,
         metadata={
             "help": "Seeds run are first_seed .. first_seed + seeds - 1. Rows are cached per "
-            "seed, so seeds spread over processes or machines merge by copying rows/."
+            "seed, so seeds spread over processes or machines merge by copying rows/.",
+            "min": 0,
         },
     )
     rows: str = field(
-        default="paper", metadata={"help": "LLM rows: all | paper | main | none | keys."}
+        default="paper",
+        metadata={"help": "LLM rows: all | paper | main | none, or comma-separated row keys."},
     )
     baselines: tuple[str, ...] = field(default=BASELINES, metadata={"help": "Baselines to run."})
-    split: str = field(default="test", metadata={"help": "test | validation (tuning)."})
-    engine: str = field(default="hf", metadata={"help": "Beam engine for LLM rows: hf | vllm."})
-    k: int = field(default=20, metadata={"help": "Predictions per user."})
+    split: Split = field(
+        default="test", metadata={"help": "The split scored: test, or validation for tuning."}
+    )
+    engine: Engine = field(default="hf", metadata={"help": "Beam engine of the LLM rows."})
+    k: int = field(default=20, metadata={"help": "Predictions per user.", "min": 1})
     buckets: int = field(
         default=DEFAULT_BUCKETS,
         metadata={
             "help": "Fits per split of the baselines that are models (Swing, factorisation, "
-            "SASRec), each at the earliest cutoff of its bucket of users."
+            "SASRec), each at the earliest cutoff of its bucket of users.",
+            "min": 1,
         },
     )
     data: str | None = field(
         default=None, metadata={"help": "Prepared-tables folder; None: the config's."}
     )
-    codebook_dir: str | None = field(default=None, metadata={"help": "Override the config's."})
+    codebook_dir: str | None = field(
+        default=None, metadata={"help": "A codebook artifact instead of the config's."}
+    )
     models: dict[str, str] = field(
         default_factory=dict, metadata={"help": "row -> trained model dir, used for seed 0."}
     )
+
+    def __post_init__(self) -> None:
+        if unknown := [b for b in self.baselines if b not in BASELINES]:
+            raise ValueError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+        select_rows(self.rows)  # raises on an unknown row
 
     @property
     def seed_range(self) -> range:

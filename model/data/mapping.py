@@ -23,19 +23,21 @@ or, for an explicit feedback column, `label: action` with
 from __future__ import annotations
 
 import logging
-from dataclasses import MISSING, dataclass, field, fields
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from model.data.tables import CATEGORY_SEPARATOR, Polarity
+from model.yaml_config import from_dict, load_yaml
 
 log = logging.getLogger(__name__)
 
-TS_UNITS = ("s", "ms", "iso", "auto")
+TsUnit = Literal["s", "ms", "iso", "auto"]
+TS_UNITS: tuple[TsUnit, ...] = typing.get_args(TsUnit)
 # Unix seconds pass 1e11 in the year 5138; milliseconds passed it in 1973.
 _MS_FROM = 1e11
 
@@ -48,9 +50,10 @@ class MappingError(ValueError):
 class SourceMapping:
     """How one platform's files become the canonical items and events tables."""
 
-    events: str = field(metadata={"help": "Events file: CSV, TSV or Parquet."})
+    events: str = field(metadata={"help": "Events file: CSV, TSV or Parquet.", "path": True})
     items: str | None = field(
-        default=None, metadata={"help": "Items file; without it items are untitled ids."}
+        default=None,
+        metadata={"help": "Items file; without it items are untitled ids.", "path": True},
     )
     name: str | None = field(default=None, metadata={"help": "Dataset name for reports."})
     user_id: str = field(default="user_id", metadata={"help": "Events column of the user id."})
@@ -59,7 +62,11 @@ class SourceMapping:
         default=None, metadata={"help": "Items column of the item id, if it differs."}
     )
     ts: str = field(default="ts", metadata={"help": "Events column of the timestamp."})
-    ts_unit: str = field(default="s", metadata={"help": "s | ms | iso | auto."})
+    ts_unit: TsUnit = field(
+        default="s",
+        metadata={"help": "Unit of the timestamps: seconds, milliseconds, ISO 8601 text, or "
+                  "auto (told apart by their magnitude)."},
+    )  # fmt: skip
     label: str | None = field(
         default=None, metadata={"help": "Column of an explicit feedback label."}
     )
@@ -127,29 +134,12 @@ class SourceMapping:
 
 def load_mapping(path: str | Path, **overrides: Any) -> SourceMapping:
     """A dataset YAML file, with command-line overrides; file paths resolve from its folder."""
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise MappingError(f"{path}: a dataset file is a mapping of field: value")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("events", "items"):
-        if raw.get(key) and not Path(raw[key]).is_absolute():
-            raw[key] = str(path.parent / raw[key])
-    return mapping_from(raw, where=str(path))
+    return load_yaml(SourceMapping, path, **overrides)
 
 
-def mapping_from(raw: dict[str, Any], where: str = "options") -> SourceMapping:
-    known = {f.name: f for f in fields(SourceMapping)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise MappingError(f"{where}: unknown fields {unknown}; known: {sorted(known)}")
-    required = [
-        n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING
-    ]
-    missing = [n for n in required if not raw.get(n)]
-    if missing:
-        raise MappingError(f"{where}: {missing} missing (the events file to read)")
-    return SourceMapping(**raw)
+def mapping_from(raw: dict[str, Any]) -> SourceMapping:
+    """A mapping given as options (no file)."""
+    return from_dict(SourceMapping, raw, where="options")
 
 
 def require_columns(

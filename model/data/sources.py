@@ -8,8 +8,10 @@ ml-100k is obtained without any local copy by downloading the `recbole==1.2.1` w
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -136,7 +138,8 @@ def _duration_text(ms: str) -> str:
     return "" if pd.isna(seconds) or seconds <= 0 else f"{int(seconds) // 1000} seconds long"
 
 
-DATASETS = ("ml-100k", "kuairand")
+DatasetName = Literal["ml-100k", "kuairand"]
+DATASETS: tuple[DatasetName, ...] = typing.get_args(DatasetName)
 
 
 def load_dataset(name: str, path: str | Path | None = None) -> DataTables:

@@ -13,18 +13,21 @@ models fitted once per bucket of cutoffs use `buckets` of them.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 
 from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow, cutoffs_for, user_windows, validation_spec
 from model.evaluation.candidates import CandidateSet, candidate_sets
-from model.evaluation.metrics import summarize, topk_hits
+from model.evaluation.list_metrics import summarize, topk_hits
 from model.evaluation.users import EvalUser, eval_users, own_history_events
 from model.evaluation.visibility import EventLog
 
-SPLITS = ("test", "validation")
+Split = Literal["test", "validation"]
+SPLITS: tuple[Split, ...] = typing.get_args(Split)
 # Fits per split of the baselines that are models (Swing, the factorisation, SASRec).
 DEFAULT_BUCKETS = 8
 

@@ -29,7 +29,7 @@ from model.evaluation.baselines import (
 )
 from model.evaluation.cases import scored_cases
 from model.evaluation.decision import DecisionCase, rates, threshold_at
-from model.evaluation.metrics import summarize, topk_hits
+from model.evaluation.list_metrics import summarize, topk_hits
 from model.evaluation.mf import MFConfig
 from model.evaluation.split import EvalSplit
 from model.evaluation.visibility import refit_schedule

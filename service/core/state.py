@@ -24,7 +24,7 @@ from codebook.artifact import (
     load_item_sids,
 )
 from codebook.calibration import CALIBRATION_FILE, AlignedItems, load_calibration
-from codebook.layout import read_pointer, resolve
+from codebook.layout import current_dir, read_pointer
 from codebook.similarity import gram_fits, item_vectors
 from codebook.versions import check_pair
 from service.core.config import Settings
@@ -65,10 +65,10 @@ class LoadedCodebook:
 
 
 @dataclass(frozen=True)
-class Catalogue:
+class LoadedCodebooks:
     """The codebook versions loaded: the current one and the one before it, whose predictions
     stay in Redis until the next nightly run. Replaced whole on reload, so a request that reads
-    ``state.catalogue`` once works with one consistent set however long it awaits Redis."""
+    ``state.codebooks`` once works with one consistent set however long it awaits Redis."""
 
     current: LoadedCodebook
     by_version: dict[str, LoadedCodebook]
@@ -101,7 +101,7 @@ class ServiceState:
     embedded: redis.Redis | None = None
     # Sampled decisions for operators (CONREC_DECISION_LOG); None: not configured.
     decision_log: DecisionLog | None = None
-    catalogue: Catalogue | None = None
+    codebooks: LoadedCodebooks | None = None
     codebook_error: str | None = None
     calibration_error: str | None = None
     # The published run as last read from the store, and why the last read failed (None: it
@@ -203,7 +203,7 @@ class ServiceState:
         Blocking file reads: the reload loop runs this in a worker thread."""
         root = self.settings.codebook_dir
         try:
-            path = resolve(root)
+            path = current_dir(root)
             signature = (
                 str(path),
                 _stat(path / CODEBOOK_FILE),
@@ -228,7 +228,7 @@ class ServiceState:
 
     def _load(self, path: Path, pointer: str | None) -> LoadedCodebook:
         items = load_item_sids(path)
-        held = self.catalogue.get(items.codebook_version) if self.catalogue else None
+        held = self.codebooks.get(items.codebook_version) if self.codebooks else None
         # Codewords never change within a version (it is their hash): a table rewrite or a
         # rollback reuses the decoder already loaded, and its Gram tables.
         codebook = held.codebook if held is not None else load_codebook(path)
@@ -274,14 +274,14 @@ class ServiceState:
         return {calibration.version: current, **{v: kept[v] for v in previous}}
 
     def _apply(self, loaded: LoadedCodebook) -> None:
-        old = self.catalogue
+        old = self.codebooks
         keep = None
         if old is not None:
             keep = old.current if old.current.version != loaded.version else old.previous
         by_version = {loaded.version: loaded}
         if keep is not None:
             by_version[keep.version] = keep
-        self.catalogue, self.codebook_error = Catalogue(loaded, by_version), None
+        self.codebooks, self.codebook_error = LoadedCodebooks(loaded, by_version), None
         dropped = sorted(set(old.by_version) - set(by_version)) if old else []
         logger.info(
             "codebook %s loaded from %s (table %d, %d items); previous: %s; unloaded: %s",
@@ -296,27 +296,27 @@ class ServiceState:
             (
                 LoadedVersion(
                     version.version,
-                    "current" if version is self.catalogue.current else "previous",
+                    "current" if version is self.codebooks.current else "previous",
                     str(version.items.table_version),
                     len(version.items),
                     tuple(version.calibrations),
                 )
-                for version in self.catalogue.by_version.values()
+                for version in self.codebooks.by_version.values()
             ),
-            self.catalogue.current.loaded_at,
+            self.codebooks.current.loaded_at,
         )
 
     def _failed(self, message: str) -> None:
         # Logged and counted once per distinct error, not on every poll while it lasts.
         if message != self.codebook_error:
-            loaded = self.catalogue.current.version if self.catalogue else None
+            loaded = self.codebooks.current.version if self.codebooks else None
             logger.error("codebook not loaded: %s (serving: %s)", message, loaded)
             self.metrics.codebook_reload_failures.inc()
         self.codebook_error = message
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
-        if self.catalogue is None:
+        if self.codebooks is None:
             reasons.append(f"codebook: {self.codebook_error}")
         if self.thresholds.current is None:
             reasons.append(f"thresholds: {self.thresholds.last_error}")

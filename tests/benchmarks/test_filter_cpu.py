@@ -115,7 +115,7 @@ async def timed_parts(app, template: bytes) -> dict[str, float]:
     """Microseconds of each piece of an id-only request, alone and idle."""
     state = app.state.service
     body = template.replace(USER.encode(), b"user-0")
-    loaded = state.catalogue.current
+    loaded = state.codebooks.current
     request = decode_request(body)
     ids = list(map(_ITEM_ID, request.candidates))
     resolved = filtering.resolve(loaded, request.candidates, ids, ids_only=True)

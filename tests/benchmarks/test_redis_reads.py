@@ -19,8 +19,8 @@ import pytest
 import redis
 import redis.asyncio
 import uvloop
-from batch_gen.multiplexed import MultiplexedRedis
 
+from store.multiplexed import MultiplexedRedis
 from tests.redis_support import private_redis
 
 pytestmark = pytest.mark.benchmark

@@ -18,7 +18,7 @@ from codebook.artifact import (
     save_artifact,
 )
 from codebook.bulk import BulkEncoder, add_items
-from codebook.layout import CURRENT_FILE, read_pointer, resolve, version_dir
+from codebook.layout import CURRENT_FILE, current_dir, read_pointer, version_dir
 from codebook.versions import list_versions, publish, set_current
 from conrec.cli import app
 
@@ -53,7 +53,7 @@ def test_publish_keeps_versions_side_by_side_and_moves_the_pointer(two, tmp_path
     first = publish(a, root)
     assert (first.version, first.previous, first.added) == (version_a, None, True)
     assert read_pointer(root) == version_a
-    assert resolve(root) == version_dir(root, version_a)
+    assert current_dir(root) == version_dir(root, version_a)
     second = publish(b, root)
     assert (second.version, second.previous, second.added) == (version_b, version_a, True)
     assert (root / CURRENT_FILE).read_text() == f"{version_b}\n"
@@ -76,7 +76,7 @@ def test_publish_keeps_versions_side_by_side_and_moves_the_pointer(two, tmp_path
 def test_a_plain_artifact_dir_is_a_single_version_root(two) -> None:
     a, version_a, b, version_b = two
     assert read_pointer(a) is None
-    assert resolve(a) == a
+    assert current_dir(a) == a
     assert [(v.version, v.current, v.path) for v in list_versions(a)] == [(version_a, True, a)]
     # Publishing into it adopts its artifact as a version; the top files stay for old readers.
     published = publish(b, a)

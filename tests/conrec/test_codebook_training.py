@@ -4,7 +4,9 @@ cutoff, alike for items rated alike, none for an item nobody rated by then."""
 import numpy as np
 import pandas as pd
 
-from conrec.codebook_training import collaborative_vectors
+from codebook.rqvae import RQVAEConfig
+from codebook.train import TrainConfig
+from conrec.codebook_training import CodebookTraining, collaborative_vectors
 
 
 def test_items_rated_alike_are_close_and_unrated_items_have_no_vector():
@@ -45,8 +47,12 @@ def test_a_collaborative_codebook_gives_no_sid_to_an_item_nobody_rated(tmp_path)
     catalogue = pd.DataFrame({"item_id": items, "title": items, "category": "", "text": ""})
     folder = write_tables(DataTables("toy", catalogue, events.sort_values(["user_id", "ts"]),
                                      LoadReport("toy")), tmp_path / "tables")  # fmt: skip
-    metrics = train_codebook(tmp_path / "codebook", data=folder, item_vectors="collaborative",
-                             levels=2, size=8, latent_dim=4, epochs=3)  # fmt: skip
+    cfg = CodebookTraining(
+        item_vectors="collaborative",
+        rqvae=RQVAEConfig(levels=2, codebook_size=8, latent_dim=4),
+        training=TrainConfig(epochs=3),
+    )
+    metrics = train_codebook(tmp_path / "codebook", data=folder, cfg=cfg)
     table = load_item_sids(tmp_path / "codebook")
     assert "i39" not in table  # nobody ever rated it
     assert metrics["items_without_sid"] == 40 - len(table) >= 1

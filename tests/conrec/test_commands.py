@@ -48,7 +48,7 @@ def test_codebook_train_and_encode_on_a_platforms_catalogue(tmp_path):
         [
             "codebook", "train", "--data", str(tmp_path / "data"),
             "--embeddings", str(tmp_path / "emb.npz"),
-            "--out", str(out), "--size", "8", "--latent-dim", "8", "--epochs", "20",
+            "--out", str(out), "--codebook-size", "8", "--latent-dim", "8", "--epochs", "20",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

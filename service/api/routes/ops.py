@@ -25,28 +25,28 @@ async def readyz(state: StateDep, response: Response) -> dict[str, object]:
     if reasons:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     thresholds = state.thresholds.current
-    catalogue = state.catalogue
+    codebooks = state.codebooks
     return {
         "ready": not reasons,
         "reasons": reasons,
-        "codebook_version": catalogue.current.version if catalogue else None,
+        "codebook_version": codebooks.current.version if codebooks else None,
         # Every version loaded (the current one and the previous, whose predictions are still
         # scored), and the last load error while serving (the loaded versions were kept).
         "codebook_versions": [
             {
                 "version": loaded.version,
-                "current": loaded is catalogue.current,
+                "current": loaded is codebooks.current,
                 "items": len(loaded.items),
                 "table_version": loaded.items.table_version,
                 "path": str(loaded.path),
                 "loaded_at": loaded.loaded_at,
             }
-            for loaded in (catalogue.by_version.values() if catalogue else ())
+            for loaded in (codebooks.by_version.values() if codebooks else ())
         ],
         "codebook_error": state.codebook_error,
         # The calibrated score's artifacts of the current codebook (current first), and why the
         # last one was refused while the loaded ones serve on.
-        "calibration_versions": list(catalogue.current.calibrations) if catalogue else [],
+        "calibration_versions": list(codebooks.current.calibrations) if codebooks else [],
         "calibration_error": state.calibration_error,
         "config_version": thresholds.version if thresholds else None,
         "config_error": state.thresholds.last_error,

@@ -1,21 +1,15 @@
 """`--engine auto` resolves to the engine the benchmark measured faster on the hardware."""
 
-import inspect
-
 import pytest
 import torch
 
-from batch_gen.config import NightlyConfig
 from batch_gen.engines import choice
 from batch_gen.engines.choice import (
     CPU_VLLM_MIN_WEIGHT_BYTES,
-    ENGINES,
     make_engine,
     resolve_engine,
 )
 from batch_gen.engines.hf import HFBeamEngine
-from conrec.commands.batch import batch_gen
-from conrec.commands.choices import Engine
 from model.prompts import save_prompt_config
 
 
@@ -72,13 +66,6 @@ def test_auto_on_cpu_keeps_hf_without_vllms_cpu_build(tmp_path, monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="documents the CPU choice")
 def test_auto_builds_the_hf_engine_for_the_tiny_model_on_this_cpu(config, trie):
     assert isinstance(make_engine("auto", config, trie), HFBeamEngine)
-
-
-def test_auto_is_the_default_of_batch_gen_and_the_nightly_config():
-    assert {e.value for e in Engine} == set(ENGINES)
-    assert inspect.signature(batch_gen).parameters["engine"].default == Engine.auto
-    engine_field = NightlyConfig.__dataclass_fields__["engine"]
-    assert engine_field.default == "auto"
 
 
 def test_unknown_engines_are_refused(config, trie):

@@ -162,12 +162,13 @@ def test_a_missing_column_is_one_line_naming_the_fix(movielens):
         ({}, "exactly one of"),
         ({"rating": "r"}, "needs dislike_at_most"),
         ({"label": "l", "label_values": {"x": "dislike"}}, "neg, pos or exposure"),
-        ({"polarity": "p", "ts_unit": "days"}, "ts_unit must be one of"),
-        ({"polarity": "p", "colour": "red"}, "unknown fields"),
+        ({"polarity": "p", "ts_unit": "days"}, "ts_unit: 'days' is not one of"),
+        ({"polarity": "p", "colour": "red"}, "unknown SourceMapping keys"),
     ],
 )
 def test_unusable_mappings_say_why(fields, match):
-    with pytest.raises(MappingError, match=match):
+    # MappingError for what the mapping itself refuses, ConfigError for what is not a field.
+    with pytest.raises(ValueError, match=match):
         mapping_from({"events": "log.csv", **fields})
 
 

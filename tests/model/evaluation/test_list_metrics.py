@@ -8,7 +8,7 @@ import pytest
 
 from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow
-from model.evaluation.metrics import (
+from model.evaluation.list_metrics import (
     bootstrap_interval,
     candidate_hits,
     summarize,
