@@ -76,8 +76,8 @@ def run_demo(
     )
     _stage(3, f"model: translation, alignment, warm-up SFT, progressive GRPO ({cfg.backbone})")
     trained = run_curriculum(cfg, ds)
-    summary["train"] = trained["eval"]
-    console.print_json(json.dumps(trained["eval"], default=float))
+    summary["train"] = trained.eval
+    console.print_json(json.dumps(trained.eval, default=float))
 
     from batch_gen.config import NightlyConfig
     from batch_gen.engines.base import EngineConfig
@@ -90,7 +90,7 @@ def run_demo(
     store_path = out / "prediction-store" / "redis.db"
     run_id = time.strftime("demo-%Y%m%dT%H%M%S")
     nightly = NightlyConfig(
-        model_dir=trained["final_model"],
+        model_dir=trained.final_model,
         codebook_dir=str(out / "codebook"),
         # Every user is predicted, at their midpoint, so that their real next week judges it.
         job=BatchJobConfig(

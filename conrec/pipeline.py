@@ -242,7 +242,7 @@ def _train(p: Pipeline, _: dict[str, Any]) -> dict[str, Any]:
     from model.curriculum import run_curriculum
 
     summary = run_curriculum(_curriculum(p)[1])
-    return {"final_model": summary["final_model"], "eval": summary["eval"]}
+    return {"final_model": summary.final_model, "eval": summary.eval}
 
 
 def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,26 @@ def data_version(events: pd.DataFrame) -> str:
     return f"{len(events)}-{int(np.bitwise_xor.reduce(digest)):016x}"
 
 
-def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> dict:
+@dataclass
+class CurriculumSummary:
+    """What a curriculum run leaves in its summary.json and returns."""
+
+    backbone: dict  # where the pretrained weights came from (`model.pretrained`)
+    alignment_rule: str
+    stages: dict[str, dict]  # stage label -> its training metrics (and `log`) and folder
+    stage_evals: dict[str, dict]  # stage label -> what was measured after it
+    eval: dict  # the headline figures
+    final_model: str  # the folder the batch job loads
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, default=float))
+
+    @classmethod
+    def read(cls, path: Path) -> CurriculumSummary:
+        return cls(**json.loads(path.read_text()))
+
+
+def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> CurriculumSummary:
     """Run (or resume) every stage of `cfg`; return and write the summary.
 
     Under a launcher this is the leader's call: the followers (`model.distributed`) receive the
@@ -78,7 +97,7 @@ def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> 
     return train_curriculum(cfg, dataset)
 
 
-def train_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> dict:
+def train_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> CurriculumSummary:
     """`run_curriculum` on every rank: all ranks train each stage together; the leader alone
     writes stage directories, measurements, the summary, the plot and the final model, while
     the others wait at barriers. Returns the summary on every rank."""
@@ -93,27 +112,32 @@ def train_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -
     done = [is_done(run.dir(s)) for s in stages]
     resume_at = next((i for i, d in enumerate(done) if not d), len(stages))
     model = load_finished(run.dir(stages[resume_at - 1]))[0] if resume_at else run.initial_model()
-    summary: dict = {"backbone": run.provenance, "alignment_rule": run.align_rule, "stages": {}}
+    metrics_by_stage: dict[str, dict] = {}
     evals: dict[str, dict] = {}
     for i, stage in enumerate(stages):
         if i < resume_at:
             metrics = json.loads((run.dir(stage) / "merged" / DONE_MARKER).read_text())
         else:
             model, metrics = run.train(stage, model)
-        summary["stages"][stage.label] = {**metrics, "dir": str(run.dir(stage))}
+        metrics_by_stage[stage.label] = {**metrics, "dir": str(run.dir(stage))}
         if distributed.is_leader():
             # A finished stage's model is loaded again only if its figures were never taken.
             evals[stage.label] = run.stage_evals(stage, model if i >= resume_at - 1 else None)
     if distributed.is_leader():
-        summary["stage_evals"] = evals
-        summary["eval"] = _headline(stages, evals, summary["stages"], run)
         final = out / FINAL_MODEL_DIR
         _save_final(final, model, run, stages[-1])
-        summary["final_model"] = str(final)
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
-        plot_grpo(summary, out / PLOT_FILE)
+        CurriculumSummary(
+            backbone=run.provenance,
+            alignment_rule=run.align_rule,
+            stages=metrics_by_stage,
+            stage_evals=evals,
+            eval=_headline(stages, evals, metrics_by_stage, run),
+            final_model=str(final),
+        ).write(out / SUMMARY_FILE)
+        plot_grpo(metrics_by_stage, out / PLOT_FILE)
     distributed.barrier()
-    return json.loads((out / SUMMARY_FILE).read_text())
+    # Every rank returns what the leader wrote (JSON's float forms included).
+    return CurriculumSummary.read(out / SUMMARY_FILE)
 
 
 class CurriculumRun:

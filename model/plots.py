@@ -7,16 +7,16 @@ from pathlib import Path
 from codebook.figures import pyplot
 
 
-def plot_grpo(summary: dict, path: str | Path) -> None:
-    """Reward and KL of every GRPO step, stage after stage, from `run_curriculum`'s summary;
-    nothing is drawn for a curriculum without GRPO stages."""
-    if not any(stage.get("log") for stage in summary["stages"].values()):
+def plot_grpo(stages: dict[str, dict], path: str | Path) -> None:
+    """Reward and KL of every GRPO step, stage after stage, from the stages' metrics (stage label
+    -> metrics with the step `log`); nothing is drawn for a curriculum without GRPO stages."""
+    if not any(stage.get("log") for stage in stages.values()):
         return
     plt = pyplot()
 
     fig, (ax_reward, ax_kl) = plt.subplots(1, 2, figsize=(11, 4))
     offset = 0
-    for name, stage in summary["stages"].items():
+    for name, stage in stages.items():
         log = stage.get("log")
         if not log:
             continue

@@ -101,7 +101,7 @@ async def run_filter(state: ServiceState, request: FilterRequest) -> FilterRespo
     resolved = resolve_request(admitted, request)
     cached, reason = await fetch_prediction(state, request.user_id)
     counted = state.metrics.surfaces.get(admitted.surface)
-    outcome = score_safely(admitted, request, resolved, cached, reason, counted)
+    outcome = score(admitted, request, resolved, cached, reason, counted)
     unscored = [admitted.item_ids[i] for i in outcome.unknown]
     # A few counter increments and one numpy histogram update per request, whatever its size.
     counted.seen.inc(len(admitted.item_ids))
@@ -343,26 +343,6 @@ async def fetch_prediction(
     return cached, ""
 
 
-def score_safely(
-    admitted: Admitted,
-    request: FilterRequest,
-    resolved: Resolved | None,
-    cached: CachedPrediction | None,
-    reason: str,
-    counted: SurfaceMetrics,
-) -> Outcome:
-    """``score``, failing open on a prediction with codes the codebook lacks and on a bug: a
-    bug here must not take the ranking path down with it."""
-    try:
-        return score(admitted, request, resolved, cached, reason, counted)
-    except InvalidSIDError as exc:
-        logger.warning("prediction %s has invalid codes: %s", cached.prediction.version, exc)
-        return Outcome(resolved, "bad_prediction")
-    except Exception:
-        logger.exception("scoring failed; failing open")
-        return Outcome(resolved, "internal_error")
-
-
 def score(
     admitted: Admitted,
     request: FilterRequest,
@@ -372,32 +352,40 @@ def score(
     counted: SurfaceMetrics,
 ) -> Outcome:
     """Score every candidate against the prediction, or say why not (``reason``: the fetch's,
-    when there is no prediction)."""
-    prediction = cached.prediction if cached is not None else None
-    calibrated = admitted.policy.score == "calibrated"
-    if resolved is None:
-        return Outcome(None, reason or "sid_codebook_unloaded")
-    if prediction is None:
-        # The calibrated score has the item features to score from; the max cosine nothing.
-        if not (calibrated and reason == "no_prediction"):
-            return Outcome(resolved, reason)
-    elif prediction.codebook_version != resolved.loaded.version:
-        # Only during a codebook roll (until the next nightly run): the prediction was made
-        # with the other loaded version, or with one no longer loaded.
-        other = admitted.codebooks.get(prediction.codebook_version)
-        if other is None:
-            return Outcome(resolved, "codebook_mismatch")
-        if not admitted.ids_only and any(map(_SID, request.candidates)):
-            return Outcome(resolved, "sid_codebook_mismatch")
-        resolved = resolve(other, request.candidates, admitted.item_ids, admitted.ids_only)
-    if calibrated:
-        found, reason = calibrated_scores(resolved, cached, admitted.item_ids, counted)
-        if reason:
-            return Outcome(resolved, reason)
-    else:
-        found = resolved.scores(cached) if resolved.scored else _NONE_SCORED
-    scores = with_unscored(found, resolved.unknown, len(admitted.item_ids))
-    return Outcome(resolved, "", found, scores)
+    when there is no prediction). A prediction with codes the codebook lacks fails open, and so
+    does a bug here: it must not take the ranking path down with it."""
+    try:
+        prediction = cached.prediction if cached is not None else None
+        calibrated = admitted.policy.score == "calibrated"
+        if resolved is None:
+            return Outcome(None, reason or "sid_codebook_unloaded")
+        if prediction is None:
+            # The calibrated score has the item features to score from; the max cosine nothing.
+            if not (calibrated and reason == "no_prediction"):
+                return Outcome(resolved, reason)
+        elif prediction.codebook_version != resolved.loaded.version:
+            # Only during a codebook roll (until the next nightly run): the prediction was made
+            # with the other loaded version, or with one no longer loaded.
+            other = admitted.codebooks.get(prediction.codebook_version)
+            if other is None:
+                return Outcome(resolved, "codebook_mismatch")
+            if not admitted.ids_only and any(map(_SID, request.candidates)):
+                return Outcome(resolved, "sid_codebook_mismatch")
+            resolved = resolve(other, request.candidates, admitted.item_ids, admitted.ids_only)
+        if calibrated:
+            found, reason = calibrated_scores(resolved, cached, admitted.item_ids, counted)
+            if reason:
+                return Outcome(resolved, reason)
+        else:
+            found = resolved.scores(cached) if resolved.scored else _NONE_SCORED
+        scores = with_unscored(found, resolved.unknown, len(admitted.item_ids))
+        return Outcome(resolved, "", found, scores)
+    except InvalidSIDError as exc:
+        logger.warning("prediction %s has invalid codes: %s", cached.prediction.version, exc)
+        return Outcome(resolved, "bad_prediction")
+    except Exception:
+        logger.exception("scoring failed; failing open")
+        return Outcome(resolved, "internal_error")
 
 
 def with_unscored(found: np.ndarray, unknown: list[int], candidates: int) -> np.ndarray:

@@ -26,5 +26,5 @@ def train(
 
     cfg = load_config(config, data=data, **overrides)
     summary = run_curriculum(cfg)
-    typer.echo(json.dumps(summary["eval"], indent=2))
-    typer.echo(f"model: {summary['final_model']}  summary: {cfg.output_dir}/{SUMMARY_FILE}")
+    typer.echo(json.dumps(summary.eval, indent=2))
+    typer.echo(f"model: {summary.final_model}  summary: {cfg.output_dir}/{SUMMARY_FILE}")

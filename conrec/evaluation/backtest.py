@@ -222,7 +222,7 @@ def _train(base, data: DataTables, cutoff: int, out: Path) -> str:
     cfg = dataclasses.replace(
         base, cutoff=str(cutoff), output_dir=str(model), stages_dir=str(out / "stages")
     )
-    return run_curriculum(cfg, data)["final_model"]
+    return run_curriculum(cfg, data).final_model
 
 
 def _llm(model_dir: str, split: EvalSplit, table: ItemSIDTable, cfg: BacktestConfig) -> dict:

@@ -371,7 +371,7 @@ def _llm_runs(key, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRun]:
                 output_dir=str(out / "models" / scene.name / f"{key}-s{seed}"),
             )
             summary = run_curriculum(row_cfg, scene.data)
-            model_dir = summary["final_model"]
+            model_dir = summary.final_model
         start = time.perf_counter()
         found = llm_outputs(model_dir, scene.split, scene.table, k=cfg.k, engine=cfg.engine)
         return {

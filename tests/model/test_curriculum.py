@@ -70,17 +70,17 @@ def test_tiny_curriculum_end_to_end_shares_stages_and_resumes(tmp_path, artifact
     base = load_config(CONFIG, codebook_dir=str(artifact_dir), output_dir=str(tmp_path / "full"))
     cfg = _quick(base, stages_dir=str(tmp_path / "stages"))
     summary = run_curriculum(cfg, ml100k)
-    assert list(summary["stages"]) == [
+    assert list(summary.stages) == [
         "1_translation", "2_alignment", "3_warmup",
         "4_grpo_recent", "5_grpo_negatives", "6_grpo_full",
     ]  # fmt: skip
-    assert summary["alignment_rule"] == "fallback"
-    assert summary["backbone"]["source"] == "tiny"
-    ev = summary["eval"]
+    assert summary.alignment_rule == "fallback"
+    assert summary.backbone["source"] == "tiny"
+    ev = summary.eval
     assert ev["after_grpo"]["constrained"]["valid_sid_rate"] == 1.0
     assert set(ev) >= {"alignment_acc_after_alignment", "alignment_acc_final", "forgetting_rate"}
     for label in ("4_grpo_recent", "5_grpo_negatives", "6_grpo_full"):
-        step = summary["stages"][label]["data_step"]
+        step = summary.stages[label]["data_step"]
         assert step["enabled"]
         assert step["checked"] == 4
         assert 0 <= step["flagged"] <= step["checked"]
@@ -104,15 +104,15 @@ def test_tiny_curriculum_end_to_end_shares_stages_and_resumes(tmp_path, artifact
     stages_before = sorted(p.name for p in (tmp_path / "stages").iterdir())
     sft = run_curriculum(sft_only, ml100k)
     assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == stages_before
-    assert list(sft["stages"]) == ["1_translation", "2_alignment", "3_warmup"]
-    assert sft["stages"]["3_warmup"] == summary["stages"]["3_warmup"]
-    assert not {"after_grpo", "final_train_reward"} & set(sft["eval"])
+    assert list(sft.stages) == ["1_translation", "2_alignment", "3_warmup"]
+    assert sft.stages["3_warmup"] == summary.stages["3_warmup"]
+    assert not {"after_grpo", "final_train_reward"} & set(sft.eval)
     assert load_prompt_config(tmp_path / "sft" / "model")["context"] == "negatives"
 
     # A second run finds every stage done and only re-reads their figures.
     again = run_curriculum(cfg, ml100k)
-    assert again["stages"]["4_grpo_recent"] == summary["stages"]["4_grpo_recent"]
-    assert again["eval"] == summary["eval"]
+    assert again.stages["4_grpo_recent"] == summary.stages["4_grpo_recent"]
+    assert again.eval == summary.eval
 
 
 def test_grpo_stages_draw_disjoint_windows_and_recent_keeps_recent_negatives(

@@ -96,7 +96,7 @@ def test_two_processes_train_every_stage_once_resume_after_sigkill_and_match_one
         dataclasses.replace(two, output_dir=str(tmp_path / "one")), load_tables(two.data)
     )
     for label in ("2_alignment", "3_warmup"):
-        a, b = summary["stages"][label]["train_loss"], one["stages"][label]["train_loss"]
+        a, b = summary["stages"][label]["train_loss"], one.stages[label]["train_loss"]
         assert abs(a - b) <= 1e-3 * abs(b), (label, a, b)
 
 

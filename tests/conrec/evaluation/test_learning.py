@@ -54,7 +54,7 @@ def untrained(tmp_path_factory, ml100k, artifact_dir, split) -> dict[int, float]
     tmp = tmp_path_factory.mktemp("untrained")
     return {
         seed: _fhr(
-            run_curriculum(_config(tmp, artifact_dir, seed, 1, 0.0), ml100k)["final_model"],
+            run_curriculum(_config(tmp, artifact_dir, seed, 1, 0.0), ml100k).final_model,
             artifact_dir,
             split,
         )
@@ -70,7 +70,7 @@ def test_trained_model_beats_the_same_model_untrained(
     gaps = []
     for seed in SEEDS:
         cfg = _config(tmp_path, artifact_dir, seed, steps=80, lr=0.003)
-        trained = _fhr(run_curriculum(cfg, ml100k)["final_model"], artifact_dir, split)
+        trained = _fhr(run_curriculum(cfg, ml100k).final_model, artifact_dir, split)
         gaps.append(trained - untrained[seed])
     assert sum(gaps) / len(gaps) >= MARGIN, gaps
 
