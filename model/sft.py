@@ -1,18 +1,20 @@
 """Supervised stages (translation, item-level alignment, next-negative warm-up) with LoRA.
 
-A plain HF `Trainer` with a prompt-masked collator: the loss covers the completion tokens and
-EOS only. (TRL's SFTTrainer would also work, but it re-tokenises with chat/EOS conventions that a
-word-level demo tokenizer does not share; this keeps the masking explicit.)
+A plain HF `Trainer` on samples whose prompt tokens are masked out of the labels
+(`model.stage_data`): the loss covers the completion tokens and EOS only. (TRL's SFTTrainer would
+also work, but it re-tokenises with chat/EOS conventions that a word-level demo tokenizer does
+not share; this keeps the masking explicit.)
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+from transformers import DataCollatorForSeq2Seq
 
 from model import distributed
 from model.stage_data import IGNORE_INDEX, tokenised_rows
@@ -38,23 +40,14 @@ class SFTStageConfig:
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every this many steps."})
 
 
-class PromptMaskedCollator:
-    """Right-pads encoded samples into input_ids / attention_mask / labels tensors [B, T]."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, batch: Sequence[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(s["input_ids"]) for s in batch)
-        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, s in enumerate(batch):
-            n = len(s["input_ids"])
-            ids[row, :n] = torch.tensor(s["input_ids"])
-            labels[row, :n] = torch.tensor(s["labels"])
-            mask[row, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+def sft_collator(tokenizer) -> DataCollatorForSeq2Seq:
+    """transformers' padding collator for encoded samples (input_ids, labels): right-padded
+    whatever side the tokenizer pads for generation, padded labels masked like the prompt."""
+    right = copy.copy(tokenizer)
+    right.padding_side = "right"
+    return DataCollatorForSeq2Seq(
+        right, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt"
+    )
 
 
 def run_sft_stage(
@@ -99,7 +92,7 @@ def run_sft_stage(
         model=peft_model,
         args=args,
         train_dataset=encoded,
-        data_collator=PromptMaskedCollator(tokenizer.pad_token_id),
+        data_collator=sft_collator(tokenizer),
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)

@@ -362,7 +362,8 @@ def _llm_runs(key, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRun]:
     row = LLM_ROWS[key]
 
     def compute(scene: Scene, seed: int) -> dict:
-        model_dir, summary = (cfg.models.get(key) if seed == 0 and not scene.name else None), {}
+        model_dir = cfg.models.get(key) if seed == 0 and not scene.name else None
+        trained: dict = {"eval": None, "stages": {}}  # a model given: no training figures
         if not model_dir:
             row_cfg = dataclasses.replace(
                 row.change(scene.base),
@@ -372,16 +373,15 @@ def _llm_runs(key, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRun]:
             )
             summary = run_curriculum(row_cfg, scene.data)
             model_dir = summary.final_model
+            seconds = {stage: m.get("seconds") for stage, m in summary.stages.items()}
+            trained = {"eval": summary.eval, "stages": seconds}
         start = time.perf_counter()
         found = llm_outputs(model_dir, scene.split, scene.table, k=cfg.k, engine=cfg.engine)
         return {
             **_outputs(*found),
             "kind": "llm",
             "model_dir": str(model_dir),
-            "train": {
-                "eval": summary.get("eval"),
-                "stages": {s: m.get("seconds") for s, m in summary.get("stages", {}).items()},
-            },
+            "train": trained,
             "predict_seconds": round(time.perf_counter() - start, 1),
             "machine": machine(),  # rows merged from other machines say where they ran
         }

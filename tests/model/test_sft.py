@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model import tasks
-from model.sft import SFTStageConfig, run_sft_stage
+from model.sft import SFTStageConfig, run_sft_stage, sft_collator
 from model.stage_data import IGNORE_INDEX, encode_sample
 from model.stages import LoraSettings, is_done, load_finished, resume_checkpoint
 from tests.model.conftest import changed_parameters, make_tiny_model, snapshot
@@ -112,3 +112,20 @@ def test_stage_rows_are_tokenised_once_in_chunks_as_one_sample_would_be(tmp_path
     assert not list(tmp_path.rglob("*.partial"))
     # Rows cross chunk boundaries unchanged.
     assert write_rows(iter(samples * 3000), tokenizer, 24, tmp_path / "big.arrow") == 18000
+
+
+def test_batches_are_right_padded_with_the_padding_masked(tokenizer):
+    short = encode_sample(tokenizer, "item", "<a_2><b_2><c_2>", 64)
+    long = encode_sample(tokenizer, "The item titled toy story is:", "<a_1><b_2><c_3>", 64)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # as for generation
+    try:
+        batch = sft_collator(tokenizer)([dict(short), dict(long)])  # training pads right
+    finally:
+        tokenizer.padding_side = side
+    n = len(short["input_ids"])
+    assert batch["input_ids"][0, :n].tolist() == short["input_ids"]
+    assert (batch["input_ids"][0, n:] == tokenizer.pad_token_id).all()
+    assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (len(long["input_ids"]) - n)
+    assert batch["labels"][0, :n].tolist() == short["labels"]
+    assert (batch["labels"][0, n:] == IGNORE_INDEX).all()
+    assert batch["labels"][1].tolist() == long["labels"]
