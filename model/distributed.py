@@ -152,7 +152,13 @@ def release_followers() -> None:
 
 
 def finish() -> None:
+    """Close this rank's process group while the interpreter is whole. Trainers (and the DDP
+    wrappers holding the group) sit in reference cycles: collected first, they let go of the
+    group here rather than during interpreter teardown, where gloo's threads abort."""
+    import gc
+
     import torch.distributed as dist
 
+    gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

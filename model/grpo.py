@@ -9,8 +9,10 @@ rate.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -69,6 +71,7 @@ def run_grpo_stage(
     """
     # TRL (seconds to import) is loaded when a stage runs, not by the commands that only read
     # GRPOStageConfig to build their options.
+    _load_trl()
     from datasets import Dataset
     from trl import GRPOConfig
 
@@ -127,6 +130,16 @@ def run_grpo_stage(
         **(extra_metrics or {}),
     }
     return finish_stage(trainer, tokenizer, stage_dir, metrics, base), metrics
+
+
+def _load_trl() -> None:
+    """Import TRL's trainer, and through it vLLM, on a thread of its own. vLLM keeps the error of
+    an optional import it could not make (torchcodec) for the life of the process, and with its
+    traceback every frame of the stack that imported it: imported from a stage, that stage's
+    locals (the model, the LoRA policy, the trainer and, under a launcher, its DDP process
+    group) would outlive the stage, to be torn down at interpreter exit, where gloo aborts."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(importlib.import_module, "model.trl_generation").result()
 
 
 def step_log(history: Sequence[dict], reward_names: Sequence[str]) -> list[dict]:

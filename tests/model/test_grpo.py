@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 from model import tasks
@@ -57,3 +60,32 @@ def test_step_log_keeps_reward_and_kl_entries():
     assert step_log(history, ["r"]) == [
         {"step": 1, "reward": 0.5, "reward_std": 0.1, "kl": 0.01, "rewards/r/mean": 0.5}
     ]
+
+
+STAGE_LOCALS_PROBE = """
+import gc, sys, weakref
+from model.grpo import _load_trl
+
+class StageLocal:  # stands for a stage's model, policy and trainer
+    pass
+
+def stage():
+    held = StageLocal()
+    _load_trl()
+    return weakref.ref(held)
+
+ref = stage()
+gc.collect()
+assert "vllm" in sys.modules, "the probe must import vLLM for the first time"
+sys.exit(0 if ref() is None else 1)
+"""
+
+
+def test_loading_trl_keeps_no_local_of_the_stage_alive():
+    """vLLM (imported by TRL) keeps a traceback of its failed optional imports, and so the stack
+    that imported it: a stage's locals must not be on that stack (in a fresh interpreter, where
+    the import happens for the first time)."""
+    done = subprocess.run(
+        [sys.executable, "-c", STAGE_LOCALS_PROBE], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
