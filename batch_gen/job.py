@@ -113,6 +113,48 @@ class BatchOutcome:
     failed: int = 0
 
 
+@dataclass
+class JobProgress:
+    """A run's checkpoint, `progress.json` beside the run: the batches finished, the users
+    written and those left without a valid SID, and the batches that raised (index -> users),
+    which a resumed run retries."""
+
+    done: list[int] = field(default_factory=list)
+    written: int = 0
+    unusable: int = 0
+    failed_batches: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def failed_users(self) -> int:
+        return self.unusable + sum(self.failed_batches.values())
+
+    def record(self, outcome: BatchOutcome) -> None:
+        if outcome.failed:
+            self.failed_batches[outcome.index] = outcome.failed
+            return
+        self.done.append(outcome.index)
+        self.written += outcome.written
+        self.unusable += outcome.unusable
+        self.failed_batches.pop(outcome.index, None)
+
+    @classmethod
+    def load(cls, path: Path) -> JobProgress | None:
+        """The checkpoint at `path`, or None before the run's first batch."""
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text())
+        # JSON object keys are strings.
+        failed = {int(index): users for index, users in raw["failed_batches"].items()}
+        return cls(raw["done"], raw["written"], raw["unusable"], failed)
+
+    def save(self, path: Path) -> None:
+        """Written whole or not at all (a crash mid-write leaves the previous checkpoint)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)
+
+
 class BatchExecutor(Protocol):
     def run(
         self, batches: Sequence[tuple[int, list[UserPrompt]]], writer: RunWriter
@@ -217,65 +259,53 @@ class BatchJob:
         progress = self._load_progress()
         size = self.cfg.batch_size
         batches = [(i, list(users[s : s + size])) for i, s in enumerate(range(0, len(users), size))]
-        todo = [(i, batch) for i, batch in batches if i not in progress["done"]]
+        todo = [(i, batch) for i, batch in batches if i not in progress.done]
         bar = tqdm(total=len(batches), initial=len(batches) - len(todo),
                    desc=f"batch {self.cfg.run_id}", unit="batch")  # fmt: skip
         for outcome in self.executor.run(todo, writer):
             self._record(progress, outcome)
             bar.update()
-            bar.set_postfix(users=progress["written"], invalid=self.metrics.invalid_count)
+            bar.set_postfix(users=progress.written, invalid=self.metrics.invalid_count)
         bar.close()
         return self._finish(writer, progress, skipped_users, time.perf_counter() - start)
 
-    def _record(self, progress: dict, outcome: BatchOutcome) -> None:
+    def _record(self, progress: JobProgress, outcome: BatchOutcome) -> None:
         self.metrics.add_invalid(outcome.invalid)
         self.metrics.failures.inc(outcome.unusable + outcome.failed)
-        if outcome.failed:
-            # failed_batches: index -> users, for batches that raised; a resumed run retries them.
-            progress["failed_batches"][str(outcome.index)] = outcome.failed
-        else:
-            progress["done"].append(outcome.index)
-            progress["written"] += outcome.written
-            progress["unusable"] += outcome.unusable
-            progress["failed_batches"].pop(str(outcome.index), None)
+        if not outcome.failed:
             self.metrics.users.inc(outcome.written)
-        self._save_progress(progress)
+        progress.record(outcome)
+        progress.save(self._progress_file)
 
-    def _finish(self, writer: RunWriter, progress: dict, skipped: int, seconds: float):
+    def _finish(self, writer: RunWriter, progress: JobProgress, skipped: int, seconds: float):
         """The publish rule: something written and few enough users failed."""
-        failed_users = progress["unusable"] + sum(progress["failed_batches"].values())
-        total = progress["written"] + failed_users
+        failed_users = progress.failed_users
+        total = progress.written + failed_users
         failed_share = failed_users / total if total else 0.0
         status = "not_published"
-        if progress["written"] and failed_share <= self.cfg.max_failure_fraction:
-            writer.publish(user_count=progress["written"])
+        if progress.written and failed_share <= self.cfg.max_failure_fraction:
+            writer.publish(user_count=progress.written)
             status = "published"
             self.metrics.mark_published()
         else:
             log.error(
                 "run %s not published: %d users written, %.1f%% failed; the previous run keeps "
-                "serving", self.cfg.run_id, progress["written"], 100 * failed_share,
+                "serving", self.cfg.run_id, progress.written, 100 * failed_share,
             )  # fmt: skip
         self.metrics.duration.set(seconds)
-        rate = progress["written"] / seconds if seconds else 0.0
+        rate = progress.written / seconds if seconds else 0.0
         self.metrics.users_per_s.set(rate)
         return RunSummary(
-            self.cfg.run_id, status, progress["written"], skipped, failed_users,
+            self.cfg.run_id, status, progress.written, skipped, failed_users,
             self.metrics.invalid_count, round(seconds, 2), round(rate, 2),
         )  # fmt: skip
 
-    def _load_progress(self) -> dict:
-        if self._progress_file.is_file():
-            progress = json.loads(self._progress_file.read_text())
-            log.info("resuming run %s after %d batches", self.cfg.run_id, len(progress["done"]))
-            return progress
-        return {"done": [], "written": 0, "unusable": 0, "failed_batches": {}}
-
-    def _save_progress(self, progress: dict) -> None:
-        self._progress_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._progress_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(progress))
-        tmp.replace(self._progress_file)
+    def _load_progress(self) -> JobProgress:
+        progress = JobProgress.load(self._progress_file)
+        if progress is None:
+            return JobProgress()
+        log.info("resuming run %s after %d batches", self.cfg.run_id, len(progress.done))
+        return progress
 
 
 def topk_codes(

@@ -16,11 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from batch_gen.job import RunSummary
+    from conrec.filter_check import FilterCheck
+    from conrec.report import OperatorsReport
 
 console = Console()
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "model" / "configs" / "smollm2-demo.yaml"
@@ -30,18 +37,47 @@ DEMO_BASELINES = ("random", "popularity", "category_blocker", "swing")
 DECISION_COLUMNS = ("auc", "caught_at_10pct", "lost_at_10pct")
 
 
+@dataclass(frozen=True)
+class BaselineComparison:
+    """The trained model's predictions beside the quick baselines' on the same users."""
+
+    # row -> HR/FHR/LUF/LIF@20 (NaN for a scorer without a list) and its decision: auc,
+    # caught_at_10pct, lost_at_10pct
+    rows: dict[str, dict[str, float]]
+    populations: dict[str, int]  # users each list metric is averaged over
+    best_baseline: str  # by FHR@20
+    fhr_ratio: float  # the model's FHR@20 over the best baseline's
+
+
+@dataclass
+class DemoSummary:
+    """What each stage of the demo produced; written to summary.json."""
+
+    data: str = ""
+    codebook: dict | None = None  # `train_codebook`'s figures
+    train: dict | None = None  # the curriculum's evaluation
+    batch: RunSummary | None = None
+    report: OperatorsReport | None = None  # on the calibration half
+    filter: dict[str, FilterCheck] | None = None  # population -> what the service did
+    metrics: BaselineComparison | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "report": self.report.to_json() if self.report else None}
+
+
 def run_demo(
     out: str | Path,
     data_dir: str | None = None,
     engine: str | None = None,
     config: str | Path = DEMO_CONFIG,
     dataset=None,
-) -> dict:
+) -> DemoSummary:
     """The demo into `out`; `dataset` (DataTables) replaces ml-100k, e.g. a subset in tests;
     `engine` None: the nightly job's default."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict = {}
+    summary = DemoSummary()
     timer = time.perf_counter()
 
     _stage(1, "data: ml-100k into the prepared canonical tables")
@@ -50,14 +86,14 @@ def run_demo(
 
     ds = dataset or load_ml100k(data_dir)
     tables = write_tables(ds, out / "data")
-    summary["data"] = ds.report.summary()
+    summary.data = ds.report.summary()
     console.print(f"{ds.report.summary()}; tables in {tables}")
 
     _stage(2, "codebook: MiniLM embeddings -> RQ-VAE -> semantic IDs")
     from conrec.codebook_training import train_codebook
 
     cb = train_codebook(out / "codebook", data=tables)
-    summary["codebook"] = cb
+    summary.codebook = cb
     console.print(
         f"codebook {cb['codebook_version']}: usage {cb['usage_per_level']}, perplexity "
         f"{[round(p, 1) for p in cb['perplexity_per_level']]}, collisions "
@@ -76,7 +112,7 @@ def run_demo(
     )
     _stage(3, f"model: translation, alignment, warm-up SFT, progressive GRPO ({cfg.backbone})")
     trained = run_curriculum(cfg, ds)
-    summary["train"] = trained.eval
+    summary.train = trained.eval
     console.print_json(json.dumps(trained.eval, default=float))
 
     from batch_gen.config import NightlyConfig
@@ -106,7 +142,7 @@ def run_demo(
     run = run_nightly(
         nightly, ds.events, EngineConfig(model_path=nightly.model_dir), PredictionStore(client)
     )
-    summary["batch"] = run.line()
+    summary.batch = run
     console.print(run.line())
 
     _stage(
@@ -125,32 +161,33 @@ def run_demo(
     predictions = {w.user_id: p.codes for w, p in zip(split.windows, found, strict=True) if p}
     calibration = [w for w in split.windows if calibration_user(w.user_id)]
     held_out = [w for w in split.windows if not calibration_user(w.user_id)]
-    summary["report"] = operators_report(
+    summary.report = report = operators_report(
         calibration, predictions, codebook, table, ds.items, out / "report"
     )
-    served = summary["report"]["served"]
     console.print(
-        f"threshold {served['threshold']:.4f}: the lowest losing at most 5% of the calibration "
-        f"half's future positives ({summary['report']['report']}); serving "
-        f"{summary['report']['thresholds_file']}"
+        f"threshold {report.served.threshold:.4f}: the lowest losing at most 5% of the "
+        f"calibration half's future positives ({report.report}); serving "
+        f"{report.thresholds_file}"
     )
-    thresholds = Path(summary["report"]["thresholds_file"])
-    summary["filter"] = {
-        name: filter_future_week(windows, out / "codebook", store_path, client, thresholds)
+    summary.filter = {
+        name: filter_future_week(
+            windows, out / "codebook", store_path, client, report.thresholds_file
+        )
         for name, windows in (("held-out half", held_out), ("every user", split.windows))
     }
     stop_embedded(client)  # saved to store_path; `conrec serve --embedded` serves it again
+    checks = {name: asdict(check) for name, check in summary.filter.items()}
     _print_table(
-        f"the service at the served threshold {served['threshold']:.4f}, candidates = each "
+        f"the service at the served threshold {report.served.threshold:.4f}, candidates = each "
         "user's next 7 days",
-        {k: list(v.values()) for k, v in summary["filter"].items()},
-        list(next(iter(summary["filter"].values()))),
+        {name: list(check.values()) for name, check in checks.items()},
+        list(next(iter(checks.values()))),
     )
-    summary["metrics"] = compare_with_baselines(ds, table, codebook, split, predictions)
-    rows, populations = summary["metrics"]["rows"], summary["metrics"]["populations"]
+    summary.metrics = compare_with_baselines(ds, table, codebook, split, predictions)
+    rows, populations = summary.metrics.rows, summary.metrics.populations
     _print_table(
         f"the list: the trained model against the baselines (best FHR@20: "
-        f"{summary['metrics']['best_baseline']})",
+        f"{summary.metrics.best_baseline})",
         {
             name: [f"{row[m]:.4f}" for m in TOPK_METRICS]
             for name, row in rows.items()
@@ -164,9 +201,9 @@ def run_demo(
         ["within-user AUC", "caught at 10% lost", "lost"],
     )
 
-    summary["seconds"] = round(time.perf_counter() - timer, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    console.rule(f"[bold green]done in {summary['seconds']} s: {out / 'summary.json'}")
+    summary.seconds = round(time.perf_counter() - timer, 1)
+    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=float))
+    console.rule(f"[bold green]done in {summary.seconds} s: {out / 'summary.json'}")
     return summary
 
 
@@ -175,7 +212,7 @@ def calibration_user(user_id: str) -> bool:
     return hashlib.sha256(f"calibration:{user_id}".encode()).digest()[0] < 128
 
 
-def compare_with_baselines(ds, table, codebook, split, predictions: dict) -> dict:
+def compare_with_baselines(ds, table, codebook, split, predictions: dict) -> BaselineComparison:
     """HR/FHR/LUF/LIF@20 of the store's predictions and of the quick baselines (each tuned on
     the validation split) on the same users, and the decision each hands a ranking service:
     within-user AUC and negatives caught at 10% of positives lost, on the held-out half of the
@@ -227,12 +264,12 @@ def compare_with_baselines(ds, table, codebook, split, predictions: dict) -> dic
                       "lost_at_10pct": result.budgets["10%"].lost}  # fmt: skip
     best = max(DEMO_BASELINES, key=lambda b: rows[b]["fhr"])
     stats = summarize(topk_hits(split.users, topk[model]))
-    return {
-        "rows": rows,
-        "populations": {m: stats[m]["n"] for m in TOPK_METRICS},
-        "best_baseline": best,
-        "fhr_ratio": rows[model]["fhr"] / rows[best]["fhr"],
-    }
+    return BaselineComparison(
+        rows=rows,
+        populations={m: stats[m]["n"] for m in TOPK_METRICS},
+        best_baseline=best,
+        fhr_ratio=rows[model]["fhr"] / rows[best]["fhr"],
+    )
 
 
 def _print_table(title: str, rows: dict[str, list], columns: list[str]) -> None:

@@ -10,6 +10,7 @@ service keeps all their candidates).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,13 +23,23 @@ from service.main import create_app, serving
 from store.connection import embedded_url
 
 
+@dataclass(frozen=True)
+class FilterCheck:
+    """What the service did to the users' next seven days."""
+
+    users: int
+    fail_open_users: int  # answered without a prediction's decision
+    future_negatives_caught: float  # share of their future negatives dropped
+    future_positives_lost: float  # share of their future positives dropped
+
+
 def filter_future_week(
     windows: Iterable[UserWindow],
     codebook_dir: str | Path,
     store_path: str | Path,
     client: redis.Redis,
     thresholds_file: str | Path,
-) -> dict[str, float | int]:
+) -> FilterCheck:
     """Drop rates of future negatives and positives, the service serving `thresholds_file`."""
     settings = Settings(
         codebook_dir=Path(codebook_dir),
@@ -50,9 +61,9 @@ def filter_future_week(
             dropped = {d["item_id"] for d in out["dropped"]}
             caught, negatives = caught + len(dropped & neg), negatives + len(neg)
             lost, positives = lost + len(dropped & pos), positives + len(pos)
-    return {
-        "users": len(users),
-        "fail_open_users": fail_open,
-        "future_negatives_caught": caught / max(negatives, 1),
-        "future_positives_lost": lost / max(positives, 1),
-    }
+    return FilterCheck(
+        users=len(users),
+        fail_open_users=fail_open,
+        future_negatives_caught=caught / max(negatives, 1),
+        future_positives_lost=lost / max(positives, 1),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import textwrap
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,14 @@ THRESHOLDS = tuple(np.round(np.arange(0.50, 1.0001, 0.02), 2))
 THRESHOLDS_FILE = "thresholds.yaml"
 # The budget the ready thresholds file serves by default: at most 5% of future positives lost.
 SERVED_BUDGET = 0.05
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What a keep/drop rule does to the population's week after the cutoff."""
+
+    negatives_caught: float
+    positives_lost: float
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ def caught_at(sweep: pd.DataFrame, positives_lost: float) -> float:
 
 def category_blocker(
     windows: Iterable[UserWindow], item_sids: ItemSIDTable, items: pd.DataFrame
-) -> dict[str, float]:
+) -> OperatingPoint:
     """The rule-based baseline over the report's population: block every category of every
     item the user disliked (`CategoryBlocker`, variant `any`)."""
     blocker = CategoryBlocker(Catalogue.of(item_sids, items), variant="any")
@@ -93,7 +101,28 @@ def category_blocker(
     # Its `any` score is 1 for a blocked item, plus a tie-break below one: blocked <=> >= 1.
     blocked = {w.user_id: (blocker.scores(w) >= 1.0).astype(np.float64) for w in population}
     caught, lost = rates(scored_cases(population, blocked, item_sids.item_ids.tolist()), 0.5)
-    return {"negatives_caught": caught, "positives_lost": lost}
+    return OperatingPoint(negatives_caught=caught, positives_lost=lost)
+
+
+@dataclass(frozen=True)
+class OperatorsReport:
+    """The figures `operators_report` shows, and where it wrote the report and the thresholds
+    file."""
+
+    report: Path
+    thresholds_file: Path
+    users: int  # with a future negative or positive
+    with_prediction: int
+    blocker: OperatingPoint
+    caught_at_blocker_loss: float  # by the filter, losing as much as the blocker
+    recommended: list[Recommendation]
+    served: Recommendation  # the one the thresholds file serves
+    table: list[dict[str, float]]  # the sweep: threshold, negatives_caught, positives_lost
+
+    def to_json(self) -> dict:
+        """As results.json and the demo's summary.json hold it."""
+        return {**asdict(self), "report": str(self.report),
+                "thresholds_file": str(self.thresholds_file)}  # fmt: skip
 
 
 def operators_report(
@@ -105,7 +134,7 @@ def operators_report(
     out_dir: str | Path,
     budget: float = SERVED_BUDGET,
     calibrated: Sequence[DecisionCase] | None = None,
-) -> dict:
+) -> OperatorsReport:
     """Sweep, blocker point, recommendations and report files for `predictions` ([K, D] codes
     per user) at the cutoff of `windows`; returns the figures the report shows. With the
     calibrated score's cases (`model.evaluation.cases.calibrated_cases`), each budget gets a
@@ -131,17 +160,17 @@ def operators_report(
         score=served.score,
     )
     population = decision_population(windows)
-    return {
-        "report": str(path),
-        "thresholds_file": str(thresholds),
-        "users": len(population),
-        "with_prediction": sum(w.user_id in predictions for w in population),
-        "blocker": blocker,
-        "caught_at_blocker_loss": caught_at(sweep, blocker["positives_lost"]),
-        "recommended": [vars(r) for r in recommended],
-        "served": vars(served),
-        "table": sweep.to_dict("records"),
-    }
+    return OperatorsReport(
+        report=path,
+        thresholds_file=thresholds,
+        users=len(population),
+        with_prediction=sum(w.user_id in predictions for w in population),
+        blocker=blocker,
+        caught_at_blocker_loss=caught_at(sweep, blocker.positives_lost),
+        recommended=recommended,
+        served=served,
+        table=sweep.to_dict("records"),
+    )
 
 
 def write_thresholds(
@@ -165,7 +194,7 @@ def write_thresholds(
 
 def write_report(
     sweep: pd.DataFrame,
-    blocker: dict[str, float],
+    blocker: OperatingPoint,
     recommended: Sequence[Recommendation],
     out_dir: str | Path,
 ) -> Path:
@@ -179,7 +208,7 @@ def write_report(
     for row in sweep.iloc[::5].itertuples():
         ax.annotate(f"{row.threshold:.2f}", (row.positives_lost, row.negatives_caught), fontsize=7)
     ax.scatter(
-        [blocker["positives_lost"]], [blocker["negatives_caught"]], color="tab:red", marker="x",
+        [blocker.positives_lost], [blocker.negatives_caught], color="tab:red", marker="x",
         s=80, label="category blocker",
     )  # fmt: skip
     for score, color in (("max_cosine", "tab:green"), ("calibrated", "tab:purple")):
@@ -232,8 +261,7 @@ def write_report(
             f"| {r.threshold:.2f} | {r.negatives_caught:.3f} | {r.positives_lost:.3f} |"
             for r in sweep.itertuples()
         ),
-        f"| category blocker | {blocker['negatives_caught']:.3f} | "
-        f"{blocker['positives_lost']:.3f} |",
+        f"| category blocker | {blocker.negatives_caught:.3f} | {blocker.positives_lost:.3f} |",
     ]
     path = out / "filter_report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -86,19 +86,18 @@ def report(
         split.windows, predictions, codebook, table, tables.items, out, calibrated=calibrated
     )
     console.print(
-        f"{figures['users']} users ({figures['with_prediction']} with a prediction); at the "
-        f"blocker's positives-lost rate {figures['blocker']['positives_lost']:.3f} the filter "
-        f"catches {figures['caught_at_blocker_loss']:.3f} of future negatives, the blocker "
-        f"{figures['blocker']['negatives_caught']:.3f}. Report: {figures['report']}"
+        f"{figures.users} users ({figures.with_prediction} with a prediction); at the "
+        f"blocker's positives-lost rate {figures.blocker.positives_lost:.3f} the filter "
+        f"catches {figures.caught_at_blocker_loss:.3f} of future negatives, the blocker "
+        f"{figures.blocker.negatives_caught:.3f}. Report: {figures.report}"
     )
-    for rec in figures["recommended"]:
+    for rec in figures.recommended:
         console.print(
-            f"at most {rec['budget']:.0%} of future positives lost: {rec['score']} threshold "
-            f"{rec['threshold']:.4f} catches {rec['caught']:.3f} of future negatives "
-            f"(loses {rec['lost']:.3f}, drops {rec['share_dropped']:.3f} of a user's week)"
+            f"at most {rec.budget:.0%} of future positives lost: {rec.score} threshold "
+            f"{rec.threshold:.4f} catches {rec.caught:.3f} of future negatives "
+            f"(loses {rec.lost:.3f}, drops {rec.share_dropped:.3f} of a user's week)"
         )
-    served = figures["served"]
-    console.print(f"ready to serve (5% budget, {served['score']}): {figures['thresholds_file']}")
+    console.print(f"ready to serve (5% budget, {figures.served.score}): {figures.thresholds_file}")
 
 
 def _production(decision_log: str, feedback: str | None, salt: str, out: Path) -> None:

@@ -300,7 +300,7 @@ def _sweep(runs, split: EvalSplit, data, table: ItemSIDTable, codebook: Codebook
         return {}
     payload = json.loads((out / "rows" / "conrec-s0.json").read_text())
     predictions = {u: np.asarray(s, dtype=np.int64) for u, s in payload["predictions"].items()}
-    return operators_report(split.windows, predictions, codebook, table, data.items, out)
+    return operators_report(split.windows, predictions, codebook, table, data.items, out).to_json()
 
 
 def _serve_threshold(decision: dict, out: Path) -> str | None:

@@ -16,7 +16,13 @@ import pytest
 
 from batch_gen.config import NightlyConfig
 from batch_gen.engines.base import EngineConfig
-from batch_gen.job import BatchJobConfig, UserPrompt, build_user_prompts
+from batch_gen.job import (
+    BatchJobConfig,
+    BatchOutcome,
+    JobProgress,
+    UserPrompt,
+    build_user_prompts,
+)
 from batch_gen.nightly import run_nightly
 from codebook.artifact import load_codebook, load_item_sids
 from model.data.splits import cutoffs_for, user_windows
@@ -130,6 +136,24 @@ def test_a_run_with_too_many_failures_is_not_published(artifact_dir, store, tmp_
     assert summary.status == "not_published"
     assert summary.failed_users == 1
     assert store.current_run() is None
+    # The checkpoint keeps the failed batch, for the rerun to retry.
+    progress = JobProgress.load(tmp_path / "broken" / "progress.json")
+    assert (progress.done, progress.failed_batches) == ([], {0: 1})
+
+
+def test_progress_reads_back_and_a_retried_batch_leaves_the_failed_ones(tmp_path):
+    path = tmp_path / "run" / "progress.json"
+    assert JobProgress.load(path) is None
+    progress = JobProgress()
+    for outcome in (BatchOutcome(0, written=4, unusable=1), BatchOutcome(1, failed=5),
+                    BatchOutcome(2, failed=3)):  # fmt: skip
+        progress.record(outcome)
+    progress.save(path)
+    resumed = JobProgress.load(path)
+    assert resumed == progress
+    assert resumed.failed_users == 1 + 5 + 3
+    resumed.record(BatchOutcome(1, written=5))
+    assert (resumed.done, resumed.written, resumed.failed_batches) == ([0, 1], 9, {2: 3})
 
 
 def test_sigkill_mid_run_keeps_the_previous_version_and_a_rerun_resumes(

@@ -3,6 +3,7 @@ tiny backbone, and a served threshold chosen from data that keeps its budget on 
 saw."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import yaml
@@ -29,20 +30,24 @@ def test_miniature_demo_serves_a_threshold_chosen_from_data(tmp_path, ml100k):
     summary = run_demo(tmp_path / "demo", engine="hf", config=config, dataset=small)
 
     # The thresholds file the service served: the report's 5% threshold on the calibration half.
-    served = parse_thresholds(Path(summary["report"]["thresholds_file"]).read_bytes())
+    served = parse_thresholds(summary.report.thresholds_file.read_bytes())
     assert served.mode == "enforce"
-    assert served.default == summary["report"]["served"]["threshold"]
-    assert summary["report"]["served"]["lost"] <= 0.05
-    assert 0 < summary["report"]["users"] < 150
+    assert served.default == summary.report.served.threshold
+    assert summary.report.served.lost <= 0.05
+    assert 0 < summary.report.users < 150
     assert {calibration_user(u) for u in users} == {True, False}
     # Over HTTP, on the half that chose nothing: a loss near the budget, not most positives.
-    held_out = summary["filter"]["held-out half"]
-    assert held_out["fail_open_users"] == 0
-    assert held_out["future_positives_lost"] <= 0.15
-    assert summary["filter"]["every user"]["users"] > held_out["users"]
-    rows = summary["metrics"]["rows"]
+    held_out = summary.filter["held-out half"]
+    assert held_out.fail_open_users == 0
+    assert held_out.future_positives_lost <= 0.15
+    assert summary.filter["every user"].users > held_out.users
+    assert summary.batch.status == "published"
+    rows = summary.metrics.rows
     assert {"CoNRec (this run)", "popularity", "dislike_prior (own score)"} <= set(rows)
     assert all(0 <= row["auc"] <= 1 for row in rows.values())
     for name in ("summary.json", "report/filter_report.png", "codebook/training.png",
                  "batch/metrics.prom"):  # fmt: skip
         assert (tmp_path / "demo" / name).is_file(), name
+    written = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert written["report"]["thresholds_file"] == str(summary.report.thresholds_file)
+    assert written["metrics"]["best_baseline"] == summary.metrics.best_baseline

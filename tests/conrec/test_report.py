@@ -4,6 +4,7 @@ import pytest
 
 from codebook.artifact import Codebook, ItemSIDTable
 from conrec.report import (
+    OperatingPoint,
     category_blocker,
     caught_at,
     recommend,
@@ -45,7 +46,7 @@ def test_sweep_and_blocker_on_a_hand_computed_user(tmp_path):
 
     # The disliked "d" is in category x: the blocker drops a and c (x), keeps b (y).
     blocker = category_blocker([_window("u"), _window("no-prediction")], TABLE, ITEMS)
-    assert blocker == {"negatives_caught": 1.0, "positives_lost": 0.0}
+    assert blocker == OperatingPoint(negatives_caught=1.0, positives_lost=0.0)
 
     # Nothing positive scores above 0: the lowest real threshold losing none is 0 itself.
     (rec,) = recommend(cases, [0.05])
