@@ -19,8 +19,8 @@ from codebook.artifact import Codebook, ItemSIDTable
 from codebook.calibration import Calibration, load_calibration, user_layout
 from model.calibration import fit_item_side, save_item_side, user_part
 from model.data.splits import UserWindow
-from model.evaluation.mf import MFConfig
-from model.evaluation.visibility import EventLog
+from model.data.visibility import EventLog
+from model.mf import MFConfig
 
 logger = logging.getLogger(__name__)
 

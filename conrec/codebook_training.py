@@ -2,7 +2,7 @@
 
 Item vectors (`ItemVectors`): `text`, the item's text through the MiniLM encoder (or
 precomputed `--embeddings`); `collaborative`, the biased factorisation's item factors and bias
-(`model.evaluation.mf`, neg -1 / exposure 0 / pos +1), fitted on every user's events up to that
+(`model.mf`, neg -1 / exposure 0 / pos +1), fitted on every user's events up to that
 user's own cutoff (the codebook is trained once for all users: union-trained, like the LLM), for
 catalogues without text; `text+collaborative`, both, each scaled to unit length, side by side.
 An item nobody has rated by then has no collaborative part (zeros). With collaborative vectors
@@ -60,10 +60,10 @@ class CodebookTraining:
 def collaborative_vectors(events: pd.DataFrame, item_ids: list[str], cutoff: str) -> np.ndarray:
     """[N, factors + 1] item factors and bias of the factorisation of every user's events up to
     their own cutoff; zeros for an item without any."""
+    from conrec.evaluation.users import own_history_events
     from model.data.splits import cutoffs_for
-    from model.evaluation.mf import MatrixFactorization, MFConfig
-    from model.evaluation.users import own_history_events
-    from model.evaluation.visibility import EventLog
+    from model.data.visibility import EventLog
+    from model.mf import MatrixFactorization, MFConfig
 
     seen = own_history_events(events, cutoffs_for(events, cutoff))
     log = EventLog.of(seen, item_ids)

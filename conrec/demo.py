@@ -149,10 +149,10 @@ def run_demo(
         5, "serve: a threshold from data, POST /filter over HTTP on each user's real next 7 days"
     )
     from codebook.artifact import load_codebook, load_item_sids
+    from conrec.evaluation.list_metrics import TOPK_METRICS
+    from conrec.evaluation.split import EvalSplit
     from conrec.filter_check import filter_future_week
     from conrec.report import operators_report
-    from model.evaluation.list_metrics import TOPK_METRICS
-    from model.evaluation.split import EvalSplit
 
     table = load_item_sids(out / "codebook")
     codebook = load_codebook(out / "codebook")
@@ -218,12 +218,12 @@ def compare_with_baselines(ds, table, codebook, split, predictions: dict) -> Bas
     within-user AUC and negatives caught at 10% of positives lost, on the held-out half of the
     users with the threshold chosen on the calibration half. Reference scorers (the dislike
     prior, the user's own past negatives as the set) are judged beside them."""
-    from model.evaluation.baselines import Catalogue
-    from model.evaluation.cases import history_predictions, served_cases
-    from model.evaluation.decision import judge
-    from model.evaluation.list_metrics import TOPK_METRICS, summarize, topk_hits
-    from model.evaluation.split import EvalSplit
-    from model.evaluation.tuning import baseline_outputs, make_baseline, tune
+    from conrec.evaluation.baselines import Catalogue
+    from conrec.evaluation.cases import history_predictions, served_cases
+    from conrec.evaluation.decision import judge
+    from conrec.evaluation.list_metrics import TOPK_METRICS, summarize, topk_hits
+    from conrec.evaluation.split import EvalSplit
+    from conrec.evaluation.tuning import baseline_outputs, make_baseline, tune
 
     catalogue = Catalogue.of(table, ds.items)
     validation = EvalSplit.build(ds.events, table, "validation")

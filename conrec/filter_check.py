@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from conrec.evaluation.cases import decision_population, future_sets
 from model.data.splits import UserWindow
-from model.evaluation.cases import decision_population, future_sets
 from service.core.config import Settings
 from service.main import create_app, serving
 from store.connection import embedded_url

@@ -4,10 +4,10 @@ blocker (paper fig. 1) as one point; the threshold it recommends per budget of p
 and a thresholds file ready to serve. Output: a Markdown table, a PNG and a YAML file.
 
 Candidates are each user's real next seven days after the cutoff the predictions were made at;
-scores are the service's own (`model.evaluation.cases.served_cases`). The population is every
+scores are the service's own (`conrec.evaluation.cases.served_cases`). The population is every
 user with at least one future negative or positive; a user without a prediction keeps every
 candidate, as the service fails open for them. A recommended threshold is the lowest that loses
-at most its budget of the report's future positives (`model.evaluation.decision.threshold_at`):
+at most its budget of the report's future positives (`conrec.evaluation.decision.threshold_at`):
 chosen on the cutoff the report is run at, to be served after it.
 """
 
@@ -25,10 +25,9 @@ import yaml
 
 from codebook.artifact import Codebook, ItemSIDTable
 from codebook.figures import pyplot
-from model.data.splits import UserWindow
-from model.evaluation.baselines import Catalogue, CategoryBlocker
-from model.evaluation.cases import decision_population, scored_cases, served_cases
-from model.evaluation.decision import (
+from conrec.evaluation.baselines import Catalogue, CategoryBlocker
+from conrec.evaluation.cases import decision_population, scored_cases, served_cases
+from conrec.evaluation.decision import (
     BUDGETS,
     DecisionCase,
     budget_label,
@@ -36,6 +35,7 @@ from model.evaluation.decision import (
     share_dropped,
     threshold_at,
 )
+from model.data.splits import UserWindow
 
 THRESHOLDS = tuple(np.round(np.arange(0.50, 1.0001, 0.02), 2))
 THRESHOLDS_FILE = "thresholds.yaml"
@@ -137,7 +137,7 @@ def operators_report(
 ) -> OperatorsReport:
     """Sweep, blocker point, recommendations and report files for `predictions` ([K, D] codes
     per user) at the cutoff of `windows`; returns the figures the report shows. With the
-    calibrated score's cases (`model.evaluation.cases.calibrated_cases`), each budget gets a
+    calibrated score's cases (`conrec.evaluation.cases.calibrated_cases`), each budget gets a
     recommendation per score, and the thresholds file serves the score that catches more at
     `budget`."""
     cases = served_cases(windows, predictions, codebook, item_sids)

@@ -11,6 +11,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("batch_gen", "codebook", "conrec", "conrec_client", "model", "service", "store")
+# The top-level packages each may import: the layers of the README's table.
+LAYERS = {
+    "store": set(),
+    "codebook": set(),
+    "conrec_client": set(),
+    "model": {"codebook"},
+    "batch_gen": {"codebook", "model", "store"},
+    "service": {"codebook", "store"},
+    "conrec": {"batch_gen", "codebook", "model", "service", "store"},
+}
 
 
 def modules(package: str) -> dict[str, Path]:
@@ -86,6 +96,13 @@ def test_no_import_cycle_inside_a_package(package: str) -> None:
         for name, path in known.items()
     }
     assert cycles(graph) == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
+    others = {name: ROOT / name for name in PACKAGES if name != package}
+    imported = set().union(*(imports(path, others) for path in modules(package).values()))
+    assert imported <= LAYERS[package], f"{package} imports {sorted(imported - LAYERS[package])}"
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -63,9 +63,9 @@ def report(
         _production(decision_log, feedback, salt, Path(out))
         return
     from codebook.artifact import load_codebook, load_item_sids
+    from conrec.evaluation.split import EvalSplit
     from conrec.report import operators_report
     from model.data.prepared import load_tables
-    from model.evaluation.split import EvalSplit
 
     tables = load_tables(data)
     table = load_item_sids(codebook_dir)
@@ -149,7 +149,7 @@ def _calibrated(codebook_dir: str, split, found: dict, codebook, table):
     get the full model, the others the item features alone."""
     from codebook.artifact import ArtifactError
     from codebook.calibration import load_calibration
-    from model.evaluation.cases import calibrated_cases
+    from conrec.evaluation.cases import calibrated_cases
 
     try:
         calibration = load_calibration(codebook_dir)

@@ -36,20 +36,28 @@ from rich.console import Console
 from batch_gen.engines.choice import Engine
 from codebook.artifact import Codebook, ItemSIDTable, load_codebook, load_item_sids
 from codebook.figures import pyplot
-from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY
+from conrec.evaluation.baselines import Catalogue
+from conrec.evaluation.calibrated import (
+    CALIBRATED,
+    CALIBRATED_HISTORY,
+    FULL,
+    Pairs,
+    fit_model,
+    score_pairs,
+    split_pairs,
+)
 from conrec.evaluation.calibrated import LABELS as CALIBRATED_LABELS
+from conrec.evaluation.cases import history_predictions, served_cases
+from conrec.evaluation.decision import BUDGETS, DecisionCase, budget_label, judge, user_auc
+from conrec.evaluation.list_metrics import TOPK_METRICS, topk_hits
 from conrec.evaluation.rows import BACKTEST_BASELINES
-from model.calibration import FULL, CalibrationSettings, Pairs, fit_model, score_pairs, split_pairs
+from conrec.evaluation.split import EvalSplit
+from conrec.evaluation.tuning import GRIDS
+from model.calibration import CalibrationSettings
 from model.data.prepared import load_tables
 from model.data.sources import DataTables
 from model.data.splits import HORIZON_DAYS
 from model.data.tables import DAY_SECONDS, Polarity
-from model.evaluation.baselines import Catalogue
-from model.evaluation.cases import history_predictions, served_cases
-from model.evaluation.decision import BUDGETS, DecisionCase, budget_label, judge, user_auc
-from model.evaluation.list_metrics import TOPK_METRICS, topk_hits
-from model.evaluation.split import EvalSplit
-from model.evaluation.tuning import GRIDS
 
 console = Console()
 HISTORY_SET = "history_set"
@@ -203,7 +211,7 @@ def _cached(path: Path, compute) -> dict:
 
 
 def _baseline(name: str, split: EvalSplit, catalogue: Catalogue, k: int) -> dict:
-    from model.evaluation.tuning import baseline_outputs, make_baseline
+    from conrec.evaluation.tuning import baseline_outputs, make_baseline
 
     found = baseline_outputs(make_baseline(name, catalogue), split, catalogue, k)
     return {

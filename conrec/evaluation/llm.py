@@ -17,7 +17,7 @@ from batch_gen.engines.base import BeamSearchEngine, EngineConfig
 from batch_gen.engines.choice import constrained_engine
 from batch_gen.job import UserPrompt, build_user_prompts
 from codebook.artifact import ItemSIDTable
-from model.evaluation.split import EvalSplit
+from conrec.evaluation.split import EvalSplit
 from model.likelihood import completion_logprobs
 from model.prompts import trained_prompter
 from model.sids import SID, format_sid

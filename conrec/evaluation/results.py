@@ -5,7 +5,7 @@ Two questions, both on the same users under the time-consistent protocol:
 - **the list**: HR/FHR/LUF/LIF@20 and Candidate Accuracy, means over a row's seeds with the
   standard deviation across seeds; the headline ratio (CoNRec / best other row on FHR@20) with a
   95% user-bootstrap interval on per-user hits averaged over seeds;
-- **the decision** a ranking service receives (`model.evaluation.decision`): every row's top-k
+- **the decision** a ranking service receives (`conrec.evaluation.decision`): every row's top-k
   through the served max cosine, and the reference scorers by their own score, with thresholds
   chosen on the validation split; paired intervals of the served row against each reference.
 
@@ -25,6 +25,23 @@ from codebook.artifact import Codebook, ItemSIDTable
 from codebook.figures import pyplot
 from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY
 from conrec.evaluation.calibrated import LABELS as CALIBRATED_LABELS
+from conrec.evaluation.cases import history_predictions, served_cases
+from conrec.evaluation.decision import (
+    BUDGETS,
+    HEADLINE_BUDGET,
+    DecisionResult,
+    budget_label,
+    judge,
+    merge_seeds,
+    paired_difference,
+)
+from conrec.evaluation.list_metrics import (
+    CANDIDATE_METRIC,
+    SERVED_CANDIDATE_METRIC,
+    TOPK_METRICS,
+    bootstrap_interval,
+    candidate_hits,
+)
 from conrec.evaluation.rows import (
     ABLATION,
     BASELINES,
@@ -34,26 +51,9 @@ from conrec.evaluation.rows import (
     REFERENCE_SCORERS,
     REWARD_SCHEMES,
 )
+from conrec.evaluation.split import EvalSplit
+from conrec.evaluation.tuning import GRID_MEANING
 from conrec.report import SERVED_BUDGET, THRESHOLDS_FILE, operators_report, write_thresholds
-from model.evaluation.cases import history_predictions, served_cases
-from model.evaluation.decision import (
-    BUDGETS,
-    HEADLINE_BUDGET,
-    DecisionResult,
-    budget_label,
-    judge,
-    merge_seeds,
-    paired_difference,
-)
-from model.evaluation.list_metrics import (
-    CANDIDATE_METRIC,
-    SERVED_CANDIDATE_METRIC,
-    TOPK_METRICS,
-    bootstrap_interval,
-    candidate_hits,
-)
-from model.evaluation.split import EvalSplit
-from model.evaluation.tuning import GRID_MEANING
 from model.pretrained import SMOLLM2
 
 METRICS = (*TOPK_METRICS, CANDIDATE_METRIC, SERVED_CANDIDATE_METRIC)

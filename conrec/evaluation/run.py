@@ -28,24 +28,24 @@ from rich.console import Console
 
 from batch_gen.engines.choice import Engine
 from codebook.artifact import CODEBOOK_FILE, Codebook, ItemSIDTable, load_codebook, load_item_sids
+from conrec.evaluation.baselines import Catalogue
 from conrec.evaluation.calibrated import calibrated_rows
-from conrec.evaluation.llm import llm_outputs
-from conrec.evaluation.rows import BASELINES, LLM_ROWS, STOCHASTIC_BASELINES, select_rows
-from model.calibration import CalibrationSettings
-from model.data.prepared import load_tables
-from model.data.sources import DataTables
-from model.data.splits import cutoffs_for, validation_spec
-from model.evaluation.baselines import Catalogue
-from model.evaluation.cases import served_cases
-from model.evaluation.decision import DecisionCase
-from model.evaluation.list_metrics import (
+from conrec.evaluation.cases import served_cases
+from conrec.evaluation.decision import DecisionCase
+from conrec.evaluation.list_metrics import (
     CANDIDATE_METRIC,
     SERVED_CANDIDATE_METRIC,
     candidate_hits,
     topk_hits,
 )
-from model.evaluation.split import DEFAULT_BUCKETS, SPLITS, EvalSplit, Split
-from model.evaluation.users import own_history_events
+from conrec.evaluation.llm import llm_outputs
+from conrec.evaluation.rows import BASELINES, LLM_ROWS, STOCHASTIC_BASELINES, select_rows
+from conrec.evaluation.split import DEFAULT_BUCKETS, SPLITS, EvalSplit, Split
+from conrec.evaluation.users import own_history_events
+from model.calibration import CalibrationSettings
+from model.data.prepared import load_tables
+from model.data.sources import DataTables
+from model.data.splits import cutoffs_for, validation_spec
 from model.train_config import CurriculumConfig, load_config
 
 console = Console()
@@ -319,7 +319,7 @@ def _rows_path(out: Path, scene: Scene, key: str, seed: int) -> Path:
 
 
 def _baseline_runs(name, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRun]:
-    from model.evaluation.tuning import baseline_outputs, make_baseline, tune
+    from conrec.evaluation.tuning import baseline_outputs, make_baseline, tune
 
     console.rule(f"baseline {name}")
     validation = scenes["validation"]

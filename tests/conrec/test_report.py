@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from codebook.artifact import Codebook, ItemSIDTable
+from conrec.evaluation.cases import served_cases
 from conrec.report import (
     OperatingPoint,
     category_blocker,
@@ -12,7 +13,6 @@ from conrec.report import (
     write_report,
 )
 from model.data.splits import UserWindow
-from model.evaluation.cases import served_cases
 
 # One level, three codewords: e0, e1 and their diagonal (cos 0.7071 to e0).
 CODEBOOK = Codebook(np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], dtype=np.float32))
@@ -147,8 +147,8 @@ def test_conrec_report_recommends_the_score_that_catches_more(
     from codebook.calibration import FEATURES, LogisticModel, user_layout
     from conrec.cli import app
     from model.calibration import fit_item_side, save_item_side
-    from model.evaluation.mf import MFConfig
-    from model.evaluation.visibility import EventLog
+    from model.data.visibility import EventLog
+    from model.mf import MFConfig
     from service.core.thresholds import parse_thresholds
     from store.connection import connect, stop_embedded
     from store.runs import PredictionStore

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from codebook.artifact import load_item_sids
+from conrec.evaluation.list_metrics import summarize, topk_hits
 from conrec.evaluation.llm import LLMPredictor
-from model.evaluation.list_metrics import summarize, topk_hits
-from model.evaluation.split import EvalSplit
+from conrec.evaluation.split import EvalSplit
 from model.train_config import load_config
 from tests.launch_support import accelerate_train, finished, write_config
 

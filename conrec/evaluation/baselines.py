@@ -7,12 +7,12 @@ score carries its own tie-break where its primary signal is coarse (category blo
 popularity scaled below one unit, so a user with no signal gets the popularity ranking rather
 than an arbitrary one.
 
-Every baseline is fitted under the time-consistent protocol (`model.evaluation.visibility`):
+Every baseline is fitted under the time-consistent protocol (`model.data.visibility`):
 `fit(log, until)` may read only the events with ts <= until, and `scores(window)` only the
 user's own history, which ends at their cutoff. `exact` baselines are refitted at every distinct
 cutoff; the others once per bucket of cutoffs, at its earliest.
 
-Tuning budget (chosen on the validation split, `model.evaluation.tuning`): random and
+Tuning budget (chosen on the validation split, `conrec.evaluation.tuning`): random and
 popularity have none; recent popularity its window; the dislike prior its smoothing; the
 category blocker two variants (`weighted`, `any`); Swing three co-occurrence floors; the
 factorisation its width and regularisation.
@@ -31,8 +31,8 @@ import pandas as pd
 from codebook.artifact import ItemSIDTable
 from model.data.splits import UserWindow
 from model.data.tables import DAY_SECONDS, Polarity, categories_of
-from model.evaluation.mf import MatrixFactorization, MFConfig
-from model.evaluation.visibility import EventLog
+from model.data.visibility import EventLog
+from model.mf import MatrixFactorization, MFConfig
 from model.sids import SID
 from model.swing import SwingConfig, swing_scores
 
@@ -175,7 +175,7 @@ class DislikePrior:
 
 class FactorizationBaseline:
     """A biased matrix factorisation of the visible feedback (neg -1, exposure 0, pos +1;
-    `model.evaluation.mf`): item factors fitted per bucket of cutoffs, the user's factors
+    `model.mf`): item factors fitted per bucket of cutoffs, the user's factors
     folded in from their own history up to their cutoff. Score: minus the predicted rating."""
 
     name = "factorization"

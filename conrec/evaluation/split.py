@@ -7,7 +7,7 @@ cutoff spec again to them (or one horizon back for an absolute date), so tuning 
 the reported future.
 
 On either split, a user with cutoff t is scored by models that saw every event with ts <= t and
-none after it (`model.evaluation.visibility`): `log` is the split's events in time order, and
+none after it (`model.data.visibility`): `log` is the split's events in time order, and
 models fitted once per bucket of cutoffs use `buckets` of them.
 """
 
@@ -20,11 +20,11 @@ from typing import Literal
 import pandas as pd
 
 from codebook.artifact import ItemSIDTable
+from conrec.evaluation.candidates import CandidateSet, candidate_sets
+from conrec.evaluation.list_metrics import summarize, topk_hits
+from conrec.evaluation.users import EvalUser, eval_users, own_history_events
 from model.data.splits import UserWindow, cutoffs_for, user_windows, validation_spec
-from model.evaluation.candidates import CandidateSet, candidate_sets
-from model.evaluation.list_metrics import summarize, topk_hits
-from model.evaluation.users import EvalUser, eval_users, own_history_events
-from model.evaluation.visibility import EventLog
+from model.data.visibility import EventLog
 
 Split = Literal["test", "validation"]
 SPLITS: tuple[Split, ...] = typing.get_args(Split)

@@ -5,10 +5,10 @@ import pandas as pd
 import torch
 
 from codebook.artifact import ItemSIDTable
+from conrec.evaluation.baselines import Catalogue
+from conrec.evaluation.sasrec import SASRecBaseline, SASRecConfig
 from model.data.splits import UserWindow
-from model.evaluation.baselines import Catalogue
-from model.evaluation.sasrec import SASRecBaseline, SASRecConfig
-from model.evaluation.visibility import EventLog
+from model.data.visibility import EventLog
 
 
 def test_sasrec_learns_what_follows_what_and_its_parameters_change():

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import sparse
 
 from model.data.tables import Polarity
-from model.evaluation.visibility import EventLog
+from model.data.visibility import EventLog
 
 VALUES = {Polarity.NEG.value: -1.0, Polarity.EXPOSURE.value: 0.0, Polarity.POS.value: 1.0}
 

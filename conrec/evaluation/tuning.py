@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.evaluation.baselines import (
+from conrec.evaluation.baselines import (
     Baseline,
     Catalogue,
     CategoryBlocker,
@@ -27,12 +27,12 @@ from model.evaluation.baselines import (
     SwingBaseline,
     top_sids,
 )
-from model.evaluation.cases import scored_cases
-from model.evaluation.decision import DecisionCase, rates, threshold_at
-from model.evaluation.list_metrics import summarize, topk_hits
-from model.evaluation.mf import MFConfig
-from model.evaluation.split import EvalSplit
-from model.evaluation.visibility import refit_schedule
+from conrec.evaluation.cases import scored_cases
+from conrec.evaluation.decision import DecisionCase, rates, threshold_at
+from conrec.evaluation.list_metrics import summarize, topk_hits
+from conrec.evaluation.split import EvalSplit
+from model.data.visibility import refit_schedule
+from model.mf import MFConfig
 from model.sids import SID
 from model.swing import SwingConfig
 
@@ -78,7 +78,7 @@ def make_baseline(name: str, catalogue: Catalogue, choice=None, seed: int = 0) -
         config = MFConfig(factors=int(factors), regularization=float(reg), seed=seed)
         return FactorizationBaseline(catalogue, config)
     if name == "sasrec":
-        from model.evaluation.sasrec import SASRecBaseline, SASRecConfig
+        from conrec.evaluation.sasrec import SASRecBaseline, SASRecConfig
 
         config = SASRecConfig(seed=seed)
         return SASRecBaseline(catalogue, dataclasses.replace(config, epochs=choice or 20))

@@ -21,8 +21,8 @@ import numpy as np
 from codebook.artifact import Codebook, ItemSIDTable
 from codebook.calibration import AlignedItems, prefix_depth
 from codebook.similarity import max_cosine
+from conrec.evaluation.decision import DecisionCase
 from model.data.splits import UserWindow
-from model.evaluation.decision import DecisionCase
 
 
 def future_sets(w: UserWindow) -> tuple[list[str], list[str], list[str]]:

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from conrec.evaluation.baselines import Catalogue
 from model.data.splits import UserWindow
 from model.data.tables import Polarity
-from model.evaluation.baselines import Catalogue
-from model.evaluation.visibility import EventLog
+from model.data.visibility import EventLog
 
 PAD, BOS, OFFSET = 0, 1, 2  # token ids; catalogue row r is token r + OFFSET
 IGNORE = -100

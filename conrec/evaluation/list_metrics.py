@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from model.evaluation.users import LONGTAIL_USER_MAX_NEGATIVES, EvalUser
+from conrec.evaluation.users import LONGTAIL_USER_MAX_NEGATIVES, EvalUser
 from model.sids import SID
 
 TOPK_METRICS = ("hr", "fhr", "luf", "lif")

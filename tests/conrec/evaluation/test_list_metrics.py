@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 
 from codebook.artifact import ItemSIDTable
-from model.data.splits import UserWindow
-from model.evaluation.list_metrics import (
+from conrec.evaluation.list_metrics import (
     bootstrap_interval,
     candidate_hits,
     summarize,
     topk_hits,
 )
-from model.evaluation.users import EvalUser, eval_users
-from model.evaluation.visibility import EventLog
+from conrec.evaluation.users import EvalUser, eval_users
+from model.data.splits import UserWindow
+from model.data.visibility import EventLog
 
 A, B, C, D, E = (0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 1, 1)
 

@@ -1,7 +1,7 @@
 """The evaluated split on real ml-100k: the populations, and a validation cut that never sees
 the reported future."""
 
-from model.evaluation.split import EvalSplit
+from conrec.evaluation.split import EvalSplit
 
 
 def test_test_split_populations_on_ml100k(ml100k, item_sids):

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 
 from codebook.artifact import ItemSIDTable
+from conrec.evaluation.candidates import candidate_sets
 from model.data.splits import user_windows
-from model.evaluation.candidates import candidate_sets
 
 
 def _table(n: int) -> ItemSIDTable:
@@ -42,7 +42,7 @@ def test_users_with_too_few_distractors_are_skipped_and_counted():
 
 
 def test_on_ml100k_every_set_has_twenty_distinct_sids(ml100k, item_sids):
-    from model.evaluation.split import EvalSplit
+    from conrec.evaluation.split import EvalSplit
 
     split = EvalSplit.build(ml100k.events, item_sids)
     assert split.candidates

@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 
 from codebook.artifact import ItemSIDTable
-from model.data.splits import UserWindow
-from model.evaluation.baselines import (
+from conrec.evaluation.baselines import (
     Catalogue,
     CategoryBlocker,
     DislikePrior,
@@ -16,8 +15,9 @@ from model.evaluation.baselines import (
     SwingBaseline,
     top_sids,
 )
-from model.evaluation.mf import MFConfig
-from model.evaluation.visibility import EventLog
+from model.data.splits import UserWindow
+from model.data.visibility import EventLog
+from model.mf import MFConfig
 from model.swing import SwingConfig
 
 ITEMS = pd.DataFrame(
@@ -138,8 +138,8 @@ def test_random_is_seeded_per_user():
 
 
 def test_tuning_picks_the_best_validation_point(ml100k, item_sids):
-    from model.evaluation.split import EvalSplit
-    from model.evaluation.tuning import tune
+    from conrec.evaluation.split import EvalSplit
+    from conrec.evaluation.tuning import tune
 
     validation = EvalSplit.build(ml100k.events, item_sids, "validation")
     catalogue = Catalogue.of(item_sids, ml100k.items)

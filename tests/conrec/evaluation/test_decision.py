@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 
 from codebook.artifact import Codebook, ItemSIDTable
-from model.data.splits import UserWindow
-from model.evaluation.cases import (
+from conrec.evaluation.cases import (
     decision_population,
     history_predictions,
     scored_cases,
     served_cases,
 )
-from model.evaluation.decision import (
+from conrec.evaluation.decision import (
     DecisionCase,
     judge,
     merge_seeds,
@@ -21,6 +20,7 @@ from model.evaluation.decision import (
     threshold_at,
     user_auc,
 )
+from model.data.splits import UserWindow
 
 INF = np.inf
 

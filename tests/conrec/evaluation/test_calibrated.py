@@ -7,18 +7,18 @@ import pytest
 
 from codebook.artifact import load_codebook
 from codebook.calibration import load_calibration
-from model.calibration import (
+from conrec.evaluation.calibrated import (
     FULL,
     ITEMS_ONLY,
-    CalibrationSettings,
     fit_model,
     score_pairs,
     split_pairs,
     write_calibration,
 )
-from model.evaluation.cases import history_predictions
-from model.evaluation.decision import judge
-from model.evaluation.split import EvalSplit
+from conrec.evaluation.cases import history_predictions
+from conrec.evaluation.decision import judge
+from conrec.evaluation.split import EvalSplit
+from model.calibration import CalibrationSettings
 
 
 @pytest.fixture(scope="module")
