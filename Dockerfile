@@ -31,7 +31,7 @@ RUN apt-get update \
 # pinned with its hashes: pip refuses anything the lock does not name.
 COPY deploy/requirements/batch-gpu.lock /tmp/requirements.lock
 RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY codebook ./codebook
 COPY model ./model
 COPY batch_gen ./batch_gen
@@ -50,7 +50,7 @@ CMD ["conrec", "batch-gen", "--help"]
 FROM base AS service
 COPY deploy/requirements/serve.lock /tmp/requirements.lock
 RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 # What serving needs and nothing else: neither the training code (model/) nor the batch job
 # (batch_gen/); `conrec` imports a command's modules only when that command runs.
 COPY codebook ./codebook

@@ -1,6 +1,7 @@
-"""The nightly refresh of the calibrated score (`codebook.calibration`): the per-item features
-and the factorisation's item side recomputed from every event up to the run's cutoff, written
-into the codebook's folder for the service, and each user's part, stored with their prediction.
+"""The nightly refresh of the calibrated score (`conrec.codebook.calibration`): the per-item
+features and the factorisation's item side recomputed from every event up to the run's cutoff,
+written into the codebook's folder for the service, and each user's part, stored with their
+prediction.
 
 The fitted models (the logistic regressions) come unchanged from the artifact `conrec evaluate`
 wrote; only the features they read move with the data.
@@ -15,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from codebook.artifact import Codebook, ItemSIDTable
-from codebook.calibration import Calibration, load_calibration, user_layout
-from model.calibration import fit_item_side, save_item_side, user_part
-from model.data.splits import UserWindow
-from model.data.visibility import EventLog
-from model.mf import MFConfig
+from conrec.codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.calibration import Calibration, load_calibration, user_layout
+from conrec.model.calibration import fit_item_side, save_item_side, user_part
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.visibility import EventLog
+from conrec.model.mf import MFConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
-"""What a nightly run is given: `NightlyConfig`, shared by the run (`batch_gen.nightly`) and its
-Ray workers (`batch_gen.distributed`)."""
+"""What a nightly run is given: `NightlyConfig`, shared by the run (`conrec.batch_gen.nightly`) and
+its Ray workers (`conrec.batch_gen.distributed`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from batch_gen.engines.choice import Engine
-from batch_gen.job import BatchJobConfig
-from model.data.splits import CUTOFF_HELP
-from store.connection import connect
-from store.keys import DEFAULT_PREFIX
-from store.runs import PredictionStore
+from conrec.batch_gen.engines.choice import Engine
+from conrec.batch_gen.job import BatchJobConfig
+from conrec.model.data.splits import CUTOFF_HELP
+from conrec.store.connection import connect
+from conrec.store.keys import DEFAULT_PREFIX
+from conrec.store.runs import PredictionStore
 
 
 @dataclass

@@ -22,11 +22,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from batch_gen.config import NightlyConfig
-from batch_gen.engines.base import EngineConfig
-from batch_gen.engines.choice import constrained_engine
-from batch_gen.job import BatchOutcome, UserPrompt, search_and_write
-from store.runs import RunWriter
+from conrec.batch_gen.config import NightlyConfig
+from conrec.batch_gen.engines.base import EngineConfig
+from conrec.batch_gen.engines.choice import constrained_engine
+from conrec.batch_gen.job import BatchOutcome, UserPrompt, search_and_write
+from conrec.store.runs import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class EngineWorker:
                  model_version: str):  # fmt: skip
         from transformers import AutoTokenizer
 
-        from codebook.artifact import load_item_sids
+        from conrec.codebook.artifact import load_item_sids
 
         table = load_item_sids(cfg.codebook_dir)
         self.catalogue_sids = set(map(tuple, table.codes.tolist()))

@@ -7,7 +7,7 @@ a crash resumes where it stopped, and rerunning a published run id does nothing 
 
 `BatchJob` owns that bookkeeping (progress, metrics, the publish rule) and hands the batches to
 an executor that searches and writes them: `LocalExecutor` in this process, or
-`batch_gen.distributed.RayExecutor` over Ray workers; both write through `search_and_write`.
+`conrec.batch_gen.distributed.RayExecutor` over Ray workers; both write through `search_and_write`.
 
 Seen items: SIDs of the items a user already has feedback on are excluded from their top-K
 (`exclude_seen`, default on): the filter's candidates are items the user has not seen, so a slot
@@ -32,11 +32,11 @@ from typing import Literal, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from batch_gen.engines.base import BeamSearchEngine, ScoredSID
-from batch_gen.metrics import RunMetrics
-from model.prompts import Context
-from model.sids import SID
-from store.runs import PredictionStore, RunWriter
+from conrec.batch_gen.engines.base import BeamSearchEngine, ScoredSID
+from conrec.batch_gen.metrics import RunMetrics
+from conrec.model.prompts import Context
+from conrec.model.sids import SID
+from conrec.store.runs import PredictionStore, RunWriter
 
 log = logging.getLogger(__name__)
 NoNegatives = Literal["skip", "generate"]
@@ -216,7 +216,8 @@ class LocalExecutor:
 
 
 class BatchJob:
-    """Orchestration only: prompts come from `model.prompts`, SIDs from the executor's engines."""
+    """Orchestration only: prompts come from `conrec.model.prompts`, SIDs from the executor's
+    engines."""
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
-    from store.runs import PredictionStore
+    from conrec.store.runs import PredictionStore
 
 log = logging.getLogger(__name__)
 LAST_SUCCESS = "conrec_batch_last_success_timestamp_seconds"

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from batch_gen.config import NightlyConfig
-from batch_gen.engines.base import EngineConfig
-from batch_gen.engines.choice import constrained_engine
-from batch_gen.job import BatchJob, LocalExecutor, RunSummary, build_user_prompts
-from batch_gen.metrics import RunMetrics
-from codebook.versions import load_current
-from model.data.splits import cutoffs_for, user_windows
-from model.prompts import trained_prompter
-from store.runs import PredictionStore
+from conrec.batch_gen.config import NightlyConfig
+from conrec.batch_gen.engines.base import EngineConfig
+from conrec.batch_gen.engines.choice import constrained_engine
+from conrec.batch_gen.job import BatchJob, LocalExecutor, RunSummary, build_user_prompts
+from conrec.batch_gen.metrics import RunMetrics
+from conrec.codebook.versions import load_current
+from conrec.model.data.splits import cutoffs_for, user_windows
+from conrec.model.prompts import trained_prompter
+from conrec.store.runs import PredictionStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _predict_and_publish(
     log.info("%d users to predict, %d skipped by the users policy", len(users), skipped)
     calibrated = None
     if cfg.calibration:
-        from batch_gen.calibration import refresh_calibration
+        from conrec.batch_gen.calibration import refresh_calibration
 
         calibrated = refresh_calibration(cfg.calibration, artifact_dir, table, codebook, events,
                                          windows, cfg.job.run_id)  # fmt: skip
@@ -75,7 +75,7 @@ def _predict_and_publish(
     engine_config = engine_config or EngineConfig(model_path=cfg.model_dir)
     catalogue_sids = set(map(tuple, table.codes.tolist()))
     if cfg.ray_workers:
-        from batch_gen.distributed import RayExecutor
+        from conrec.batch_gen.distributed import RayExecutor
 
         executor = RayExecutor(cfg, engine_config, codebook.version, model_version(cfg.model_dir))
     else:

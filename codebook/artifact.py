@@ -14,7 +14,7 @@ version decode every SID to the same vector; the prediction store records it nex
 Within a codebook version the item table only grows (new items join, no SID ever changes);
 each rewrite increments ``table_version``.
 
-The loaders also take a versioned codebook root (``codebook.layout``) and read its current
+The loaders also take a versioned codebook root (``conrec.codebook.layout``) and read its current
 version.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from codebook.layout import ArtifactError, current_dir
+from conrec.codebook.layout import ArtifactError, current_dir
 
 FORMAT_VERSION = 1
 CODEBOOK_FILE = "codebook.npz"

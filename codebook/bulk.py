@@ -17,9 +17,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from codebook.artifact import ArtifactError, Codebook, ItemSIDTable, save_item_sids
-from codebook.quality import resolve_collisions
-from codebook.versions import load_current
+from conrec.codebook.artifact import ArtifactError, Codebook, ItemSIDTable, save_item_sids
+from conrec.codebook.quality import resolve_collisions
+from conrec.codebook.versions import load_current
 
 
 class BulkEncoder:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from codebook.artifact import ArtifactError, ItemSIDTable, artifact_file, atomic_savez
+from conrec.codebook.artifact import ArtifactError, ItemSIDTable, artifact_file, atomic_savez
 
 FORMAT_VERSION = 1
 CALIBRATION_FILE = "calibration.npz"

@@ -1,7 +1,8 @@
 """Where a codebook root keeps its versions, and the error every artifact reader raises.
 
-The base of the codebook package: ``codebook.artifact`` reads an artifact through ``current_dir``,
-and ``codebook.versions`` publishes and lists the versions this layout describes::
+The base of the codebook package: ``conrec.codebook.artifact`` reads an artifact through
+``current_dir``, and ``conrec.codebook.versions`` publishes and lists the versions this layout
+describes::
 
     <root>/CURRENT                  the current codebook_version (one line)
     <root>/versions/<version>/      a full artifact: codebook.npz + item_sids.npz (+ reports)

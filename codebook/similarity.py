@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codebook.artifact import Codebook
+from conrec.codebook.artifact import Codebook
 
 
 def max_cosine(codebook: Codebook, candidates: np.ndarray, predictions: np.ndarray) -> np.ndarray:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from codebook.artifact import EncoderWeights, save_artifact
-from codebook.figures import pyplot
-from codebook.quality import (
+from conrec.codebook.artifact import EncoderWeights, save_artifact
+from conrec.codebook.figures import pyplot
+from conrec.codebook.quality import (
     COLLISION_POLICIES,
     CollisionPolicy,
     collision_rate,
@@ -23,7 +23,7 @@ from codebook.quality import (
     resolve_collisions,
     usage,
 )
-from codebook.rqvae import RQVAE, RQVAEConfig
+from conrec.codebook.rqvae import RQVAE, RQVAEConfig
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Codebook versions side by side: publishing into a codebook root, listing it, moving its
-``CURRENT`` pointer (the layout: ``codebook.layout``).
+``CURRENT`` pointer (the layout: ``conrec.codebook.layout``).
 
 A retrained codebook changes every SID, while the prediction store still holds runs made with
 the old one until the next nightly run. So a root keeps each published artifact whole, under its
@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from codebook.artifact import (
+from conrec.codebook.artifact import (
     CODEBOOK_FILE,
     ITEM_SIDS_FILE,
     Codebook,
@@ -30,7 +30,7 @@ from codebook.artifact import (
     load_codebook,
     load_item_sids,
 )
-from codebook.layout import (
+from conrec.codebook.layout import (
     CURRENT_FILE,
     VERSIONS_DIR,
     ArtifactError,

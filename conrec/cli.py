@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 class Command(NamedTuple):
     module: str
     attribute: str  # a Typer app (a group of subcommands) or a command function
-    needs: tuple[str, ...]  # the project's packages it runs on, besides conrec
+    needs: tuple[str, ...]  # the parts it runs on (`conrec.<part>`), besides conrec's own
 
 
 _EVERY_PART = ("codebook", "model", "batch_gen", "store")
@@ -67,9 +67,9 @@ class LazyCommands(TyperGroup):
         return command
 
 
-def _installed(package: str) -> bool:
+def _installed(part: str) -> bool:
     try:
-        return importlib.util.find_spec(package) is not None
+        return importlib.util.find_spec(f"conrec.{part}") is not None
     except ModuleNotFoundError:  # a finder that refuses the name outright
         return False
 
@@ -96,10 +96,10 @@ def _unavailable(name: str, missing: list[str]) -> click.Command:
 
 
 def _distributed() -> ModuleType | None:
-    """``model.distributed``, or None in an install without the model package (the service
+    """``conrec.model.distributed``, or None in an install without the model package (the service
     image), where nothing trains and so no process follows a leader."""
     try:
-        return importlib.import_module("model.distributed")
+        return importlib.import_module("conrec.model.distributed")
     except ModuleNotFoundError:
         return None
 
@@ -125,10 +125,10 @@ app = typer.Typer(
 @app.callback()
 def _ranks() -> None:
     """Under `accelerate launch` or `torchrun`, rank 0 runs the command and the other ranks only
-    join its training (`model.distributed`); without a launcher this does nothing."""
+    join its training (`conrec.model.distributed`); without a launcher this does nothing."""
     distributed = _distributed()
     if distributed is not None and distributed.is_follower():
-        from model.curriculum import train_curriculum
+        from conrec.model.curriculum import train_curriculum
 
         distributed.follow_leader(train_curriculum)
         raise typer.Exit()

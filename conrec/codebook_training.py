@@ -2,7 +2,7 @@
 
 Item vectors (`ItemVectors`): `text`, the item's text through the MiniLM encoder (or
 precomputed `--embeddings`); `collaborative`, the biased factorisation's item factors and bias
-(`model.mf`, neg -1 / exposure 0 / pos +1), fitted on every user's events up to that
+(`conrec.model.mf`, neg -1 / exposure 0 / pos +1), fitted on every user's events up to that
 user's own cutoff (the codebook is trained once for all users: union-trained, like the LLM), for
 catalogues without text; `text+collaborative`, both, each scaled to unit length, side by side.
 An item nobody has rated by then has no collaborative part (zeros). With collaborative vectors
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from codebook.rqvae import RQVAEConfig
-from codebook.train import TrainConfig
-from model.data.cutoff_spec import CUTOFF_HELP
+from conrec.codebook.rqvae import RQVAEConfig
+from conrec.codebook.train import TrainConfig
+from conrec.model.data.cutoff_spec import CUTOFF_HELP
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,9 +61,9 @@ def collaborative_vectors(events: pd.DataFrame, item_ids: list[str], cutoff: str
     """[N, factors + 1] item factors and bias of the factorisation of every user's events up to
     their own cutoff; zeros for an item without any."""
     from conrec.evaluation.users import own_history_events
-    from model.data.splits import cutoffs_for
-    from model.data.visibility import EventLog
-    from model.mf import MatrixFactorization, MFConfig
+    from conrec.model.data.splits import cutoffs_for
+    from conrec.model.data.visibility import EventLog
+    from conrec.model.mf import MatrixFactorization, MFConfig
 
     seen = own_history_events(events, cutoffs_for(events, cutoff))
     log = EventLog.of(seen, item_ids)
@@ -85,11 +85,11 @@ def train_codebook(
 ) -> dict[str, Any]:
     """Train and write a codebook artifact for the items of a prepared-tables folder (None:
     ml-100k's); returns its quality metrics."""
-    from codebook.embed import DEFAULT_ENCODER, MiniLMEncoder, embed_texts, load_precomputed
-    from codebook.train import plot_history, train_rqvae, write_artifact
-    from model.data.prepared import load_tables
-    from model.data.tables import item_texts
-    from model.pypi import cache_dir
+    from conrec.codebook.embed import DEFAULT_ENCODER, MiniLMEncoder, embed_texts, load_precomputed
+    from conrec.codebook.train import plot_history, train_rqvae, write_artifact
+    from conrec.model.data.prepared import load_tables
+    from conrec.model.data.tables import item_texts
+    from conrec.model.pypi import cache_dir
 
     cfg = cfg or CodebookTraining()
     item_vectors, embeddings_path, cutoff = cfg.item_vectors, cfg.embeddings, cfg.cutoff

@@ -2,8 +2,8 @@
 the feedback users gave afterwards.
 
 A logged decision is matched with a later feedback event on the same (user, item) within the
-horizon (7 days), the user known in the log by their pseudonym (`service.core.sampling`, keyed
-by the deployment's salt). Only decisions whose item stayed on the page can receive feedback:
+horizon (7 days), the user known in the log by their pseudonym (`conrec.service.core.sampling`,
+keyed by the deployment's salt). Only decisions whose item stayed on the page can receive feedback:
 `keep`, and `would_drop` (shadow mode, or a user the surface holds out). An enforced `drop` never
 reaches the user, so caught and lost are measured on the held-out users and shadow surfaces:
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.data.splits import HORIZON_DAYS
-from model.data.tables import DAY_SECONDS, Polarity
-from service.core.sampling import user_pseudonym
+from conrec.model.data.splits import HORIZON_DAYS
+from conrec.model.data.tables import DAY_SECONDS, Polarity
+from conrec.service.core.sampling import user_pseudonym
 
 SHOWN = ("keep", "would_drop")
 

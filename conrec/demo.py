@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from batch_gen.job import RunSummary
+    from conrec.batch_gen.job import RunSummary
     from conrec.filter_check import FilterCheck
     from conrec.report import OperatorsReport
 
@@ -81,8 +81,8 @@ def run_demo(
     timer = time.perf_counter()
 
     _stage(1, "data: ml-100k into the prepared canonical tables")
-    from model.data.prepared import write_tables
-    from model.data.sources import load_ml100k
+    from conrec.model.data.prepared import write_tables
+    from conrec.model.data.sources import load_ml100k
 
     ds = dataset or load_ml100k(data_dir)
     tables = write_tables(ds, out / "data")
@@ -101,8 +101,8 @@ def run_demo(
         f"({cb['collision_policy']}); plot {out / 'codebook' / 'training.png'}"
     )
 
-    from model.curriculum import run_curriculum
-    from model.train_config import load_config
+    from conrec.model.curriculum import run_curriculum
+    from conrec.model.train_config import load_config
 
     cfg = load_config(
         str(config),
@@ -115,13 +115,13 @@ def run_demo(
     summary.train = trained.eval
     console.print_json(json.dumps(trained.eval, default=float))
 
-    from batch_gen.config import NightlyConfig
-    from batch_gen.engines.base import EngineConfig
-    from batch_gen.engines.choice import resolve_engine
-    from batch_gen.job import BatchJobConfig
-    from batch_gen.nightly import run_nightly
-    from store.connection import connect, stop_embedded
-    from store.runs import PredictionStore
+    from conrec.batch_gen.config import NightlyConfig
+    from conrec.batch_gen.engines.base import EngineConfig
+    from conrec.batch_gen.engines.choice import resolve_engine
+    from conrec.batch_gen.job import BatchJobConfig
+    from conrec.batch_gen.nightly import run_nightly
+    from conrec.store.connection import connect, stop_embedded
+    from conrec.store.runs import PredictionStore
 
     store_path = out / "prediction-store" / "redis.db"
     run_id = time.strftime("demo-%Y%m%dT%H%M%S")
@@ -148,7 +148,7 @@ def run_demo(
     _stage(
         5, "serve: a threshold from data, POST /filter over HTTP on each user's real next 7 days"
     )
-    from codebook.artifact import load_codebook, load_item_sids
+    from conrec.codebook.artifact import load_codebook, load_item_sids
     from conrec.evaluation.list_metrics import TOPK_METRICS
     from conrec.evaluation.split import EvalSplit
     from conrec.filter_check import filter_future_week

@@ -17,10 +17,10 @@ import httpx
 import redis
 
 from conrec.evaluation.cases import decision_population, future_sets
-from model.data.splits import UserWindow
-from service.core.config import Settings
-from service.main import create_app, serving
-from store.connection import embedded_url
+from conrec.model.data.splits import UserWindow
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app, serving
+from conrec.store.connection import embedded_url
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from model.yaml_config import from_dict, load_yaml
+from conrec.model.yaml_config import from_dict, load_yaml
 
 console = Console()
 
@@ -180,7 +180,7 @@ class Pipeline:
         if step != "prepare":
             return []
         if settings.get("source"):
-            from model.data.mapping import load_mapping
+            from conrec.model.data.mapping import load_mapping
 
             mapping = load_mapping(settings["source"])
             files = [settings["source"], mapping.events, mapping.items]
@@ -189,9 +189,9 @@ class Pipeline:
 
 
 def _prepare(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
-    from model.data.mapping import load_mapping, mapping_from
-    from model.data.prepared import prepare_mapped, write_tables
-    from model.data.sources import load_dataset
+    from conrec.model.data.mapping import load_mapping, mapping_from
+    from conrec.model.data.prepared import prepare_mapped, write_tables
+    from conrec.model.data.sources import load_dataset
 
     opts = dict(settings)
     out = p.output("prepare")
@@ -208,7 +208,7 @@ def _prepare(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _codebook(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
-    from codebook.versions import publish
+    from conrec.codebook.versions import publish
     from conrec.codebook_training import CodebookTraining, train_codebook
 
     opts = dict(settings)
@@ -223,7 +223,7 @@ def _codebook(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _curriculum(p: Pipeline):
-    from model.train_config import load_config
+    from conrec.model.train_config import load_config
 
     settings = dict(p.cfg.train)
     config = settings.pop("config", None)
@@ -239,7 +239,7 @@ def _curriculum(p: Pipeline):
 
 
 def _train(p: Pipeline, _: dict[str, Any]) -> dict[str, Any]:
-    from model.curriculum import run_curriculum
+    from conrec.model.curriculum import run_curriculum
 
     summary = run_curriculum(_curriculum(p)[1])
     return {"final_model": summary.final_model, "eval": summary.eval}
@@ -269,11 +269,11 @@ def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
-    from batch_gen.config import NightlyConfig
-    from batch_gen.engines.base import EngineConfig
-    from batch_gen.job import BatchJobConfig, utc_run_id
-    from batch_gen.nightly import run_nightly
-    from model.data.prepared import load_tables
+    from conrec.batch_gen.config import NightlyConfig
+    from conrec.batch_gen.engines.base import EngineConfig
+    from conrec.batch_gen.job import BatchJobConfig, utc_run_id
+    from conrec.batch_gen.nightly import run_nightly
+    from conrec.model.data.prepared import load_tables
 
     # The step's settings are NightlyConfig's and its job's (BatchJobConfig's) side by side.
     opts = dict(settings)

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from codebook.artifact import Codebook, ItemSIDTable
-from codebook.figures import pyplot
+from conrec.codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.figures import pyplot
 from conrec.evaluation.baselines import Catalogue, CategoryBlocker
 from conrec.evaluation.cases import decision_population, scored_cases, served_cases
 from conrec.evaluation.decision import (
@@ -35,7 +35,7 @@ from conrec.evaluation.decision import (
     share_dropped,
     threshold_at,
 )
-from model.data.splits import UserWindow
+from conrec.model.data.splits import UserWindow
 
 THRESHOLDS = tuple(np.round(np.arange(0.50, 1.0001, 0.02), 2))
 THRESHOLDS_FILE = "thresholds.yaml"
@@ -176,8 +176,8 @@ def operators_report(
 def write_thresholds(
     path: str | Path, threshold: float, how: str, score: str = "max_cosine", by: str = "report"
 ) -> Path:
-    """A thresholds file (`service.core.thresholds`) serving `threshold` of `score` everywhere,
-    saying in its comments how the value was chosen."""
+    """A thresholds file (`conrec.service.core.thresholds`) serving `threshold` of `score`
+    everywhere, saying in its comments how the value was chosen."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {

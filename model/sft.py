@@ -1,8 +1,8 @@
 """Supervised stages (translation, item-level alignment, next-negative warm-up) with LoRA.
 
 A plain HF `Trainer` on samples whose prompt tokens are masked out of the labels
-(`model.stage_data`): the loss covers the completion tokens and EOS only. (TRL's SFTTrainer would
-also work, but it re-tokenises with chat/EOS conventions that a word-level demo tokenizer does
+(`conrec.model.stage_data`): the loss covers the completion tokens and EOS only. (TRL's SFTTrainer
+would also work, but it re-tokenises with chat/EOS conventions that a word-level demo tokenizer does
 not share; this keeps the masking explicit.)
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from transformers import DataCollatorForSeq2Seq
 
-from model import distributed
-from model.stage_data import IGNORE_INDEX, tokenised_rows
-from model.stages import (
+from conrec.model import distributed
+from conrec.model.stage_data import IGNORE_INDEX, tokenised_rows
+from conrec.model.stages import (
     LoraSettings,
     StartingModel,
     attach_lora,
@@ -63,8 +63,8 @@ def run_sft_stage(
     """Train a fresh LoRA adapter on `samples` ({"prompt", "completion"}); return (merged, metrics).
 
     `samples` may be a stream: they are tokenised once into the stage directory
-    (`model.stage_data`). Resumes from the stage's newest checkpoint when one exists. Device and
-    precision follow the machine (a GPU if there is one, bf16 where it supports it).
+    (`conrec.model.stage_data`). Resumes from the stage's newest checkpoint when one exists. Device
+    and precision follow the machine (a GPU if there is one, bf16 where it supports it).
     """
     from transformers import Trainer, TrainingArguments
 

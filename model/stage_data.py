@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from model import distributed
-from model.backbone import encode_completion, encode_prompt
+from conrec.model import distributed
+from conrec.model.backbone import encode_completion, encode_prompt
 
 IGNORE_INDEX = -100
 ROWS_FILE = "data/rows.arrow"

@@ -13,10 +13,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from model.backbone import FILL_TOKEN
-from model.grpo import GRPOStageConfig
-from model.sft import SFTStageConfig
-from model.train_config import CurriculumConfig
+from conrec.model.backbone import FILL_TOKEN
+from conrec.model.grpo import GRPOStageConfig
+from conrec.model.sft import SFTStageConfig
+from conrec.model.train_config import CurriculumConfig
 
 
 @dataclass(frozen=True)

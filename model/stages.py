@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model import distributed
-from model.backbone import device
-from model.sids import is_sid_token
+from conrec.model import distributed
+from conrec.model.backbone import device
+from conrec.model.sids import is_sid_token
 
 DONE_MARKER = "STAGE_DONE"
 LAUNCH_FILE = "launch.json"
@@ -71,7 +71,8 @@ def attach_lora(model, tokenizer, lora: LoraSettings):
 def machine_flags() -> dict[str, bool]:
     """Trainer flags for this machine: bf16 on a GPU that has it (else fp32), pinned memory
     only where there is a GPU to copy to, and CPU processes declared as such (so that several
-    of them, under a launcher, train data-parallel over gloo, as `model.distributed` does)."""
+    of them, under a launcher, train data-parallel over gloo, as `conrec.model.distributed`
+    does)."""
     import torch
 
     gpu = torch.cuda.is_available()

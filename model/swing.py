@@ -7,8 +7,8 @@
 U(i) are the users who gave item i negative feedback, I(u) the items user u disliked, and N_j the
 number of users who disliked j (|U(j)|), so popular dislikes do not swamp every neighbour list.
 The sum runs over ordered pairs (u, v). The graph is capped first, deterministically, in the same
-way as `model.swing_spark`: each user keeps their `max_items_per_user` most recent negatives, then
-each item keeps its `max_users_per_item` most recent users (ties broken by id).
+way as `conrec.model.swing_spark`: each user keeps their `max_items_per_user` most recent negatives,
+then each item keeps its `max_users_per_item` most recent users (ties broken by id).
 """
 
 from __future__ import annotations

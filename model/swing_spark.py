@@ -1,7 +1,7 @@
 """Swing (paper eq. 5) on PySpark, for negative-feedback logs that outgrow one machine.
 
-Same definition, caps and output as `model.swing.swing_scores` (see there); the computation is
-organised by user pair instead of by item: for every pair (u, v) of users sharing items, each
+Same definition, caps and output as `conrec.model.swing.swing_scores` (see there); the computation
+is organised by user pair instead of by item: for every pair (u, v) of users sharing items, each
 ordered item pair (i, j) in I(u) & I(v) receives w_u * w_v / (|I(u) & I(v)| + alpha2).
 """
 
@@ -11,11 +11,11 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from model.swing import SCORE_COLUMNS, SwingConfig
+from conrec.model.swing import SCORE_COLUMNS, SwingConfig
 
 
 def cap_graph_spark(negatives: DataFrame, cfg: SwingConfig) -> DataFrame:
-    """Distinct (user_id, item_id) edges after the caps of `model.swing.cap_graph`."""
+    """Distinct (user_id, item_id) edges after the caps of `conrec.model.swing.cap_graph`."""
     edges = negatives.groupBy("user_id", "item_id").agg(F.max("ts").alias("ts"))
     by_user = Window.partitionBy("user_id").orderBy(F.desc("ts"), F.asc("item_id"))
     edges = edges.withColumn("r", F.row_number().over(by_user))

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from codebook.artifact import ItemSIDTable
-from model import prompts
-from model.data.splits import UserWindow
-from model.data.tables import Polarity
-from model.sids import format_sid
+from conrec.codebook.artifact import ItemSIDTable
+from conrec.model import prompts
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.tables import Polarity
+from conrec.model.sids import format_sid
 
 
 def translation_samples(items: pd.DataFrame, item_sids: ItemSIDTable) -> Iterator[dict]:

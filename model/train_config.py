@@ -6,20 +6,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.backbone import TinyBackboneConfig
-from model.data.splits import CUTOFF_HELP
-from model.grpo import GRPOStageConfig
-from model.sft import SFTStageConfig
-from model.stages import LoraSettings
-from model.swing import SwingConfig
-from model.tasks import AlignmentConfig
-from model.yaml_config import load_yaml
+from conrec.model.backbone import TinyBackboneConfig
+from conrec.model.data.splits import CUTOFF_HELP
+from conrec.model.grpo import GRPOStageConfig
+from conrec.model.sft import SFTStageConfig
+from conrec.model.stages import LoraSettings
+from conrec.model.swing import SwingConfig
+from conrec.model.tasks import AlignmentConfig
+from conrec.model.yaml_config import load_yaml
 
 
 @dataclass
 class PromptSettings:
-    """How next-negative prompts are built (`model.prompts.next_negative_prompter`); saved beside
-    the model so that the nightly job builds them the same way."""
+    """How next-negative prompts are built (`conrec.model.prompts.next_negative_prompter`); saved
+    beside the model so that the nightly job builds them the same way."""
 
     max_negatives: int = field(default=20, metadata={"help": "Negatives kept in a prompt."})
     max_positives: int = field(default=20, metadata={"help": "Positives kept in a prompt."})
@@ -125,5 +125,6 @@ class CurriculumConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> CurriculumConfig:
-    """A curriculum YAML file (``model.yaml_config``), with ``overrides`` (not None) on top."""
+    """A curriculum YAML file (``conrec.model.yaml_config``), with ``overrides`` (not None) on
+    top."""
     return load_yaml(CurriculumConfig, path, **overrides)

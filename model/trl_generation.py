@@ -10,8 +10,8 @@ from __future__ import annotations
 from transformers import LogitsProcessorList
 from trl import GRPOTrainer
 
-from model.constrained import SIDLogitsProcessor
-from model.trie import SIDTrie
+from conrec.model.constrained import SIDLogitsProcessor
+from conrec.model.trie import SIDTrie
 
 TRL_TESTED = "1.16.0"
 

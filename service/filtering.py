@@ -17,24 +17,24 @@ from operator import attrgetter
 import numpy as np
 import redis
 
-from codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
-from codebook.calibration import prefix_depth
-from codebook.similarity import max_cosine_tables, max_cosine_vectors, use_tables
-from service.api.schemas import (
+from conrec.codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
+from conrec.codebook.calibration import prefix_depth
+from conrec.codebook.similarity import max_cosine_tables, max_cosine_vectors, use_tables
+from conrec.service.api.schemas import (
     Candidate,
     DroppedItem,
     FilterRequest,
     FilterResponse,
     ItemIdsRequest,
 )
-from service.core.decision_log import Decision
-from service.core.logs import request_id
-from service.core.prediction_cache import NOT_CACHED, CachedPrediction
-from service.core.sampling import HOLDOUT, LOG_SAMPLE, user_pseudonym, user_share
-from service.core.state import LoadedCodebook, LoadedCodebooks, ServiceState
-from service.core.thresholds import OverrideRange, Surface
-from service.metrics import SurfaceMetrics
-from store.values import Prediction, StoreError
+from conrec.service.core.decision_log import Decision
+from conrec.service.core.logs import request_id
+from conrec.service.core.prediction_cache import NOT_CACHED, CachedPrediction
+from conrec.service.core.sampling import HOLDOUT, LOG_SAMPLE, user_pseudonym, user_share
+from conrec.service.core.state import LoadedCodebook, LoadedCodebooks, ServiceState
+from conrec.service.core.thresholds import OverrideRange, Surface
+from conrec.service.metrics import SurfaceMetrics
+from conrec.store.values import Prediction, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ def calibrated_scores(
     item_ids: list[str],
     counted: SurfaceMetrics,
 ) -> tuple[np.ndarray, str]:
-    """P(dislike) of the scored candidates (`codebook.calibration`) and "" , or no scores and
+    """P(dislike) of the scored candidates (`conrec.codebook.calibration`) and "" , or no scores and
     the fail-open reason. With a prediction carrying the per-user part of a loaded calibration:
     the full model; else (no prediction, or a run without that part) the items-only model,
     counted by reason."""
@@ -539,7 +539,7 @@ def decisions(
     dropped: set[str],
     response: FilterResponse,
 ) -> list[Decision]:
-    """One request's decisions as decision-log lines (`service.core.decision_log`)."""
+    """One request's decisions as decision-log lines (`conrec.service.core.decision_log`)."""
     now, user = time.time(), user_pseudonym(salt, user_id)
     above = "would_drop" if response.holdout or response.mode == "shadow" else "drop"
     return [

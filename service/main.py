@@ -15,15 +15,15 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
-from service.api.middleware import MetricsMiddleware, RequestIdMiddleware
-from service.api.routes import filter as filter_routes
-from service.api.routes import ops
-from service.api.schemas import openapi_components
-from service.core.config import Settings
-from service.core.logs import configure_logging
-from service.core.state import ServiceState
-from service.metrics import create_metrics
-from store.connection import stop_embedded
+from conrec.service.api.middleware import MetricsMiddleware, RequestIdMiddleware
+from conrec.service.api.routes import filter as filter_routes
+from conrec.service.api.routes import ops
+from conrec.service.api.schemas import openapi_components
+from conrec.service.core.config import Settings
+from conrec.service.core.logs import configure_logging
+from conrec.service.core.state import ServiceState
+from conrec.service.metrics import create_metrics
+from conrec.store.connection import stop_embedded
 
 logger = logging.getLogger(__name__)
 # How many more container objects (lists, dicts, ...) may be alive than at the last collection

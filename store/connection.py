@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from store.multiplexed import MultiplexedRedis
+from conrec.store.multiplexed import MultiplexedRedis
 
 DEFAULT_EMBEDDED_PATH = Path("runs/prediction-store/redis.db")
 # Per cluster node, for the service's asyncio reader.

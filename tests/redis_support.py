@@ -20,7 +20,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from store.connection import connect
+from conrec.store.connection import connect
 
 TEST_REDIS_URL_ENV = "CONREC_TEST_REDIS_URL"
 TEST_REDIS_CLUSTER_URL_ENV = "CONREC_TEST_REDIS_CLUSTER_URL"

@@ -23,12 +23,21 @@ LAYERS = {
 }
 
 
+def installed_name(package: str) -> str:
+    """A folder's import name: the architecture's parts install under `conrec` (setup.py)."""
+    return package if package in ("conrec", "conrec_client") else f"conrec.{package}"
+
+
 def modules(package: str) -> dict[str, Path]:
     found = {}
     for path in (ROOT / package).rglob("*.py"):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        found[name] = path
+        parts = path.relative_to(ROOT / package).with_suffix("").parts
+        parts = (
+            installed_name(package),
+            *parts[:-1],
+            *([] if parts[-1] == "__init__" else parts[-1:]),
+        )
+        found[".".join(parts)] = path
     return found
 
 
@@ -100,9 +109,29 @@ def test_no_import_cycle_inside_a_package(package: str) -> None:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
-    others = {name: ROOT / name for name in PACKAGES if name != package}
-    imported = set().union(*(imports(path, others) for path in modules(package).values()))
+    # Its own name included, so that its imports of itself stop there.
+    names = {installed_name(name): name for name in PACKAGES}
+    imported = {
+        names[name] for path in modules(package).values() for name in imports(path, names)
+    } - {package}
     assert imported <= LAYERS[package], f"{package} imports {sorted(imported - LAYERS[package])}"
+
+
+def test_the_parts_are_imported_by_their_installed_names() -> None:
+    """`from model.x import y` would load a second copy of `conrec.model.x` from a checkout's
+    root (on sys.path when a command runs there) and fail in an installed environment."""
+    parts = {name for name in PACKAGES if installed_name(name) != name}
+    bare = []
+    for path in (p for folder in (*PACKAGES, "tests") for p in (ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            bare += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in parts]
+    assert bare == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

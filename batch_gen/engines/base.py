@@ -6,10 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from batch_gen.engines.beam import Exclusions, exclusions
-from model.backbone import encode_prompt
-from model.sids import SID, level_token, parse_sid
-from model.trie import SIDTrie
+from conrec.batch_gen.engines.beam import Exclusions, exclusions
+from conrec.model.backbone import encode_prompt
+from conrec.model.sids import SID, level_token, parse_sid
+from conrec.model.trie import SIDTrie
 
 ScoredSID = tuple[SID, float]
 

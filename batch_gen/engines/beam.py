@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.trie import SIDTrie
+from conrec.model.trie import SIDTrie
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-from batch_gen.engines.base import BeamSearchEngine, EngineConfig
-from model.prompts import trained_prompt_kwargs
+from conrec.batch_gen.engines.base import BeamSearchEngine, EngineConfig
+from conrec.model.prompts import trained_prompt_kwargs
 
 log = logging.getLogger(__name__)
 Engine = Literal["auto", "vllm", "hf"]
@@ -44,7 +44,7 @@ def resolve_engine(kind: str, model_dir: str | None = None) -> str:
 
 
 def _vllm_faster_on_cpu(model_dir: str) -> bool:
-    from batch_gen.engines.vllm_engine import PREFIX_BLOCK_SIZE
+    from conrec.batch_gen.engines.vllm_engine import PREFIX_BLOCK_SIZE
 
     if not cpu_vllm_installed():
         return False  # e.g. the CUDA batch image on a CPU node
@@ -68,11 +68,11 @@ def make_engine(kind: str, config: EngineConfig, trie) -> BeamSearchEngine:
         log.info("engine %s: %s for %s on this hardware", kind, resolved, config.model_path)
     kind = resolved
     if kind == "vllm":
-        from batch_gen.engines.vllm_engine import VLLMBeamEngine
+        from conrec.batch_gen.engines.vllm_engine import VLLMBeamEngine
 
         return VLLMBeamEngine(config, trie)
     if kind == "hf":
-        from batch_gen.engines.hf import HFBeamEngine
+        from conrec.batch_gen.engines.hf import HFBeamEngine
 
         return HFBeamEngine(config, trie)
     raise ValueError(f"engine must be one of {ENGINES}, got {kind!r}")
@@ -83,7 +83,7 @@ def constrained_engine(
 ) -> BeamSearchEngine:
     """The ``kind`` engine over a trained model, its beams constrained to the catalogue's SIDs
     (``item_codes`` [N, D])."""
-    from model.constrained import build_sid_trie
+    from conrec.model.constrained import build_sid_trie
 
     config = config or EngineConfig(model_path=str(model_dir))
     return make_engine(kind, config, build_sid_trie(item_codes, tokenizer))

@@ -21,7 +21,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import torch
 
-from batch_gen.engines.base import (
+from conrec.batch_gen.engines.base import (
     BeamSearchEngine,
     EngineConfig,
     ScoredSID,
@@ -29,7 +29,7 @@ from batch_gen.engines.base import (
     chunks,
     encode_prompts,
 )
-from batch_gen.engines.beam import (
+from conrec.batch_gen.engines.beam import (
     Beams,
     Exclusions,
     allowed_mask,
@@ -38,9 +38,9 @@ from batch_gen.engines.beam import (
     expand,
     initial_beams,
 )
-from model.backbone import device
-from model.sids import SID
-from model.trie import SIDTrie
+from conrec.model.backbone import device
+from conrec.model.sids import SID
+from conrec.model.trie import SIDTrie
 
 
 def constrained_logprobs(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

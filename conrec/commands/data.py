@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from conrec.commands.options import override_options
-from model.data.mapping import SourceMapping
-from model.data.sources import DatasetName
+from conrec.model.data.mapping import SourceMapping
+from conrec.model.data.sources import DatasetName
 
 app = typer.Typer(
     help="Load a source into the canonical items/events tables.", no_args_is_help=True
@@ -40,9 +40,9 @@ def prepare(
     ),
 ) -> None:
     """Load, validate and write items/events Parquet and report.json; print what was dropped."""
-    from model.data.mapping import load_mapping, mapping_from
-    from model.data.prepared import prepare_mapped, write_tables
-    from model.data.sources import load_dataset
+    from conrec.model.data.mapping import load_mapping, mapping_from
+    from conrec.model.data.prepared import prepare_mapped, write_tables
+    from conrec.model.data.sources import load_dataset
 
     if label_values:
         overrides["label_values"] = _pairs(label_values)
@@ -58,7 +58,7 @@ def prepare(
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
 
-    from model.data.prepared import summarize
+    from conrec.model.data.prepared import summarize
 
     table = Table(title=f"{report.source}: prepared tables in {Path(out)}")
     table.add_column("measure")

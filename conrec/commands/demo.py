@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from batch_gen.config import NightlyConfig
+from conrec.batch_gen.config import NightlyConfig
 from conrec.commands.options import override_options
 
 

@@ -4,7 +4,7 @@ theirs), and the options several commands share.
 
 A field's ``metadata["help"]`` is its option's help; its metadata may also name the environment
 variable the option falls back to (``env``), a number's bounds (``min``, ``max``, which the YAML
-loader, ``model.yaml_config``, checks too), or make the field a positional argument
+loader, ``conrec.model.yaml_config``, checks too), or make the field a positional argument
 (``argument``).
 """
 
@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 def _prepared_folder(value: str | None) -> str | None:
     # Checked before any work starts, so a wrong path is a usage error, not a traceback later.
-    from model.data.prepared import EVENTS_FILE, ITEMS_FILE, is_prepared
+    from conrec.model.data.prepared import EVENTS_FILE, ITEMS_FILE, is_prepared
 
     if value is not None and not is_prepared(value):
         raise typer.BadParameter(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from batch_gen.engines.choice import Engine
+from conrec.batch_gen.engines.choice import Engine
 from conrec.commands.options import DataOption
 
 console = Console()
@@ -62,10 +62,10 @@ def report(
     if decision_log:
         _production(decision_log, feedback, salt, Path(out))
         return
-    from codebook.artifact import load_codebook, load_item_sids
+    from conrec.codebook.artifact import load_codebook, load_item_sids
     from conrec.evaluation.split import EvalSplit
+    from conrec.model.data.prepared import load_tables
     from conrec.report import operators_report
-    from model.data.prepared import load_tables
 
     tables = load_tables(data)
     table = load_item_sids(codebook_dir)
@@ -129,8 +129,8 @@ def _codes(sids):
 
 def _published(redis_url: str | None, store_path: str | None, users: list[str]) -> dict:
     """user -> Prediction of the published run, for the users that have one."""
-    from store.connection import connect, stop_embedded
-    from store.runs import PredictionStore
+    from conrec.store.connection import connect, stop_embedded
+    from conrec.store.runs import PredictionStore
 
     if store_path and not Path(store_path).is_file():
         raise typer.BadParameter(f"no prediction store at {store_path}")
@@ -147,8 +147,8 @@ def _calibrated(codebook_dir: str, split, found: dict, codebook, table):
     """The calibrated score's cases, as the service would score them, where the codebook has a
     calibration artifact (None otherwise): users whose prediction carries a part made for it
     get the full model, the others the item features alone."""
-    from codebook.artifact import ArtifactError
-    from codebook.calibration import load_calibration
+    from conrec.codebook.artifact import ArtifactError
+    from conrec.codebook.calibration import load_calibration
     from conrec.evaluation.cases import calibrated_cases
 
     try:

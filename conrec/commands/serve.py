@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service.core.config import Settings
+from conrec.service.core.config import Settings
 
 # The service's settings (pydantic-settings, CONREC_* variables) hold the defaults.
 _DEFAULT = {name: field.default for name, field in Settings.model_fields.items()}
@@ -28,7 +28,7 @@ def serve(
     """Run the filter service (POST /filter); configured by CONREC_* environment variables."""
     from pydantic import ValidationError
 
-    from service.main import run
+    from conrec.service.main import run
 
     overrides = {"host": host, "port": port, "embedded": embedded or None}
     try:

@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from store.runs import PredictionStore
-    from store.values import RunMeta
+    from conrec.store.runs import PredictionStore
+    from conrec.store.values import RunMeta
 
 app = typer.Typer(
     help="The prediction store: published runs, rollback, erasure.", no_args_is_help=True
@@ -106,7 +106,7 @@ def rollback(
 ) -> None:
     """Point readers back at an earlier run published whole whose predictions have not expired;
     exit 2, changing nothing, for one that never was or has expired."""
-    from store.values import StoreError
+    from conrec.store.values import StoreError
 
     with _opened(redis_url, cluster, prefix, store_path) as store:
         before = store.current_run()
@@ -154,8 +154,8 @@ def _opened(
     """The store the options name, its pointer read afresh on every call."""
     from pathlib import Path
 
-    from store.connection import connect, release_embedded
-    from store.runs import PredictionStore
+    from conrec.store.connection import connect, release_embedded
+    from conrec.store.runs import PredictionStore
 
     if store_path is not None:
         if cluster:

@@ -19,7 +19,7 @@ errors = Console(stderr=True)
 @app.command()
 def check(file: Annotated[Path, typer.Argument(help="The thresholds YAML file.")]) -> None:
     """Exit 0 and show the config the service would apply, or exit 2 and say what is wrong."""
-    from service.core.thresholds import OTHER, ThresholdsError, parse_thresholds
+    from conrec.service.core.thresholds import OTHER, ThresholdsError, parse_thresholds
 
     try:
         thresholds = parse_thresholds(file.read_bytes())

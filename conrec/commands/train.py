@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from conrec.commands.options import DataOption, override_options
-from model.train_config import CurriculumConfig
+from conrec.model.train_config import CurriculumConfig
 
 
 @override_options(CurriculumConfig, only=("output_dir", "codebook_dir", "cutoff"))
@@ -21,8 +21,8 @@ def train(
     data: DataOption = None,
 ) -> None:
     """Train SFT (translation, alignment, warm-up) then progressive GRPO; resumable."""
-    from model.curriculum import SUMMARY_FILE, run_curriculum
-    from model.train_config import load_config
+    from conrec.model.curriculum import SUMMARY_FILE, run_curriculum
+    from conrec.model.train_config import load_config
 
     cfg = load_config(config, data=data, **overrides)
     summary = run_curriculum(cfg)

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from batch_gen.engines.choice import Engine
-from codebook.artifact import Codebook, ItemSIDTable, load_codebook, load_item_sids
-from codebook.figures import pyplot
+from conrec.batch_gen.engines.choice import Engine
+from conrec.codebook.artifact import Codebook, ItemSIDTable, load_codebook, load_item_sids
+from conrec.codebook.figures import pyplot
 from conrec.evaluation.baselines import Catalogue
 from conrec.evaluation.calibrated import (
     CALIBRATED,
@@ -53,11 +53,11 @@ from conrec.evaluation.list_metrics import TOPK_METRICS, topk_hits
 from conrec.evaluation.rows import BACKTEST_BASELINES
 from conrec.evaluation.split import EvalSplit
 from conrec.evaluation.tuning import GRIDS
-from model.calibration import CalibrationSettings
-from model.data.prepared import load_tables
-from model.data.sources import DataTables
-from model.data.splits import HORIZON_DAYS
-from model.data.tables import DAY_SECONDS, Polarity
+from conrec.model.calibration import CalibrationSettings
+from conrec.model.data.prepared import load_tables
+from conrec.model.data.sources import DataTables
+from conrec.model.data.splits import HORIZON_DAYS
+from conrec.model.data.tables import DAY_SECONDS, Polarity
 
 console = Console()
 HISTORY_SET = "history_set"
@@ -132,7 +132,7 @@ class Week:
 
 
 def run_backtest(cfg: BacktestConfig, dataset: DataTables | None = None) -> dict:
-    from model.train_config import load_config
+    from conrec.model.train_config import load_config
 
     start = time.perf_counter()
     out = Path(cfg.out)
@@ -224,7 +224,7 @@ def _baseline(name: str, split: EvalSplit, catalogue: Catalogue, k: int) -> dict
 
 
 def _train(base, data: DataTables, cutoff: int, out: Path) -> str:
-    from model.curriculum import run_curriculum
+    from conrec.model.curriculum import run_curriculum
 
     model = out / "models" / str(cutoff)
     cfg = dataclasses.replace(

@@ -7,7 +7,7 @@ score carries its own tie-break where its primary signal is coarse (category blo
 popularity scaled below one unit, so a user with no signal gets the popularity ranking rather
 than an arbitrary one.
 
-Every baseline is fitted under the time-consistent protocol (`model.data.visibility`):
+Every baseline is fitted under the time-consistent protocol (`conrec.model.data.visibility`):
 `fit(log, until)` may read only the events with ts <= until, and `scores(window)` only the
 user's own history, which ends at their cutoff. `exact` baselines are refitted at every distinct
 cutoff; the others once per bucket of cutoffs, at its earliest.
@@ -28,13 +28,13 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from codebook.artifact import ItemSIDTable
-from model.data.splits import UserWindow
-from model.data.tables import DAY_SECONDS, Polarity, categories_of
-from model.data.visibility import EventLog
-from model.mf import MatrixFactorization, MFConfig
-from model.sids import SID
-from model.swing import SwingConfig, swing_scores
+from conrec.codebook.artifact import ItemSIDTable
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.tables import DAY_SECONDS, Polarity, categories_of
+from conrec.model.data.visibility import EventLog
+from conrec.model.mf import MatrixFactorization, MFConfig
+from conrec.model.sids import SID
+from conrec.model.swing import SwingConfig, swing_scores
 
 
 class Baseline(Protocol):
@@ -175,7 +175,7 @@ class DislikePrior:
 
 class FactorizationBaseline:
     """A biased matrix factorisation of the visible feedback (neg -1, exposure 0, pos +1;
-    `model.mf`): item factors fitted per bucket of cutoffs, the user's factors
+    `conrec.model.mf`): item factors fitted per bucket of cutoffs, the user's factors
     folded in from their own history up to their cutoff. Score: minus the predicted rating."""
 
     name = "factorization"

@@ -2,8 +2,8 @@
 its rows of the decision table.
 
 Every (user, future item) of a split's decision population is a pair with its features
-(`codebook.calibration.FEATURES`), each user's at their own cutoff under the time-consistent
-protocol: the item features from the events up to it (`model.calibration`), the factorisation
+(`conrec.codebook.calibration.FEATURES`), each user's at their own cutoff under the time-consistent
+protocol: the item features from the events up to it (`conrec.model.calibration`), the factorisation
 refitted per bucket of cutoffs with the user folded in, and the max cosine and SID-prefix depth
 to a prediction set. A logistic regression over these features is fitted on the validation
 split's pairs and judged on the test split's, three ways, to isolate what the LLM adds:
@@ -27,21 +27,27 @@ from pathlib import Path
 
 import numpy as np
 
-from codebook.artifact import Codebook, ItemSIDTable
-from codebook.calibration import FEATURES, ITEM_FEATURES, LogisticModel, prefix_depth, user_layout
-from codebook.similarity import max_cosine
+from conrec.codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.calibration import (
+    FEATURES,
+    ITEM_FEATURES,
+    LogisticModel,
+    prefix_depth,
+    user_layout,
+)
+from conrec.codebook.similarity import max_cosine
 from conrec.evaluation.cases import decision_population, future_sets, history_predictions
 from conrec.evaluation.decision import DecisionCase, DecisionResult, judge, merge_seeds
 from conrec.evaluation.split import EvalSplit
-from model.calibration import (
+from conrec.model.calibration import (
     CalibrationSettings,
     fit_item_side,
     item_parts,
     save_item_side,
     user_dislike,
 )
-from model.data.visibility import EventLog, refit_schedule
-from model.mf import MatrixFactorization
+from conrec.model.data.visibility import EventLog, refit_schedule
+from conrec.model.mf import MatrixFactorization
 
 
 @dataclass

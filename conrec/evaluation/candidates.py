@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from codebook.artifact import ItemSIDTable
-from model.data.splits import UserWindow
-from model.data.tables import Polarity
+from conrec.codebook.artifact import ItemSIDTable
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.tables import Polarity
 
 CANDIDATES = 20
 _POLARITY_ORDER = {Polarity.EXPOSURE.value: 0, Polarity.POS.value: 1}

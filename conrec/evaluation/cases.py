@@ -4,8 +4,8 @@ The population is every user with a future negative or positive (the future posi
 are also negatives count as negatives). Two ways to score:
 
 - `served_cases`: the service's own rule, the max cosine of a candidate's decoded SID to the
-  user's predicted SIDs (`codebook.similarity.max_cosine`); a user without a prediction, or an
-  item without a SID, scores -inf, i.e. is kept, as the service fails open;
+  user's predicted SIDs (`conrec.codebook.similarity.max_cosine`); a user without a prediction, or
+  an item without a SID, scores -inf, i.e. is kept, as the service fails open;
 - `scored_cases`: a reference scorer's own score of every catalogue item (e.g. an item's
   dislike prior); items outside the catalogue score -inf;
 - `calibrated_cases`: the service's calibrated score, P(dislike) from a calibration artifact and
@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from codebook.artifact import Codebook, ItemSIDTable
-from codebook.calibration import AlignedItems, prefix_depth
-from codebook.similarity import max_cosine
+from conrec.codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.calibration import AlignedItems, prefix_depth
+from conrec.codebook.similarity import max_cosine
 from conrec.evaluation.decision import DecisionCase
-from model.data.splits import UserWindow
+from conrec.model.data.splits import UserWindow
 
 
 def future_sets(w: UserWindow) -> tuple[list[str], list[str], list[str]]:

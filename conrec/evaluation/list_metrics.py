@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from conrec.evaluation.users import LONGTAIL_USER_MAX_NEGATIVES, EvalUser
-from model.sids import SID
+from conrec.model.sids import SID
 
 TOPK_METRICS = ("hr", "fhr", "luf", "lif")
 # Candidate Accuracy by a row's own score (an LLM's likelihood, a baseline's score), and by the

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from batch_gen.engines.base import BeamSearchEngine, EngineConfig
-from batch_gen.engines.choice import constrained_engine
-from batch_gen.job import UserPrompt, build_user_prompts
-from codebook.artifact import ItemSIDTable
+from conrec.batch_gen.engines.base import BeamSearchEngine, EngineConfig
+from conrec.batch_gen.engines.choice import constrained_engine
+from conrec.batch_gen.job import UserPrompt, build_user_prompts
+from conrec.codebook.artifact import ItemSIDTable
 from conrec.evaluation.split import EvalSplit
-from model.likelihood import completion_logprobs
-from model.prompts import trained_prompter
-from model.sids import SID, format_sid
+from conrec.model.likelihood import completion_logprobs
+from conrec.model.prompts import trained_prompter
+from conrec.model.sids import SID, format_sid
 
 
 class LLMPredictor:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codebook.artifact import Codebook, ItemSIDTable
-from codebook.figures import pyplot
+from conrec.codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.figures import pyplot
 from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY
 from conrec.evaluation.calibrated import LABELS as CALIBRATED_LABELS
 from conrec.evaluation.cases import history_predictions, served_cases
@@ -53,8 +53,8 @@ from conrec.evaluation.rows import (
 )
 from conrec.evaluation.split import EvalSplit
 from conrec.evaluation.tuning import GRID_MEANING
+from conrec.model.pretrained import SMOLLM2
 from conrec.report import SERVED_BUDGET, THRESHOLDS_FILE, operators_report, write_thresholds
-from model.pretrained import SMOLLM2
 
 METRICS = (*TOPK_METRICS, CANDIDATE_METRIC, SERVED_CANDIDATE_METRIC)
 LABELS = {
@@ -118,7 +118,7 @@ def write_results(
 
 
 def _backbone_name(config_path: str) -> str:
-    from model.train_config import load_config
+    from conrec.model.train_config import load_config
 
     backbone = load_config(config_path).backbone
     return "tiny" if backbone is None else "smollm2" if backbone == SMOLLM2 else str(backbone)
@@ -191,7 +191,7 @@ def _decisions(
 
 
 def _history_cand_acc(split: EvalSplit, table: ItemSIDTable, codebook: Codebook) -> float:
-    from codebook.similarity import max_cosine
+    from conrec.codebook.similarity import max_cosine
 
     predictions = history_predictions(split.windows, table)
     scores = []

@@ -1,8 +1,9 @@
 """The rows of the evaluation: baselines, the LLM rows and what each LLM row changes.
 
 Every LLM row is the curriculum config under evaluation with a few fields changed, so rows that
-agree on a prefix of stages share those stages (`model.stage_plan`). The ablation follows paper
-table 2, adding one module per row; its last row is the config as given, the product's default:
+agree on a prefix of stages share those stages (`conrec.model.stage_plan`). The ablation follows
+paper table 2, adding one module per row; its last row is the config as given, the product's
+default:
 
     sft_neg      translation + next-negative SFT (negatives only)   = LC-Rec (neg. only)
     align        + item-level alignment
@@ -24,7 +25,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports these rows; the training stack loads only when a row runs
-    from model.train_config import CurriculumConfig
+    from conrec.model.train_config import CurriculumConfig
 
 BASELINES = (
     "random",

@@ -26,8 +26,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from batch_gen.engines.choice import Engine
-from codebook.artifact import CODEBOOK_FILE, Codebook, ItemSIDTable, load_codebook, load_item_sids
+from conrec.batch_gen.engines.choice import Engine
+from conrec.codebook.artifact import (
+    CODEBOOK_FILE,
+    Codebook,
+    ItemSIDTable,
+    load_codebook,
+    load_item_sids,
+)
 from conrec.evaluation.baselines import Catalogue
 from conrec.evaluation.calibrated import calibrated_rows
 from conrec.evaluation.cases import served_cases
@@ -42,11 +48,11 @@ from conrec.evaluation.llm import llm_outputs
 from conrec.evaluation.rows import BASELINES, LLM_ROWS, STOCHASTIC_BASELINES, select_rows
 from conrec.evaluation.split import DEFAULT_BUCKETS, SPLITS, EvalSplit, Split
 from conrec.evaluation.users import own_history_events
-from model.calibration import CalibrationSettings
-from model.data.prepared import load_tables
-from model.data.sources import DataTables
-from model.data.splits import cutoffs_for, validation_spec
-from model.train_config import CurriculumConfig, load_config
+from conrec.model.calibration import CalibrationSettings
+from conrec.model.data.prepared import load_tables
+from conrec.model.data.sources import DataTables
+from conrec.model.data.splits import cutoffs_for, validation_spec
+from conrec.model.train_config import CurriculumConfig, load_config
 
 console = Console()
 
@@ -228,7 +234,7 @@ def score_run(scene: Scene, predictions: dict, candidate_scores: list, k: int) -
 
 
 def _max_cosine(scene: Scene, codes: np.ndarray, pred) -> np.ndarray:
-    from codebook.similarity import max_cosine
+    from conrec.codebook.similarity import max_cosine
 
     return max_cosine(scene.codebook, codes, np.asarray(pred, dtype=np.int64))
 
@@ -357,7 +363,7 @@ def _baseline_runs(name, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRu
 
 
 def _llm_runs(key, cfg, scenes: dict[str, Scene], out: Path) -> list[RowRun]:
-    from model.curriculum import run_curriculum
+    from conrec.model.curriculum import run_curriculum
 
     row = LLM_ROWS[key]
 

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from conrec.evaluation.baselines import Catalogue
-from model.data.splits import UserWindow
-from model.data.tables import Polarity
-from model.data.visibility import EventLog
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.tables import Polarity
+from conrec.model.data.visibility import EventLog
 
 PAD, BOS, OFFSET = 0, 1, 2  # token ids; catalogue row r is token r + OFFSET
 IGNORE = -100

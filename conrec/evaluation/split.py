@@ -1,13 +1,13 @@
 """The evaluated split: who is judged, at which cutoff, against what, and what models may see.
 
-`test` uses the configured cutoff (each user's midpoint by default, `model.data.splits`), as the
-training curriculum does: training windows and Swing never look past it. `validation` keeps only
+`test` uses the configured cutoff (each user's midpoint by default, `conrec.model.data.splits`), as
+the training curriculum does: training windows and Swing never look past it. `validation` keeps only
 the events visible at test time (each event up to its owner's test cutoff) and applies the
 cutoff spec again to them (or one horizon back for an absolute date), so tuning on it never sees
 the reported future.
 
 On either split, a user with cutoff t is scored by models that saw every event with ts <= t and
-none after it (`model.data.visibility`): `log` is the split's events in time order, and
+none after it (`conrec.model.data.visibility`): `log` is the split's events in time order, and
 models fitted once per bucket of cutoffs use `buckets` of them.
 """
 
@@ -19,12 +19,12 @@ from typing import Literal
 
 import pandas as pd
 
-from codebook.artifact import ItemSIDTable
+from conrec.codebook.artifact import ItemSIDTable
 from conrec.evaluation.candidates import CandidateSet, candidate_sets
 from conrec.evaluation.list_metrics import summarize, topk_hits
 from conrec.evaluation.users import EvalUser, eval_users, own_history_events
-from model.data.splits import UserWindow, cutoffs_for, user_windows, validation_spec
-from model.data.visibility import EventLog
+from conrec.model.data.splits import UserWindow, cutoffs_for, user_windows, validation_spec
+from conrec.model.data.visibility import EventLog
 
 Split = Literal["test", "validation"]
 SPLITS: tuple[Split, ...] = typing.get_args(Split)

@@ -31,10 +31,10 @@ from conrec.evaluation.cases import scored_cases
 from conrec.evaluation.decision import DecisionCase, rates, threshold_at
 from conrec.evaluation.list_metrics import summarize, topk_hits
 from conrec.evaluation.split import EvalSplit
-from model.data.visibility import refit_schedule
-from model.mf import MFConfig
-from model.sids import SID
-from model.swing import SwingConfig
+from conrec.model.data.visibility import refit_schedule
+from conrec.model.mf import MFConfig
+from conrec.model.sids import SID
+from conrec.model.swing import SwingConfig
 
 GRIDS: dict[str, tuple] = {
     "random": (None,),

@@ -4,7 +4,7 @@ For a user and cutoff t (the data layer's `UserWindow`):
 - next negative: the first negative after t (HR@k);
 - future negatives: the negatives in (t, t + 7 days] (FHR@k, LUF@k);
 - long-tail future negatives: those on items with fewer than `longtail_max` negatives among all
-  users' events up to t (the time-consistent protocol, `model.data.visibility`) (LIF@k);
+  users' events up to t (the time-consistent protocol, `conrec.model.data.visibility`) (LIF@k);
 - seen: SIDs of every item in the user's history; the evaluation excludes them from every
   model's top-k (a user rates an item once, so a seen item can never be a future negative).
 """
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from codebook.artifact import ItemSIDTable
-from model.data.splits import UserWindow
-from model.data.tables import Polarity
-from model.data.visibility import EventLog
-from model.sids import SID
+from conrec.codebook.artifact import ItemSIDTable
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.tables import Polarity
+from conrec.model.data.visibility import EventLog
+from conrec.model.sids import SID
 
 LONGTAIL_MAX_NEGATIVES = 5
 LONGTAIL_USER_MAX_NEGATIVES = 3

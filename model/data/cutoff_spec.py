@@ -1,5 +1,5 @@
-"""The help text of a cutoff spec, apart from `model.data.splits` (which parses specs) because
-it imports no pandas: the serving image's CLI shows it without the data extra installed."""
+"""The help text of a cutoff spec, apart from `conrec.model.data.splits` (which parses specs)
+because it imports no pandas: the serving image's CLI shows it without the data extra installed."""
 
 from __future__ import annotations
 

@@ -31,8 +31,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from model.data.tables import CATEGORY_SEPARATOR, Polarity
-from model.yaml_config import from_dict, load_yaml
+from conrec.model.data.tables import CATEGORY_SEPARATOR, Polarity
+from conrec.model.yaml_config import from_dict, load_yaml
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from model.data.mapping import SourceMapping, column_hints, map_events, map_items, require_columns
-from model.data.readers import columns_of, iter_chunks, read_table
-from model.data.sources import DataTables, load_ml100k
-from model.data.tables import (
+from conrec.model.data.mapping import (
+    SourceMapping,
+    column_hints,
+    map_events,
+    map_items,
+    require_columns,
+)
+from conrec.model.data.readers import columns_of, iter_chunks, read_table
+from conrec.model.data.sources import DataTables, load_ml100k
+from conrec.model.data.tables import (
     LoadReport,
     drop_non_interest_negatives,
     validate_events,
     validate_items,
 )
-from model.pypi import cache_dir
+from conrec.model.pypi import cache_dir
 
 log = logging.getLogger(__name__)
 

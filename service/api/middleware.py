@@ -10,8 +10,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.core.logs import request_id
-from service.metrics import Metrics
+from conrec.service.core.logs import request_id
+from conrec.service.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A caller's id is echoed only if it is printable ASCII and short: it goes into every log line
@@ -21,8 +21,9 @@ _VALID_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,128}").fullmatch
 
 class RequestIdMiddleware:
     """The request's id (the caller's ``X-Request-ID`` if valid, else 32 random hex digits) is
-    set in ``service.core.logs.request_id`` while the request is served, so that log lines carry
-    it, and returned in the response's ``X-Request-ID`` header. Nothing is logged per request."""
+    set in ``conrec.service.core.logs.request_id`` while the request is served, so that log lines
+    carry it, and returned in the response's ``X-Request-ID`` header. Nothing is logged per
+    request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -11,11 +11,11 @@ from typing import Annotated, Any
 
 import msgspec
 
-from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
-from service.core.thresholds import OTHER, Mode, Score
+from conrec.service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
+from conrec.service.core.thresholds import OTHER, Mode, Score
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-# One code per codebook level: a codebook has 1 to 8 levels (`model.sids`), and the service
+# One code per codebook level: a codebook has 1 to 8 levels (`conrec.model.sids`), and the service
 # checks the exact length against the loaded codebook.
 SID = Annotated[list[int], msgspec.Meta(min_length=1, max_length=8)]
 

@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from store.connection import DEFAULT_EMBEDDED_PATH, connect_async
-from store.keys import DEFAULT_PREFIX
+from conrec.store.connection import DEFAULT_EMBEDDED_PATH, connect_async
+from conrec.store.keys import DEFAULT_PREFIX
 
 
 class Settings(BaseSettings):
     """Everything the filter process needs to start; thresholds live in their own file because
-    operators change them at runtime (see ``service.core.thresholds``)."""
+    operators change them at runtime (see ``conrec.service.core.thresholds``)."""
 
     model_config = SettingsConfigDict(env_prefix="CONREC_", extra="ignore")
 
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     redis_timeout_ms: float = Field(default=20.0, gt=0)
     # Readers re-read the published-run pointer at most this often.
     pointer_cache_s: float = Field(default=1.0, ge=0)
-    # The run cache (`service.core.prediction_cache`): users of the published run held in
+    # The run cache (`conrec.service.core.prediction_cache`): users of the published run held in
     # process until the pointer moves, bounded by count and by bytes (0 entries: no cache).
     # An entry costs about 3.5 KB (K=20 on a codebook of width 32), 11 KB once SID bodies have
     # built its dot tables on a 3 x 32 codebook (`prediction_cache.MAX_KEPT_TABLE_BYTES`).
@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     thresholds_reload_s: float = Field(default=2.0, gt=0)
 
     # The key of the per-user hashes: which users a surface holds out, whose decisions are
-    # logged, and their pseudonym in the log (`service.core.sampling`). Set a private one.
+    # logged, and their pseudonym in the log (`conrec.service.core.sampling`). Set a private one.
     user_hash_salt: SecretStr = SecretStr("conrec")
-    # JSON lines of sampled decisions (`service.core.decision_log`); unset: none are written.
+    # JSON lines of sampled decisions (`conrec.service.core.decision_log`); unset: none are written.
     decision_log: Path | None = None
 
     api_key: SecretStr | None = None
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     access_log: bool = False
     # Root log level (case-insensitive) and line format: JSON for log pipelines, text for a
-    # terminal (see ``service.core.logs``).
+    # terminal (see ``conrec.service.core.logs``).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -1,9 +1,10 @@
 """Process logging: one handler on the root logger, JSON lines (or text, for a terminal), each
 record carrying the id of the request being served when it was emitted.
 
-The request id lives in a context variable that ``service.api.middleware.RequestIdMiddleware``
-sets for the duration of each request; asyncio copies contexts into tasks, so every log line
-emitted while serving a request, however deep, carries its id.
+The request id lives in a context variable that
+``conrec.service.api.middleware.RequestIdMiddleware`` sets for the duration of each request; asyncio
+copies contexts into tasks, so every log line emitted while serving a request, however deep, carries
+its id.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from enum import Enum
 
 import numpy as np
 
-from codebook.artifact import Codebook
-from codebook.similarity import prediction_tables
-from store.values import Prediction, RunMeta
+from conrec.codebook.artifact import Codebook
+from conrec.codebook.similarity import prediction_tables
+from conrec.store.values import Prediction, RunMeta
 
 # Dot tables larger than this (K x D x size float32: 7.5 KiB for K=20 on a 3 x 32 codebook, 60
 # KiB on 3 x 256) are rebuilt per request rather than kept: one small matmul (~20 us) against

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import redis
 
-from codebook.artifact import (
+from conrec.codebook.artifact import (
     CODEBOOK_FILE,
     ITEM_SIDS_FILE,
     ArtifactError,
@@ -23,18 +23,18 @@ from codebook.artifact import (
     load_codebook,
     load_item_sids,
 )
-from codebook.calibration import CALIBRATION_FILE, AlignedItems, load_calibration
-from codebook.layout import current_dir, read_pointer
-from codebook.similarity import gram_fits, item_vectors
-from codebook.versions import check_pair
-from service.core.config import Settings
-from service.core.decision_log import DecisionLog
-from service.core.prediction_cache import PredictionCache
-from service.core.thresholds import Thresholds, ThresholdsSource
-from service.metrics import LoadedVersion, Metrics
-from store.connection import connect, connect_async, embedded_url
-from store.reader import AsyncPredictionReader
-from store.values import RunMeta, StoreError
+from conrec.codebook.calibration import CALIBRATION_FILE, AlignedItems, load_calibration
+from conrec.codebook.layout import current_dir, read_pointer
+from conrec.codebook.similarity import gram_fits, item_vectors
+from conrec.codebook.versions import check_pair
+from conrec.service.core.config import Settings
+from conrec.service.core.decision_log import DecisionLog
+from conrec.service.core.prediction_cache import PredictionCache
+from conrec.service.core.thresholds import Thresholds, ThresholdsSource
+from conrec.service.metrics import LoadedVersion, Metrics
+from conrec.store.connection import connect, connect_async, embedded_url
+from conrec.store.reader import AsyncPredictionReader
+from conrec.store.values import RunMeta, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ServiceState:
     metrics: Metrics
     store: AsyncPredictionReader
     thresholds: ThresholdsSource
-    # The published run's predictions as read (``service.core.prediction_cache``).
+    # The published run's predictions as read (``conrec.service.core.prediction_cache``).
     predictions: PredictionCache
     # Where predictions are read, for logs and /readyz: the URL without its password.
     store_url: str = ""

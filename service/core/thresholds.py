@@ -47,7 +47,7 @@ Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Mode = Literal["enforce", "shadow"]
 MODES: tuple[Mode, ...] = ("enforce", "shadow")
 # max_cosine: the paper's rule, a cosine in [-1, 1]; calibrated: P(dislike) in [0, 1] from the
-# calibration artifact (`codebook.calibration`).
+# calibration artifact (`conrec.codebook.calibration`).
 Score = Literal["max_cosine", "calibrated"]
 SCORES: tuple[Score, ...] = ("max_cosine", "calibrated")
 # The metrics label of every request whose surface is not configured (or absent).

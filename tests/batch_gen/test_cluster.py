@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from conrec.cli import app
-from store.runs import PredictionStore
+from conrec.store.runs import PredictionStore
 from tests.redis_support import keys_per_node
 
 

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from batch_gen.config import NightlyConfig
-from batch_gen.engines.base import EngineConfig
-from batch_gen.job import BatchJobConfig, build_user_prompts
-from batch_gen.nightly import run_nightly
-from codebook.artifact import load_item_sids
-from model.data.splits import cutoffs_for, user_windows
-from model.prompts import next_negative_prompt
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.batch_gen.config import NightlyConfig
+from conrec.batch_gen.engines.base import EngineConfig
+from conrec.batch_gen.job import BatchJobConfig, build_user_prompts
+from conrec.batch_gen.nightly import run_nightly
+from conrec.codebook.artifact import load_item_sids
+from conrec.model.data.splits import cutoffs_for, user_windows
+from conrec.model.prompts import next_negative_prompt
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 
 ray = pytest.importorskip("ray")

@@ -14,22 +14,22 @@ import time
 import numpy as np
 import pytest
 
-from batch_gen.config import NightlyConfig
-from batch_gen.engines.base import EngineConfig
-from batch_gen.job import (
+from conrec.batch_gen.config import NightlyConfig
+from conrec.batch_gen.engines.base import EngineConfig
+from conrec.batch_gen.job import (
     BatchJobConfig,
     BatchOutcome,
     JobProgress,
     UserPrompt,
     build_user_prompts,
 )
-from batch_gen.nightly import run_nightly
-from codebook.artifact import load_codebook, load_item_sids
-from model.data.splits import cutoffs_for, user_windows
-from model.prompts import next_negative_prompt
-from store.connection import connect, connect_async
-from store.reader import AsyncPredictionReader
-from store.runs import PredictionStore
+from conrec.batch_gen.nightly import run_nightly
+from conrec.codebook.artifact import load_codebook, load_item_sids
+from conrec.model.data.splits import cutoffs_for, user_windows
+from conrec.model.prompts import next_negative_prompt
+from conrec.store.connection import connect, connect_async
+from conrec.store.reader import AsyncPredictionReader
+from conrec.store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 
 
@@ -120,7 +120,7 @@ class _BrokenEngine:
 
 
 def test_a_run_with_too_many_failures_is_not_published(artifact_dir, store, tmp_path):
-    from batch_gen.job import BatchJob, LocalExecutor
+    from conrec.batch_gen.job import BatchJob, LocalExecutor
 
     table = load_item_sids(artifact_dir)
     cfg = BatchJobConfig(run_id="broken", checkpoint_dir=str(tmp_path))
@@ -206,7 +206,7 @@ def test_a_calibrated_run_refreshes_the_artifact_and_stores_each_users_part(
     the codebook's folder and stores each user's part with their prediction."""
     import shutil
 
-    from codebook.calibration import (
+    from conrec.codebook.calibration import (
         FEATURES,
         ITEM_FEATURES,
         LogisticModel,
@@ -214,7 +214,7 @@ def test_a_calibrated_run_refreshes_the_artifact_and_stores_each_users_part(
         save_calibration,
         user_layout,
     )
-    from model.calibration import user_dislike
+    from conrec.model.calibration import user_dislike
 
     codebook_dir = tmp_path / "codebook"
     shutil.copytree(artifact_dir, codebook_dir)

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch_gen.config import NightlyConfig
-from batch_gen.job import BatchJobConfig
-from batch_gen.metrics import LAST_SUCCESS, RunMetrics
-from batch_gen.nightly import run_nightly
-from codebook.artifact import ArtifactError
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.batch_gen.config import NightlyConfig
+from conrec.batch_gen.job import BatchJobConfig
+from conrec.batch_gen.metrics import LAST_SUCCESS, RunMetrics
+from conrec.batch_gen.nightly import run_nightly
+from conrec.codebook.artifact import ArtifactError
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from batch_gen.engines.base import EngineConfig, encode_prompts
-from batch_gen.engines.hf import HFBeamEngine
-from batch_gen.engines.vllm_engine import VLLMBeamEngine
-from model.backbone import align_prompt
-from model.constrained import SIDLogitsProcessor, build_sid_trie
-from model.sids import SID, format_sid
-from model.train_config import PromptSettings
+from conrec.batch_gen.engines.base import EngineConfig, encode_prompts
+from conrec.batch_gen.engines.hf import HFBeamEngine
+from conrec.batch_gen.engines.vllm_engine import VLLMBeamEngine
+from conrec.model.backbone import align_prompt
+from conrec.model.constrained import SIDLogitsProcessor, build_sid_trie
+from conrec.model.sids import SID, format_sid
+from conrec.model.train_config import PromptSettings
 from tests.batch_gen.engines.tiny_setup import build_tiny_setup
 
 pytestmark = pytest.mark.benchmark
@@ -177,7 +177,7 @@ def test_beam_search_cost_vs_prefill(setup):
 
 def prompts_of_length(tokenizer, sids: list[SID], count: int, length: int, seed: int = 0):
     """`count` prompts of exactly `length` tokens of `tokenizer`: words and catalogue SIDs."""
-    from model.backbone import encode_prompt
+    from conrec.model.backbone import encode_prompt
 
     rng = random.Random(seed)
     words = ["movie", "liked", "disliked", "skipped", "watched", "drama", "comedy", "user", "the"]
@@ -202,7 +202,7 @@ def prompts_of_length(tokenizer, sids: list[SID], count: int, length: int, seed:
 def smollm2_main(backbone: str, out_dir: str) -> None:
     """Builds SmolLM2 with the SID tokens added under `out_dir` and prints `measure`'s result
     as one JSON line (run in a fresh interpreter, see the test)."""
-    from model.backbone import load_backbone, load_backbone_tokenizer
+    from conrec.model.backbone import load_backbone, load_backbone_tokenizer
 
     rng = random.Random(0)
     sids: set[SID] = set()
@@ -223,7 +223,7 @@ def smollm2_main(backbone: str, out_dir: str) -> None:
 
 
 def test_beam_search_cost_vs_prefill_smollm2(tmp_path):
-    from model.pretrained import SMOLLM2, hf_checkpoint
+    from conrec.model.pretrained import SMOLLM2, hf_checkpoint
 
     try:
         backbone, _ = hf_checkpoint(

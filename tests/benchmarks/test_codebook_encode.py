@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from codebook.artifact import load_codebook, save_artifact
-from codebook.bulk import BulkEncoder
-from codebook.rqvae import RQVAE, RQVAEConfig
-from codebook.train import encoder_weights
+from conrec.codebook.artifact import load_codebook, save_artifact
+from conrec.codebook.bulk import BulkEncoder
+from conrec.codebook.rqvae import RQVAE, RQVAEConfig
+from conrec.codebook.train import encoder_weights
 
 pytestmark = pytest.mark.benchmark
 

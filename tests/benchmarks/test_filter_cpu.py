@@ -31,10 +31,10 @@ import pytest
 import uvloop
 from threadpoolctl import threadpool_limits
 
-from service import filtering
-from service.api.schemas import decode_request
-from service.core.config import Settings
-from service.main import create_app, tune_collector
+from conrec.service import filtering
+from conrec.service.api.schemas import decode_request
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app, tune_collector
 from tests.benchmarks.test_filter_throughput import (
     BODIES,
     CONNECTIONS,

@@ -56,13 +56,13 @@ import numpy as np
 import psutil
 import pytest
 
-from codebook.artifact import EncoderWeights, save_artifact
-from codebook.calibration import LogisticModel, save_calibration, user_layout
-from service import main as service_main
-from service.core.config import Settings
-from service.main import create_app
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.codebook.artifact import EncoderWeights, save_artifact
+from conrec.codebook.calibration import LogisticModel, save_calibration, user_layout
+from conrec.service import main as service_main
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import free_port, private_redis
 from tests.service.support import scraped
 
@@ -219,8 +219,8 @@ WITHOUT = {
 
 def take_out(part: str) -> None:
     """Replace a part of /filter's work in this server process: attribution runs only."""
-    from codebook.artifact import ItemSIDTable
-    from service import filtering
+    from conrec.codebook.artifact import ItemSIDTable
+    from conrec.service import filtering
 
     if part in ("redis", "both"):
         fetch, first = filtering.fetch_prediction, {}
@@ -268,8 +268,8 @@ def bare_app():
 
 def serve_bare(port: int, freeze: bool = False) -> None:
     """Serve ``bare_app``. ``freeze``: tune the garbage collector as the service does
-    (``service.main.tune_collector``: startup objects frozen, rare young collections), so that
-    the bare app's own collections do not stall it; the latency floor is measured on such a
+    (``conrec.service.main.tune_collector``: startup objects frozen, rare young collections), so
+    that the bare app's own collections do not stall it; the latency floor is measured on such a
     server."""
     import uvicorn
 

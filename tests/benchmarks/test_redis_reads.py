@@ -20,7 +20,7 @@ import redis
 import redis.asyncio
 import uvloop
 
-from store.multiplexed import MultiplexedRedis
+from conrec.store.multiplexed import MultiplexedRedis
 from tests.redis_support import private_redis
 
 pytestmark = pytest.mark.benchmark

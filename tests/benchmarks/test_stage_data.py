@@ -1,6 +1,6 @@
 """A stage's training rows for a large corpus: 1,000,000 translation pairs (a synthetic
 catalogue of 500,000 items) tokenised into the stage directory's Arrow file, a chunk at a time
-(`model.stage_data.tokenised_rows`), against the same pairs built as one list and handed to
+(`conrec.model.stage_data.tokenised_rows`), against the same pairs built as one list and handed to
 `datasets.Dataset.from_list` (what a stage did before it streamed).
 
 Each way runs in a fresh process that reports its own peak RSS above its RSS once the catalogue
@@ -26,11 +26,11 @@ CHILD = textwrap.dedent(
     import json, resource, sys, time
     from pathlib import Path
     import numpy as np, pandas as pd
-    from codebook.artifact import ItemSIDTable
-    from model.backbone import build_tokenizer
-    from model.prompts import prompt_vocabulary
-    from model.stage_data import encode_sample, tokenised_rows
-    from model.tasks import translation_samples
+    from conrec.codebook.artifact import ItemSIDTable
+    from conrec.model.backbone import build_tokenizer
+    from conrec.model.prompts import prompt_vocabulary
+    from conrec.model.stage_data import encode_sample, tokenised_rows
+    from conrec.model.tasks import translation_samples
 
     way, items, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     ids = [f"i{n}" for n in range(items)]

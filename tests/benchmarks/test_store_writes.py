@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from redis.cluster import RedisCluster
 
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import private_cluster, private_redis
 
 pytestmark = pytest.mark.benchmark

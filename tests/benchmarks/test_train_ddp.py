@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from model.train_config import load_config
+from conrec.model.train_config import load_config
 from tests.launch_support import DDP_CONFIG, ROOT, accelerate_train, finished, write_config
 
 pytestmark = pytest.mark.benchmark

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from codebook.artifact import (
+from conrec.codebook.artifact import (
     CODEBOOK_FILE,
     ArtifactError,
     Codebook,

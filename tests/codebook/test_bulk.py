@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from codebook.artifact import ArtifactError, Codebook, load_codebook, load_item_sids
-from codebook.bulk import BulkEncoder
-from codebook.train import encoder_weights
+from conrec.codebook.artifact import ArtifactError, Codebook, load_codebook, load_item_sids
+from conrec.codebook.bulk import BulkEncoder
+from conrec.codebook.train import encoder_weights
 
 
 def test_faiss_bulk_encoder_agrees_with_the_torch_encoder(trained, artifact_dir, item_embeddings):

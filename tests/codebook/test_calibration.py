@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from codebook.artifact import ArtifactError, ItemSIDTable
-from codebook.calibration import (
+from conrec.codebook.artifact import ArtifactError, ItemSIDTable
+from conrec.codebook.calibration import (
     CALIBRATION_FILE,
     FEATURES,
     ITEM_FEATURES,

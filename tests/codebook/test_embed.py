@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from codebook.embed import MiniLMEncoder, embed_texts, load_precomputed
+from conrec.codebook.embed import MiniLMEncoder, embed_texts, load_precomputed
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from codebook.quality import collision_rate, perplexity, resolve_collisions, usage
+from conrec.codebook.quality import collision_rate, perplexity, resolve_collisions, usage
 
 
 def test_usage_and_perplexity_on_known_distributions():

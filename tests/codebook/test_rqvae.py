@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from codebook.rqvae import RQVAE, RQVAEConfig, kmeans
-from codebook.train import TrainConfig, train_rqvae
+from conrec.codebook.rqvae import RQVAE, RQVAEConfig, kmeans
+from conrec.codebook.train import TrainConfig, train_rqvae
 
 
 def test_training_lowers_reconstruction_and_uses_most_codewords(trained):

@@ -1,5 +1,6 @@
-"""Codebook versions side by side (`codebook.versions`) and new items joining a version's SID
-table (`codebook.bulk.add_items`), on real files, through the library and `conrec codebook`."""
+"""Codebook versions side by side (`conrec.codebook.versions`) and new items joining a version's SID
+table (`conrec.codebook.bulk.add_items`), on real files, through the library and `conrec
+codebook`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from codebook.artifact import (
+from conrec.cli import app
+from conrec.codebook.artifact import (
     ArtifactError,
     EncoderWeights,
     load_codebook,
     load_item_sids,
     save_artifact,
 )
-from codebook.bulk import BulkEncoder, add_items
-from codebook.layout import CURRENT_FILE, current_dir, read_pointer, version_dir
-from codebook.versions import list_versions, publish, set_current
-from conrec.cli import app
+from conrec.codebook.bulk import BulkEncoder, add_items
+from conrec.codebook.layout import CURRENT_FILE, current_dir, read_pointer, version_dir
+from conrec.codebook.versions import list_versions, publish, set_current
 
 DIM, LEVELS, SIZE = 6, 2, 8
 

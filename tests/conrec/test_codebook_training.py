@@ -4,8 +4,8 @@ cutoff, alike for items rated alike, none for an item nobody rated by then."""
 import numpy as np
 import pandas as pd
 
-from codebook.rqvae import RQVAEConfig
-from codebook.train import TrainConfig
+from conrec.codebook.rqvae import RQVAEConfig
+from conrec.codebook.train import TrainConfig
 from conrec.codebook_training import CodebookTraining, collaborative_vectors
 
 
@@ -31,11 +31,11 @@ def test_items_rated_alike_are_close_and_unrated_items_have_no_vector():
 
 
 def test_a_collaborative_codebook_gives_no_sid_to_an_item_nobody_rated(tmp_path):
-    from codebook.artifact import load_item_sids
+    from conrec.codebook.artifact import load_item_sids
     from conrec.codebook_training import train_codebook
-    from model.data.prepared import write_tables
-    from model.data.sources import DataTables
-    from model.data.tables import LoadReport
+    from conrec.model.data.prepared import write_tables
+    from conrec.model.data.sources import DataTables
+    from conrec.model.data.tables import LoadReport
 
     rng = np.random.default_rng(0)
     items = [f"i{n}" for n in range(40)]

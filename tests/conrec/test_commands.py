@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from codebook.artifact import load_codebook, load_item_sids
 from conrec.cli import app
+from conrec.codebook.artifact import load_codebook, load_item_sids
 
 runner = CliRunner()
 

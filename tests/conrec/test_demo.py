@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from conrec.demo import calibration_user, run_demo
-from service.core.thresholds import parse_thresholds
+from conrec.service.core.thresholds import parse_thresholds
 
 CONFIG = Path(__file__).resolve().parents[2] / "model" / "configs" / "tiny-ml100k.yaml"
 

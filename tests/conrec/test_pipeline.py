@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from conrec.model.data.mapping import load_mapping
+from conrec.model.data.prepared import load_tables
 from conrec.pipeline import Pipeline, load_pipeline
-from model.data.mapping import load_mapping
-from model.data.prepared import load_tables
 from tests.launch_support import finished, launch
 from tests.redis_support import isolated_prefix
 from tests.service.support import service_process

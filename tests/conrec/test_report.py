@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.artifact import Codebook, ItemSIDTable
 from conrec.evaluation.cases import served_cases
+from conrec.model.data.splits import UserWindow
 from conrec.report import (
     OperatingPoint,
     category_blocker,
@@ -12,7 +13,6 @@ from conrec.report import (
     threshold_sweep,
     write_report,
 )
-from model.data.splits import UserWindow
 
 # One level, three codewords: e0, e1 and their diagonal (cos 0.7071 to e0).
 CODEBOOK = Codebook(np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], dtype=np.float32))
@@ -88,10 +88,10 @@ def test_conrec_report_from_a_published_run_scores_every_user(
 ):
     from typer.testing import CliRunner
 
-    from codebook.artifact import load_item_sids
     from conrec.cli import app
-    from store.connection import connect, stop_embedded
-    from store.runs import PredictionStore
+    from conrec.codebook.artifact import load_item_sids
+    from conrec.store.connection import connect, stop_embedded
+    from conrec.store.runs import PredictionStore
 
     table = load_item_sids(artifact_dir)
     store_path = tmp_path / "store" / "redis.db"
@@ -112,7 +112,7 @@ def test_conrec_report_from_a_published_run_scores_every_user(
     assert "| category blocker |" in text
     assert "## Recommended thresholds" in text
     # The ready thresholds file validates as the service reads it, at the 5% threshold.
-    from service.core.thresholds import parse_thresholds
+    from conrec.service.core.thresholds import parse_thresholds
 
     served = parse_thresholds((tmp_path / "report" / "thresholds.yaml").read_bytes())
     assert served.mode == "enforce"
@@ -143,15 +143,15 @@ def test_conrec_report_recommends_the_score_that_catches_more(
 
     from typer.testing import CliRunner
 
-    from codebook.artifact import load_item_sids
-    from codebook.calibration import FEATURES, LogisticModel, user_layout
     from conrec.cli import app
-    from model.calibration import fit_item_side, save_item_side
-    from model.data.visibility import EventLog
-    from model.mf import MFConfig
-    from service.core.thresholds import parse_thresholds
-    from store.connection import connect, stop_embedded
-    from store.runs import PredictionStore
+    from conrec.codebook.artifact import load_item_sids
+    from conrec.codebook.calibration import FEATURES, LogisticModel, user_layout
+    from conrec.model.calibration import fit_item_side, save_item_side
+    from conrec.model.data.visibility import EventLog
+    from conrec.model.mf import MFConfig
+    from conrec.service.core.thresholds import parse_thresholds
+    from conrec.store.connection import connect, stop_embedded
+    from conrec.store.runs import PredictionStore
 
     codebook_dir = tmp_path / "codebook"
     shutil.copytree(artifact_dir, codebook_dir)

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conrec.cli import app
-from store.connection import connect, stop_embedded
-from store.runs import PredictionStore
-from store.values import RunMeta
+from conrec.store.connection import connect, stop_embedded
+from conrec.store.runs import PredictionStore
+from conrec.store.values import RunMeta
 from tests.redis_support import isolated_prefix
 
 runner = CliRunner()

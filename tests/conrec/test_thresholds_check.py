@@ -68,5 +68,5 @@ def test_the_check_imports_no_ml_framework(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
-    assert "service.core.thresholds" in imported  # the service's own parser
+    assert "conrec.service.core.thresholds" in imported  # the service's own parser
     assert not imported & {"torch", "transformers", "vllm", "fastapi"}

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from conrec.service.main import serving
+from conrec.store.runs import PredictionStore
 from conrec_client import (
     AsyncFilterClient,
     Candidate,
@@ -27,8 +29,6 @@ from conrec_client import (
     FilterResult,
 )
 from conrec_client.results import decode_answer
-from service.main import serving
-from store.runs import PredictionStore
 from tests.redis_support import free_port
 from tests.service.support import publish_run
 

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from service.api.routes.ops import router as ops_router
-from service.core.config import Settings
-from service.core.thresholds import parse_thresholds
+from conrec.service.api.routes.ops import router as ops_router
+from conrec.service.core.config import Settings
+from conrec.service.core.thresholds import parse_thresholds
 from tests.deploy.promtool import promtool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

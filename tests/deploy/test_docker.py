@@ -7,9 +7,11 @@ project package the image leaves out made unimportable, and by serving /filter t
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from functools import cache
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from service.api.routes.ops import router as ops_router
+from conrec.service.api.routes.ops import router as ops_router
 from tests.service.support import service_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,20 +151,49 @@ def test_the_gpu_lock_has_the_cuda_vllm_only() -> None:
 
 
 def project_packages() -> set[str]:
-    """The project's top-level packages (pyproject.toml's package patterns)."""
-    patterns = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
-    return {pattern.rstrip("*") for pattern in patterns}
+    """The folders the images choose from: `conrec` and the parts installed under it
+    (`setup.py`); `conrec_client` is a library for ranking services, in no image."""
+    folders = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    return folders - {"tests", "conrec_client"}
 
 
 def packages_left_out(stage: str) -> set[str]:
-    """The project's packages that a Dockerfile stage does not copy into its image."""
+    """The project's packages that a Dockerfile stage does not copy into its image, by their
+    installed names."""
     copied = {c.value[0] for c in stages()[stage] if c.cmd == "COPY"}
-    return project_packages() - copied
+    return {f"conrec.{part}" for part in project_packages() - copied}
 
 
 def test_the_service_image_carries_neither_training_nor_the_batch_job() -> None:
-    assert {"model", "batch_gen"} <= packages_left_out("service")
+    assert {"conrec.model", "conrec.batch_gen"} <= packages_left_out("service")
     assert packages_left_out("batch") == set()
+
+
+def test_the_service_stage_installs_the_folders_it_copies_under_conrec(tmp_path: Path) -> None:
+    """`pip install .` as the service stage runs it: from only what the stage copies, a wheel
+    whose one top-level package is `conrec`, holding the copied parts and no other."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for command in stages()["service"]:
+        sources = command.value[:-1] if command.cmd == "COPY" else ()
+        for source in (s for s in sources if (ROOT / s).exists() and not s.startswith("deploy")):
+            copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copy
+            copy(ROOT / source, context / source)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", tmp_path / "wheel", context],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    packages = {
+        str(Path(name).parent).replace("/", ".")
+        for name in zipfile.ZipFile(wheel).namelist()
+        if name.endswith("/__init__.py")
+    }
+    assert {p.partition(".")[0] for p in packages} == {"conrec"}
+    parts = {p for p in packages if p.count(".") == 1 and p != "conrec.commands"}
+    assert {"conrec.service", "conrec.store", "conrec.codebook"} <= parts
+    assert not parts & packages_left_out("service")
 
 
 # Run in a fresh interpreter: imports the service and its CLI with every installed module whose
@@ -178,10 +209,10 @@ blocked = {
 } | set(sys.argv[2].split(","))
 class Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in blocked:
+        if any(name == b or name.startswith(b + ".") for b in blocked):
             raise ModuleNotFoundError(f"{name} is not in the serve image", name=name)
 sys.meta_path.insert(0, Blocker())
-import service.main
+import conrec.service.main
 from conrec.cli import app
 for argv in (["--help"], ["serve", "--help"], ["thresholds", "--help"], ["store", "--help"]):
     try:

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from batch_gen.engines.choice import ENGINES
+from conrec.batch_gen.engines.choice import ENGINES
 from conrec.cli import app as cli
-from service.api.routes.ops import router as ops_router
-from service.core.config import Settings
-from service.core.thresholds import parse_thresholds
+from conrec.service.api.routes.ops import router as ops_router
+from conrec.service.core.config import Settings
+from conrec.service.core.thresholds import parse_thresholds
 from tests.deploy.monitoring_crds import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]

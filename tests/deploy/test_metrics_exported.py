@@ -13,14 +13,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch_gen.config import NightlyConfig
-from batch_gen.engines.base import EngineConfig
-from batch_gen.job import BatchJobConfig
-from batch_gen.nightly import run_nightly
-from service.core.config import Settings
-from service.main import create_app, serving
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.batch_gen.config import NightlyConfig
+from conrec.batch_gen.engines.base import EngineConfig
+from conrec.batch_gen.job import BatchJobConfig
+from conrec.batch_gen.nightly import run_nightly
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app, serving
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.batch_gen.conftest import model_dir  # noqa: F401  (the tiny model fixture)
 from tests.redis_support import isolated_prefix
 from tests.service.support import ITEMS, build_artifact, publish_run

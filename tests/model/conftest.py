@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codebook.artifact import EncoderWeights, load_codebook, load_item_sids, save_artifact
+from conrec.codebook.artifact import EncoderWeights, load_codebook, load_item_sids, save_artifact
 
 LEVELS, SIZE, DIM = 3, 8, 8
 
@@ -37,15 +37,15 @@ def item_sids(artifact_dir):
 
 @pytest.fixture(scope="session")
 def tokenizer(ml100k):
-    from model.backbone import build_tokenizer
-    from model.data.tables import item_texts
-    from model.prompts import prompt_vocabulary
+    from conrec.model.backbone import build_tokenizer
+    from conrec.model.data.tables import item_texts
+    from conrec.model.prompts import prompt_vocabulary
 
     return build_tokenizer(item_texts(ml100k.items) + prompt_vocabulary(), LEVELS, SIZE)
 
 
 def make_tiny_model(tokenizer):
-    from model.backbone import TinyBackboneConfig, build_tiny_model
+    from conrec.model.backbone import TinyBackboneConfig, build_tiny_model
 
     cfg = TinyBackboneConfig(hidden_size=32, intermediate_size=64, head_dim=8)
     return build_tiny_model(tokenizer, cfg)
@@ -59,7 +59,7 @@ def tiny_model(tokenizer):
 
 @pytest.fixture(scope="session")
 def trie(item_sids, tokenizer):
-    from model.constrained import build_sid_trie
+    from conrec.model.constrained import build_sid_trie
 
     return build_sid_trie(item_sids.codes, tokenizer)
 
@@ -67,7 +67,7 @@ def trie(item_sids, tokenizer):
 @pytest.fixture(scope="session")
 def windows(ml100k):
     """Training windows of the first 60 users (time-ordered, eval data excluded)."""
-    from model.data.splits import midpoint_cutoffs, training_cutoffs, user_windows
+    from conrec.model.data.splits import midpoint_cutoffs, training_cutoffs, user_windows
 
     events = ml100k.events
     users = sorted(events["user_id"].unique())[:60]

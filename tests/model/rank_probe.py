@@ -2,7 +2,7 @@
 data-parallel, with a weight-0 reward that records which windows each rank was handed.
 
 Writes `<out>/rank<r>.json`: per stage, the windows this rank rewarded, the windows the stage
-drew, and which of `range(10)` `model.distributed.shard` gave this rank.
+drew, and which of `range(10)` `conrec.model.distributed.shard` gave this rank.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from model import distributed
-from model.curriculum import CurriculumRun
-from model.data.prepared import load_tables
-from model.train_config import load_config
+from conrec.model import distributed
+from conrec.model.curriculum import CurriculumRun
+from conrec.model.data.prepared import load_tables
+from conrec.model.train_config import load_config
 
 
 def main(config: str, out: str) -> None:

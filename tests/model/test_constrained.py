@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from model.constrained import SIDLogitsProcessor, build_sid_trie, sid_token_ids
-from model.likelihood import generate_sids
-from model.sids import parse_sid
-from model.trie import SIDTrie
+from conrec.model.constrained import SIDLogitsProcessor, build_sid_trie, sid_token_ids
+from conrec.model.likelihood import generate_sids
+from conrec.model.sids import parse_sid
+from conrec.model.trie import SIDTrie
 
 
 def _all_paths(trie: SIDTrie) -> set[tuple[int, ...]]:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from model.stage_plan import plan_stages
-from model.train_config import CurriculumConfig, load_config
+from conrec.model.stage_plan import plan_stages
+from conrec.model.train_config import CurriculumConfig, load_config
 
 CONFIG = Path(__file__).resolve().parents[2] / "model" / "configs" / "tiny-ml100k.yaml"
 
@@ -64,8 +64,8 @@ def _quick(cfg, **changes):
 def test_tiny_curriculum_end_to_end_shares_stages_and_resumes(tmp_path, artifact_dir, ml100k):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from model.curriculum import run_curriculum
-    from model.prompts import load_prompt_config
+    from conrec.model.curriculum import run_curriculum
+    from conrec.model.prompts import load_prompt_config
 
     base = load_config(CONFIG, codebook_dir=str(artifact_dir), output_dir=str(tmp_path / "full"))
     cfg = _quick(base, stages_dir=str(tmp_path / "stages"))
@@ -118,8 +118,8 @@ def test_tiny_curriculum_end_to_end_shares_stages_and_resumes(tmp_path, artifact
 def test_grpo_stages_draw_disjoint_windows_and_recent_keeps_recent_negatives(
     tmp_path, artifact_dir, ml100k
 ):
-    from model.curriculum import CurriculumRun
-    from model.prompts import EMPTY, NEXT_NEGATIVE
+    from conrec.model.curriculum import CurriculumRun
+    from conrec.model.prompts import EMPTY, NEXT_NEGATIVE
 
     base = load_config(CONFIG, codebook_dir=str(artifact_dir), output_dir=str(tmp_path))
     cfg = dataclasses.replace(
@@ -145,8 +145,8 @@ def test_grpo_stages_draw_disjoint_windows_and_recent_keeps_recent_negatives(
 def test_data_too_thin_for_alignment_says_which_setting_to_lower(tmp_path, artifact_dir, ml100k):
     """No alignment question can be asked (no answer clears the thresholds): a clear error
     before any training, naming the settings, rather than an empty stage."""
-    from model.curriculum import run_curriculum
-    from model.tasks import AlignmentConfig
+    from conrec.model.curriculum import run_curriculum
+    from conrec.model.tasks import AlignmentConfig
 
     base = load_config(CONFIG, codebook_dir=str(artifact_dir), output_dir=str(tmp_path))
     impossible = AlignmentConfig(min_user_occurrences=10**6, min_item_negatives=10**6)

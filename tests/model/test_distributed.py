@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from model import distributed
-from model.stages import LAUNCH_FILE, resume_checkpoint
-from model.train_config import CurriculumConfig, load_config
+from conrec.model import distributed
+from conrec.model.stages import LAUNCH_FILE, resume_checkpoint
+from conrec.model.train_config import CurriculumConfig, load_config
 from tests.launch_support import (
     BIN,
     accelerate_train,
@@ -49,8 +49,8 @@ def small(cfg: CurriculumConfig, **changes) -> CurriculumConfig:
 def test_two_processes_train_every_stage_once_resume_after_sigkill_and_match_one(
     tmp_path, artifact_dir, ml100k_tables
 ):
-    from model.curriculum import run_curriculum
-    from model.data.prepared import load_tables
+    from conrec.model.curriculum import run_curriculum
+    from conrec.model.data.prepared import load_tables
 
     base = load_config(TINY, codebook_dir=str(artifact_dir), data=str(ml100k_tables))
     two = small(base, output_dir=str(tmp_path / "two"))

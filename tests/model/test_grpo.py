@@ -3,10 +3,10 @@ import sys
 
 import pytest
 
-from model import tasks
-from model.grpo import GRPOStageConfig, run_grpo_stage, step_log
-from model.rewards import make_reward, make_valid_sid_reward
-from model.stages import LoraSettings, is_done
+from conrec.model import tasks
+from conrec.model.grpo import GRPOStageConfig, run_grpo_stage, step_log
+from conrec.model.rewards import make_reward, make_valid_sid_reward
+from conrec.model.stages import LoraSettings, is_done
 from tests.model.conftest import changed_parameters, snapshot
 
 
@@ -64,7 +64,7 @@ def test_step_log_keeps_reward_and_kl_entries():
 
 STAGE_LOCALS_PROBE = """
 import gc, sys, weakref
-from model.grpo import _load_trl
+from conrec.model.grpo import _load_trl
 
 class StageLocal:  # stands for a stage's model, policy and trainer
     pass

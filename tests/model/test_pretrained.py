@@ -10,16 +10,16 @@ import random
 import pytest
 import torch
 
-from model.backbone import (
+from conrec.model.backbone import (
     encode_completion,
     encode_prompt,
     load_backbone,
     load_backbone_tokenizer,
 )
-from model.constrained import build_sid_trie
-from model.pretrained import PROVENANCE_FILE, SMOLLM2, hf_checkpoint
-from model.prompts import next_negative_prompt
-from model.stage_data import IGNORE_INDEX, encode_sample
+from conrec.model.constrained import build_sid_trie
+from conrec.model.pretrained import PROVENANCE_FILE, SMOLLM2, hf_checkpoint
+from conrec.model.prompts import next_negative_prompt
+from conrec.model.stage_data import IGNORE_INDEX, encode_sample
 
 
 @pytest.fixture(scope="module")

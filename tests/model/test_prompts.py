@@ -1,8 +1,8 @@
 import pytest
 
-from model import prompts
-from model.backbone import FILL_TOKEN, align_prompt, encode_prompt
-from model.sids import format_sid, parse_sids
+from conrec.model import prompts
+from conrec.model.backbone import FILL_TOKEN, align_prompt, encode_prompt
+from conrec.model.sids import format_sid, parse_sids
 
 
 def _window_with_both(windows):

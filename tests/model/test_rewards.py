@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from codebook.artifact import Codebook
-from model.rewards import (
+from conrec.codebook.artifact import Codebook
+from conrec.model.rewards import (
     make_reward,
     make_valid_sid_reward,
     negative_feedback_reward,

@@ -3,10 +3,10 @@ import dataclasses
 import pytest
 import torch
 
-from model import tasks
-from model.sft import SFTStageConfig, run_sft_stage, sft_collator
-from model.stage_data import IGNORE_INDEX, encode_sample
-from model.stages import LoraSettings, is_done, load_finished, resume_checkpoint
+from conrec.model import tasks
+from conrec.model.sft import SFTStageConfig, run_sft_stage, sft_collator
+from conrec.model.stage_data import IGNORE_INDEX, encode_sample
+from conrec.model.stages import LoraSettings, is_done, load_finished, resume_checkpoint
 from tests.model.conftest import changed_parameters, make_tiny_model, snapshot
 
 STEPS = SFTStageConfig(max_steps=3, batch_size=4, save_steps=3, max_length=64)
@@ -69,7 +69,7 @@ def test_sft_stage_resumes_from_its_checkpoint(tmp_path, tokenizer, item_sids, m
 
 
 def test_sid_rows_of_an_untied_lm_head_train_too(tmp_path, tokenizer, ml100k, item_sids):
-    from model.backbone import TinyBackboneConfig, build_tiny_model
+    from conrec.model.backbone import TinyBackboneConfig, build_tiny_model
 
     cfg = TinyBackboneConfig(hidden_size=32, intermediate_size=64, head_dim=8)
     untied = build_tiny_model(tokenizer, dataclasses.replace(cfg, tie_word_embeddings=False))
@@ -95,7 +95,7 @@ def test_completion_targets_start_with_a_token_the_trie_allows(tokenizer, trie):
 
 
 def test_stage_rows_are_tokenised_once_in_chunks_as_one_sample_would_be(tmp_path, tokenizer):
-    from model.stage_data import ROWS_FILE, tokenised_rows, write_rows
+    from conrec.model.stage_data import ROWS_FILE, tokenised_rows, write_rows
 
     samples = [
         {"prompt": f"The item titled toy story {n} is:", "completion": "<a_1><b_2><c_3>"}

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.swing import SwingConfig, cap_graph, neighbours, swing_scores
+from conrec.model.swing import SwingConfig, cap_graph, neighbours, swing_scores
 
 
 def _graph(seed: int = 0, users: int = 30, items: int = 12) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def test_top_k_and_neighbours_order():
 @pytest.mark.timeout(300)
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # pyspark on pandas 3
 def test_spark_swing_equals_numpy(spark):
-    from model.swing_spark import swing_scores_pandas
+    from conrec.model.swing_spark import swing_scores_pandas
 
     graph = _graph(seed=1)
     for cfg in (

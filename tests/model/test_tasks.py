@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from model import tasks
-from model.data.tables import Polarity
-from model.sids import format_sid, parse_sid
+from conrec.model import tasks
+from conrec.model.data.tables import Polarity
+from conrec.model.sids import format_sid, parse_sid
 
 
 def test_alignment_falls_back_on_ml100k_and_uses_user_positives(ml100k, item_sids):

@@ -9,7 +9,7 @@ import inspect
 import trl
 from trl import GRPOTrainer
 
-from model.trl_generation import TRL_TESTED, ConstrainedGRPOTrainer
+from conrec.model.trl_generation import TRL_TESTED, ConstrainedGRPOTrainer
 
 
 def test_the_overridden_rollout_method_is_trls_and_calls_model_generate() -> None:
@@ -18,7 +18,7 @@ def test_the_overridden_rollout_method_is_trls_and_calls_model_generate() -> Non
     assert method is not None, f"{upgrade} has no GRPOTrainer._generate_single_turn"
     parameters = list(inspect.signature(method).parameters)
     assert parameters[:2] == ["self", "prompt_ids"], f"{upgrade}: its signature is {parameters}"
-    # The override binds its logits processor to `model.generate`: TRL must still roll out
+    # The override binds its logits processor to `conrec.model.generate`: TRL must still roll out
     # through it on the HF path.
     assert ".generate(" in inspect.getsource(method), f"{upgrade} no longer calls generate"
     assert ConstrainedGRPOTrainer._generate_single_turn is not method

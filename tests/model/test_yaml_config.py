@@ -9,8 +9,8 @@ from typing import Literal
 
 import pytest
 
-from model.train_config import CurriculumConfig, load_config
-from model.yaml_config import ConfigError, from_dict, load_yaml
+from conrec.model.train_config import CurriculumConfig, load_config
+from conrec.model.yaml_config import ConfigError, from_dict, load_yaml
 
 CONFIGS = Path(__file__).resolve().parents[2] / "model" / "configs"
 

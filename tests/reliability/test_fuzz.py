@@ -20,12 +20,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from codebook.artifact import load_item_sids
-from codebook.calibration import FEATURES, ITEM_FEATURES, LogisticModel, save_calibration
-from service.core.config import Settings
-from service.main import create_app
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.codebook.artifact import load_item_sids
+from conrec.codebook.calibration import FEATURES, ITEM_FEATURES, LogisticModel, save_calibration
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import private_redis
 from tests.service.support import ITEMS, build_artifact, service_process
 

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from redis.crc import key_slot
 
-from codebook.artifact import EncoderWeights, load_codebook, save_artifact
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.codebook.artifact import EncoderWeights, load_codebook, save_artifact
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.batch_gen.engines.tiny_setup import build_tiny_model_dir
 from tests.redis_support import free_port, private_cluster_nodes, redis_binary, wait_for
 from tests.reliability.support import FixedRateLoad

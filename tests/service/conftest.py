@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codebook.artifact import load_codebook
-from service.core.config import Settings
-from service.main import create_app, serving
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.codebook.artifact import load_codebook
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app, serving
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import isolated_prefix, private_redis
 from tests.service.support import build_artifact, enforcing_thresholds
 

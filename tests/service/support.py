@@ -17,8 +17,8 @@ import numpy as np
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from codebook.artifact import EncoderWeights, save_artifact
-from store.runs import PredictionStore
+from conrec.codebook.artifact import EncoderWeights, save_artifact
+from conrec.store.runs import PredictionStore
 from tests.redis_support import free_port
 
 # A thresholds file enforcing 0.9 everywhere: without one the service runs in shadow mode.

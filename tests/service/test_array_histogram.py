@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.array_histogram import ArrayHistogram
+from conrec.service.array_histogram import ArrayHistogram
 
 BUCKETS = (0.0, 0.5, 0.8, 0.9, 1.0)
 

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from codebook.artifact import load_codebook, load_item_sids
-from codebook.calibration import (
+from conrec.codebook.artifact import load_codebook, load_item_sids
+from conrec.codebook.calibration import (
     CALIBRATION_FILE,
     FEATURES,
     ITEM_FEATURES,
@@ -22,8 +22,8 @@ from codebook.calibration import (
     prefix_depth,
     save_calibration,
 )
-from codebook.similarity import max_cosine
-from store.runs import PredictionStore
+from conrec.codebook.similarity import max_cosine
+from conrec.store.runs import PredictionStore
 from tests.service.support import ITEMS, scraped, wait_until
 
 THRESHOLDS = """\
@@ -199,7 +199,7 @@ def test_a_calibrated_surface_without_an_artifact_fails_open(
     ],
 )
 def test_calibrated_thresholds_are_probabilities(raw: bytes, says: str) -> None:
-    from service.core.thresholds import ThresholdsError, parse_thresholds
+    from conrec.service.core.thresholds import ThresholdsError, parse_thresholds
 
     with pytest.raises(ThresholdsError, match=says):
         parse_thresholds(raw)

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.core.config import Settings
-from service.main import create_app, serving
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app, serving
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 from tests.service.support import ITEMS, publish_run
 

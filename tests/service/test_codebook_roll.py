@@ -14,11 +14,11 @@ import httpx
 import numpy as np
 import pytest
 
-from codebook.artifact import EncoderWeights, save_artifact
-from codebook.bulk import add_items
-from codebook.layout import version_dir
-from codebook.versions import publish
-from store.runs import PredictionStore
+from conrec.codebook.artifact import EncoderWeights, save_artifact
+from conrec.codebook.bulk import add_items
+from conrec.codebook.layout import version_dir
+from conrec.codebook.versions import publish
+from conrec.store.runs import PredictionStore
 from tests.service.support import CODEWORDS, ITEMS, publish_run, scraped, wait_until
 
 COS_NEAR = 1 / math.sqrt(1.25)  # cos(e0, e0 + 0.5 e1)

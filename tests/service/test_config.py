@@ -9,15 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.core.config import Settings
-from service.core.thresholds import (
+from conrec.service.core.config import Settings
+from conrec.service.core.thresholds import (
     OTHER,
     Surface,
     ThresholdsError,
     ThresholdsSource,
     parse_thresholds,
 )
-from store.runs import PredictionStore
+from conrec.store.runs import PredictionStore
 from tests.service.support import publish_run, scraped, write_atomically
 
 BODY = {"user_id": "nobody", "candidates": [{"item_id": "e0"}], "surface": "home"}

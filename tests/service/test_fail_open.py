@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import httpx
 
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.service.support import publish_run
 
 BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}, {"item_id": "e1"}], "threshold": 0.5}

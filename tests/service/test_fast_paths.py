@@ -11,19 +11,19 @@ import msgspec
 import numpy as np
 import pytest
 
-from codebook.artifact import Codebook, ItemSIDTable
-from codebook.similarity import (
+from conrec.codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.similarity import (
     item_vectors,
     max_cosine,
     max_cosine_tables,
     prediction_tables,
     use_tables,
 )
-from service.api.schemas import Candidate, FilterRequest, ItemIdsRequest, decode_request
-from service.core.prediction_cache import CachedPrediction
-from service.core.state import LoadedCodebook
-from service.filtering import BadRequest, candidate_codes, resolve, split
-from store.values import Prediction
+from conrec.service.api.schemas import Candidate, FilterRequest, ItemIdsRequest, decode_request
+from conrec.service.core.prediction_cache import CachedPrediction
+from conrec.service.core.state import LoadedCodebook
+from conrec.service.filtering import BadRequest, candidate_codes, resolve, split
+from conrec.store.values import Prediction
 
 
 @pytest.mark.parametrize(

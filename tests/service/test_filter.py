@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from store.connection import connect, stop_embedded
-from store.runs import PredictionStore
+from conrec.store.connection import connect, stop_embedded
+from conrec.store.runs import PredictionStore
 from tests.service.support import ITEMS, publish_run
 
 SQRT_HALF = math.sqrt(0.5)  # cos(e0, e0 + e1)

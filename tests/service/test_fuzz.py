@@ -11,10 +11,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from service.core.config import Settings
-from service.main import create_app, serving
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app, serving
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import isolated_prefix
 from tests.service.support import publish_run
 

@@ -13,17 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.api.middleware import RequestIdMiddleware
-from service.core.config import Settings
-from service.core.logs import (
+from conrec.service.api.middleware import RequestIdMiddleware
+from conrec.service.core.config import Settings
+from conrec.service.core.logs import (
     UVICORN_LOGGERS,
     JsonFormatter,
     RequestIdFilter,
     configure_logging,
     request_id,
 )
-from service.main import serving
-from store.runs import PredictionStore
+from conrec.service.main import serving
+from conrec.store.runs import PredictionStore
 from tests.service.support import publish_run, service_process, wait_until
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -106,7 +106,7 @@ def test_warning_while_serving_is_one_json_line_with_the_request_id(
     tagged = [r for r in records if r["request_id"] == "rank-7f3a"]
     assert len(tagged) == 1, lines
     assert tagged[0]["level"] == "WARNING"
-    assert tagged[0]["logger"] == "service.filtering"
+    assert tagged[0]["logger"] == "conrec.service.filtering"
     assert "invalid codes" in tagged[0]["message"]
     assert {"ts", "level", "logger", "message", "request_id"} <= tagged[0].keys()
     # Outside a request there is no id; start-up lines, uvicorn's included, are JSON too.

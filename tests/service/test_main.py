@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from service.api.schemas import decode_request
-from service.main import GC_THRESHOLD, tune_collector
+from conrec.service.api.schemas import decode_request
+from conrec.service.main import GC_THRESHOLD, tune_collector
 
 BODY = json.dumps(
     {

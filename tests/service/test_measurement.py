@@ -13,8 +13,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from conrec.cli import app as cli
-from service.core.sampling import HOLDOUT, user_pseudonym, user_share
-from store.runs import PredictionStore
+from conrec.service.core.sampling import HOLDOUT, user_pseudonym, user_share
+from conrec.store.runs import PredictionStore
 from tests.service.support import ITEMS, publish_run, scraped
 
 SALT = "test-salt"

@@ -14,10 +14,10 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
-from service.api.schemas import FilterRequest, FilterResponse
-from service.core.config import Settings
-from service.main import create_app
+from conrec.service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
+from conrec.service.api.schemas import FilterRequest, FilterResponse
+from conrec.service.core.config import Settings
+from conrec.service.main import create_app
 from tests.service.support import service_process, wait_until, write_atomically
 
 BODY = {"user_id": "u", "candidates": [{"item_id": "e0"}]}

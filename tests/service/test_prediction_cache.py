@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codebook.artifact import Codebook
-from service.core.prediction_cache import MAX_KEPT_TABLE_BYTES, NOT_CACHED, PredictionCache
-from store.values import Prediction, RunMeta
+from conrec.codebook.artifact import Codebook
+from conrec.service.core.prediction_cache import MAX_KEPT_TABLE_BYTES, NOT_CACHED, PredictionCache
+from conrec.store.values import Prediction, RunMeta
 
 R1 = RunMeta("r1", 0.0, "cb", "m", k=2, d=3, ttl_s=300)
 R2 = RunMeta("r2", 0.0, "cb", "m", k=2, d=3, ttl_s=300)

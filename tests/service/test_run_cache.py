@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from conrec.cli import app
-from store.runs import PredictionStore
+from conrec.store.runs import PredictionStore
 from tests.service.support import publish_run, scraped
 
 # e1 scores 1.0 against a prediction of (1, 0, 0) and 0.0 against (0, 0, 0); e0 the reverse.

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from conrec.cli import app
-from service.core.config import Settings
-from service.core.state import redacted
-from store.connection import connect
-from store.runs import PredictionStore
+from conrec.service.core.config import Settings
+from conrec.service.core.state import redacted
+from conrec.store.connection import connect
+from conrec.store.runs import PredictionStore
 from tests.redis_support import free_port, redis_binary, wait_for
 from tests.service.support import publish_run, service_process, wait_until
 
@@ -78,7 +78,7 @@ def test_unreachable_store_is_logged_at_start_and_recovers(
 ) -> None:
     port = free_port()  # nothing listens here yet
     url = f"redis://:s3cret@127.0.0.1:{port}/0"
-    caplog.set_level(logging.INFO, logger="service.core.state")
+    caplog.set_level(logging.INFO, logger="conrec.service.core.state")
     api = server(redis_url=url, store_prefix="health", thresholds_reload_s=0.05)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, "logged once, not on every poll"

@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from service.metrics import SCORE_BUCKETS
-from store.runs import PredictionStore
+from conrec.service.metrics import SCORE_BUCKETS
+from conrec.store.runs import PredictionStore
 from tests.service.support import ITEMS, publish_run, scraped
 
 THRESHOLDS = """\

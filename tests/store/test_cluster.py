@@ -16,9 +16,9 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from store.connection import connect, connect_async
-from store.reader import AsyncPredictionReader
-from store.runs import PredictionStore
+from conrec.store.connection import connect, connect_async
+from conrec.store.reader import AsyncPredictionReader
+from conrec.store.runs import PredictionStore
 from tests.redis_support import keys_per_node, private_cluster
 
 RNG = np.random.default_rng(1)

@@ -10,8 +10,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from store.connection import connect_async
-from store.multiplexed import MultiplexedRedis
+from conrec.store.connection import connect_async
+from conrec.store.multiplexed import MultiplexedRedis
 from tests.redis_support import private_redis
 
 

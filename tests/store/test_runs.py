@@ -13,11 +13,11 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from store.connection import connect, connect_async, embedded_url, stop_embedded
-from store.keys import KeySchema
-from store.reader import AsyncPredictionReader
-from store.runs import PredictionStore
-from store.values import RunMeta, StoreError, pack_codes, unpack_value
+from conrec.store.connection import connect, connect_async, embedded_url, stop_embedded
+from conrec.store.keys import KeySchema
+from conrec.store.reader import AsyncPredictionReader
+from conrec.store.runs import PredictionStore
+from conrec.store.values import RunMeta, StoreError, pack_codes, unpack_value
 from tests.redis_support import private_redis
 
 RNG = np.random.default_rng(0)

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from codebook.artifact import Codebook, InvalidSIDError
-from model.sids import format_sid, parse_sid, parse_sids
-from store.values import RunMeta, StoreError, pack_codes, pack_values, unpack_value
+from conrec.codebook.artifact import Codebook, InvalidSIDError
+from conrec.model.sids import format_sid, parse_sid, parse_sids
+from conrec.store.values import RunMeta, StoreError, pack_codes, pack_values, unpack_value
 
 LEVELS = st.integers(min_value=1, max_value=8)
 

@@ -1,7 +1,7 @@
 """POST /filter.
 
-The body is read and validated by hand (see ``service.api.schemas``) rather than declared as a
-FastAPI body parameter, which would parse the JSON to Python objects and validate them after.
+The body is read and validated by hand (see ``conrec.service.api.schemas``) rather than declared as
+a FastAPI body parameter, which would parse the JSON to Python objects and validate them after.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.routing import APIRoute
 from starlette.routing import request_response
 
-from service.api.deps import check_api_key
-from service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
-from service.api.schemas import FilterRequest, decode_request, encode_response
-from service.core.state import ServiceState
-from service.filtering import BadRequest, NotReady, run_filter
+from conrec.service.api.deps import check_api_key
+from conrec.service.api.examples import REQUEST_EXAMPLES, RESPONSE_EXAMPLES
+from conrec.service.api.schemas import FilterRequest, decode_request, encode_response
+from conrec.service.core.state import ServiceState
+from conrec.service.filtering import BadRequest, NotReady, run_filter
 
 
 class PlainRoute(APIRoute):

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from service.api.deps import StateDep
-from service.core.thresholds import POLICY_KEYS, Mode, OverrideRange, Score, Surface
+from conrec.service.api.deps import StateDep
+from conrec.service.core.thresholds import POLICY_KEYS, Mode, OverrideRange, Score, Surface
 
 router = APIRouter(tags=["ops"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batch_gen.engines.base import EngineConfig
-from model.constrained import build_sid_trie
-from model.trie import SIDTrie
+from conrec.batch_gen.engines.base import EngineConfig
+from conrec.model.constrained import build_sid_trie
+from conrec.model.trie import SIDTrie
 from tests.batch_gen.engines.tiny_setup import TinySetup, build_tiny_setup
 
 

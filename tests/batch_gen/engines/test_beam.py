@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from batch_gen.engines.beam import (
+from conrec.batch_gen.engines.beam import (
     Beams,
     allowed_mask,
     best_sequences,
@@ -12,7 +12,7 @@ from batch_gen.engines.beam import (
     initial_beams,
     plan_step,
 )
-from model.trie import SIDTrie
+from conrec.model.trie import SIDTrie
 
 NEG = -np.inf
 

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from batch_gen.engines import choice
-from batch_gen.engines.choice import (
+from conrec.batch_gen.engines import choice
+from conrec.batch_gen.engines.choice import (
     CPU_VLLM_MIN_WEIGHT_BYTES,
     make_engine,
     resolve_engine,
 )
-from batch_gen.engines.hf import HFBeamEngine
-from model.prompts import save_prompt_config
+from conrec.batch_gen.engines.hf import HFBeamEngine
+from conrec.model.prompts import save_prompt_config
 
 
 def test_auto_is_vllm_with_a_cuda_gpu_and_hf_on_cpu(monkeypatch):

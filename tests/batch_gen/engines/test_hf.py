@@ -5,13 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from batch_gen.engines.hf import (
+from conrec.batch_gen.engines.hf import (
     HFBeamEngine,
     constrained_logprobs,
     sid_head,
     tree_attention_mask,
 )
-from model.constrained import build_sid_trie
+from conrec.model.constrained import build_sid_trie
 
 
 @pytest.fixture(scope="module")

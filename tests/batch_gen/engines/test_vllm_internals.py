@@ -9,7 +9,7 @@ import inspect
 import pytest
 import vllm
 
-from batch_gen.engines.vllm_internals import VLLM_TESTED, VLLMChanged, engine_request
+from conrec.batch_gen.engines.vllm_internals import VLLM_TESTED, VLLMChanged, engine_request
 
 
 def test_the_request_builders_exist_with_the_arguments_used() -> None:

@@ -2,11 +2,11 @@
 
 import pytest
 
-from batch_gen.engines.base import encode_prompts
-from batch_gen.engines.hf import HFBeamEngine
-from batch_gen.engines.vllm_engine import PREFIX_BLOCK_SIZE, VLLMBeamEngine
-from model.backbone import align_prompt
-from model.constrained import build_sid_trie
+from conrec.batch_gen.engines.base import encode_prompts
+from conrec.batch_gen.engines.hf import HFBeamEngine
+from conrec.batch_gen.engines.vllm_engine import PREFIX_BLOCK_SIZE, VLLMBeamEngine
+from conrec.model.backbone import align_prompt
+from conrec.model.constrained import build_sid_trie
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.backbone import TinyBackboneConfig, build_tiny_model, build_tokenizer
-from model.sids import SID, format_sid
+from conrec.model.backbone import TinyBackboneConfig, build_tiny_model, build_tokenizer
+from conrec.model.sids import SID, format_sid
 
 _WORDS = [f"w{i}" for i in range(200)] + ["user", "disliked", "liked", "history", "next", ":"]
 
@@ -70,9 +70,9 @@ def build_tiny_setup(
 def build_tiny_model_dir(ml100k, out: Path) -> Path:
     """A tiny random model whose vocabulary covers ml-100k's items and the prompts, saved to
     `out` with its tokenizer (what the batch job and its engines load)."""
-    from model.backbone import TinyBackboneConfig, build_tiny_model, build_tokenizer
-    from model.data.tables import item_texts
-    from model.prompts import prompt_vocabulary
+    from conrec.model.backbone import TinyBackboneConfig, build_tiny_model, build_tokenizer
+    from conrec.model.data.tables import item_texts
+    from conrec.model.prompts import prompt_vocabulary
 
     tokenizer = build_tokenizer(item_texts(ml100k.items) + prompt_vocabulary(), 3, 32)
     # 32-wide heads: vLLM's CPU attention has no 16-wide kernel.

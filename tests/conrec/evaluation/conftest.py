@@ -2,7 +2,7 @@
 
 import pytest
 
-from codebook.artifact import load_item_sids
+from conrec.codebook.artifact import load_item_sids
 
 
 @pytest.fixture(scope="session")

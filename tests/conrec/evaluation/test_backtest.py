@@ -13,7 +13,7 @@ from conrec.evaluation.backtest import (
     backtest_cutoffs,
     run_backtest,
 )
-from model.data.tables import DAY_SECONDS
+from conrec.model.data.tables import DAY_SECONDS
 
 CONFIG = Path(__file__).resolve().parents[3] / "model" / "configs" / "tiny-ml100k.yaml"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from codebook.artifact import ItemSIDTable
+from conrec.codebook.artifact import ItemSIDTable
 from conrec.evaluation.baselines import (
     Catalogue,
     CategoryBlocker,
@@ -15,10 +15,10 @@ from conrec.evaluation.baselines import (
     SwingBaseline,
     top_sids,
 )
-from model.data.splits import UserWindow
-from model.data.visibility import EventLog
-from model.mf import MFConfig
-from model.swing import SwingConfig
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.visibility import EventLog
+from conrec.model.mf import MFConfig
+from conrec.model.swing import SwingConfig
 
 ITEMS = pd.DataFrame(
     {

@@ -5,8 +5,8 @@ model that ignores its inputs would fail here."""
 import numpy as np
 import pytest
 
-from codebook.artifact import load_codebook
-from codebook.calibration import load_calibration
+from conrec.codebook.artifact import load_codebook
+from conrec.codebook.calibration import load_calibration
 from conrec.evaluation.calibrated import (
     FULL,
     ITEMS_ONLY,
@@ -18,7 +18,7 @@ from conrec.evaluation.calibrated import (
 from conrec.evaluation.cases import history_predictions
 from conrec.evaluation.decision import judge
 from conrec.evaluation.split import EvalSplit
-from model.calibration import CalibrationSettings
+from conrec.model.calibration import CalibrationSettings
 
 
 @pytest.fixture(scope="module")

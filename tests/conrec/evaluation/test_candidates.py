@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from codebook.artifact import ItemSIDTable
+from conrec.codebook.artifact import ItemSIDTable
 from conrec.evaluation.candidates import candidate_sets
-from model.data.splits import user_windows
+from conrec.model.data.splits import user_windows
 
 
 def _table(n: int) -> ItemSIDTable:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from codebook.artifact import Codebook, ItemSIDTable
+from conrec.codebook.artifact import Codebook, ItemSIDTable
 from conrec.evaluation.cases import (
     decision_population,
     history_predictions,
@@ -20,7 +20,7 @@ from conrec.evaluation.decision import (
     threshold_at,
     user_auc,
 )
-from model.data.splits import UserWindow
+from conrec.model.data.splits import UserWindow
 
 INF = np.inf
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from codebook.artifact import load_item_sids
+from conrec.codebook.artifact import load_item_sids
 from conrec.evaluation.list_metrics import summarize, topk_hits
 from conrec.evaluation.llm import LLMPredictor
 from conrec.evaluation.split import EvalSplit
-from model.train_config import load_config
+from conrec.model.train_config import load_config
 from tests.launch_support import accelerate_train, finished, write_config
 
 CONFIG = Path(__file__).resolve().parents[3] / "model" / "configs" / "tiny-ml100k.yaml"
@@ -49,7 +49,7 @@ def split(ml100k, artifact_dir):
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory, ml100k, artifact_dir, split) -> dict[int, float]:
     """FHR@20 per seed of the backbone as initialised (a learning rate of zero leaves it so)."""
-    from model.curriculum import run_curriculum
+    from conrec.model.curriculum import run_curriculum
 
     tmp = tmp_path_factory.mktemp("untrained")
     return {
@@ -65,7 +65,7 @@ def untrained(tmp_path_factory, ml100k, artifact_dir, split) -> dict[int, float]
 def test_trained_model_beats_the_same_model_untrained(
     tmp_path, ml100k, artifact_dir, split, untrained
 ):
-    from model.curriculum import run_curriculum
+    from conrec.model.curriculum import run_curriculum
 
     gaps = []
     for seed in SEEDS:

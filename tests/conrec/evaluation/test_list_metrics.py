@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from codebook.artifact import ItemSIDTable
+from conrec.codebook.artifact import ItemSIDTable
 from conrec.evaluation.list_metrics import (
     bootstrap_interval,
     candidate_hits,
@@ -14,8 +14,8 @@ from conrec.evaluation.list_metrics import (
     topk_hits,
 )
 from conrec.evaluation.users import EvalUser, eval_users
-from model.data.splits import UserWindow
-from model.data.visibility import EventLog
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.visibility import EventLog
 
 A, B, C, D, E = (0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 1, 1)
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from conrec.evaluation.rows import ABLATION, LLM_ROWS, select_rows
-from model.stage_plan import plan_stages
-from model.train_config import load_config
+from conrec.model.stage_plan import plan_stages
+from conrec.model.train_config import load_config
 
 CONFIG = Path(__file__).resolve().parents[3] / "model" / "configs" / "tiny-ml100k.yaml"
 

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conrec.cli import app
-from model.data.sources import DataTables
+from conrec.model.data.sources import DataTables
 
 CONFIG = Path(__file__).resolve().parents[3] / "model" / "configs" / "tiny-ml100k.yaml"
 
@@ -88,8 +88,8 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
         assert diff["auc"] == pytest.approx(served["auc"] - decision["rows"][reference]["auc"])
     # The thresholds file serves the calibrated score's 5% threshold chosen on the validation
     # split, and the calibration artifact it needs sits beside it.
-    from codebook.calibration import load_calibration
-    from service.core.thresholds import parse_thresholds
+    from conrec.codebook.calibration import load_calibration
+    from conrec.service.core.thresholds import parse_thresholds
 
     shipped = parse_thresholds(Path(results["thresholds_file"]).read_bytes())
     calibrated = decision["rows"]["calibrated"]

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from codebook.artifact import ItemSIDTable
+from conrec.codebook.artifact import ItemSIDTable
 from conrec.evaluation.baselines import Catalogue
 from conrec.evaluation.sasrec import SASRecBaseline, SASRecConfig
-from model.data.splits import UserWindow
-from model.data.visibility import EventLog
+from conrec.model.data.splits import UserWindow
+from conrec.model.data.visibility import EventLog
 
 
 def test_sasrec_learns_what_follows_what_and_its_parameters_change():

@@ -5,9 +5,9 @@ import logging
 import pandas as pd
 import pytest
 
-from model.data import readers
-from model.data.mapping import MappingError, SourceMapping, load_mapping, mapping_from
-from model.data.prepared import load_tables, prepare_mapped, summarize
+from conrec.model.data import readers
+from conrec.model.data.mapping import MappingError, SourceMapping, load_mapping, mapping_from
+from conrec.model.data.prepared import load_tables, prepare_mapped, summarize
 
 RATINGS = (
     "userId,movieId,rating,timestamp,,\n"
@@ -122,7 +122,7 @@ def test_iso_dates_in_parquet_with_integer_ids_and_reasons(tmp_path):
 
 def test_auto_timestamp_unit_logs_its_choice(tmp_path, caplog):
     (tmp_path / "log.csv").write_text("user_id,item_id,ts,polarity\nu,i,1649300000000,neg\n")
-    with caplog.at_level(logging.INFO, logger="model.data.mapping"):
+    with caplog.at_level(logging.INFO, logger="conrec.model.data.mapping"):
         _, ds = _prepare(
             tmp_path, events=str(tmp_path / "log.csv"), ts_unit="auto", polarity="polarity"
         )

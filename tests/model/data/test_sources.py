@@ -1,7 +1,7 @@
 import pytest
 
-from model.data import sources
-from model.data.sources import load_dataset, load_kuairand, load_ml100k
+from conrec.model.data import sources
+from conrec.model.data.sources import load_dataset, load_kuairand, load_ml100k
 
 
 def test_ml100k_counts_match_the_dataset(ml100k):

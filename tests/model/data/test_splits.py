@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.data.splits import (
+from conrec.model.data.splits import (
     cutoffs_for,
     global_cutoffs,
     midpoint_cutoffs,
@@ -10,7 +10,7 @@ from model.data.splits import (
     user_windows,
     validation_spec,
 )
-from model.data.tables import DAY_SECONDS
+from conrec.model.data.tables import DAY_SECONDS
 
 DAY = DAY_SECONDS
 
@@ -92,7 +92,7 @@ def test_training_windows_never_see_past_the_eval_cutoff(ml100k):
 
 
 def test_global_cutoff_on_kuairand_gives_a_week_of_future(kuairand_file):
-    from model.data.sources import load_kuairand
+    from conrec.model.data.sources import load_kuairand
 
     events = load_kuairand(kuairand_file).events
     cutoff = int(pd.Timestamp("2022-04-14", tz="UTC").timestamp())

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from model.data.tables import (
+from conrec.model.data.tables import (
     LoadReport,
     drop_non_interest_negatives,
     item_texts,

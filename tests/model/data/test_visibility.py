@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from codebook.artifact import ItemSIDTable
+from conrec.codebook.artifact import ItemSIDTable
 from conrec.evaluation.baselines import Catalogue
 from conrec.evaluation.split import EvalSplit
 from conrec.evaluation.tuning import GRIDS, baseline_outputs, make_baseline
-from model.data.tables import DAY_SECONDS
-from model.data.visibility import EventLog, lag_days, refit_schedule
+from conrec.model.data.tables import DAY_SECONDS
+from conrec.model.data.visibility import EventLog, lag_days, refit_schedule
 
 ITEMS = [f"i{n}" for n in range(12)]
 TABLE = ItemSIDTable(
