@@ -2,8 +2,8 @@
 
 prometheus_client's ``Histogram.observe`` takes one value: a request's thousand candidate
 scores would be a thousand Python calls, each taking a lock. Here a request's scores are
-counted with numpy (sorted once, then the bucket bounds looked up in them: about 3 µs for a
-thousand) into per-label cumulative bucket counts, exposed at scrape time as an ordinary
+counted with numpy (sorted once, then the bucket bounds looked up in them: a few numpy calls
+for a thousand) into per-label cumulative bucket counts, exposed at scrape time as an ordinary
 histogram (``_bucket{le}``, ``_sum``, ``_count``).
 """
 

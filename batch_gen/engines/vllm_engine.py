@@ -1,24 +1,21 @@
 """Trie-constrained beam search on vLLM: an own beam loop over vLLM's engine core.
 
-Each SID level sends one single-token request per live beam (the prompt plus the beam's SID
-tokens), restricted to the tokens the trie allows after that beam (`allowed_token_ids`). A beam
-the trie lets continue one way only sends none: its masked log-prob is 0 (`plan_step`); in a
-sparse catalogue that is most beams of the last level.
-Prefix caching keeps the prompts' KV blocks from the first level, so later levels compute only
-the tail after the last full cached block (vLLM caches whole blocks only; the CPU attention
-backend's smallest block is 32 tokens). Prompts built with training's `align_to` (fill tokens in
-front, `conrec.model.backbone.align_prompt`) are whole blocks, so that tail is the beam's own SID
-tokens. `logprobs_mode="processed_logprobs"` makes vLLM return
-log-probs after the allowed-token mask, i.e. the same masked log-softmax the HF engine scores
-with.
+Each SID level sends one single-token request per live beam (the prompt plus the beam's SID tokens),
+restricted to the tokens the trie allows after that beam (`allowed_token_ids`). A beam the trie lets
+continue one way only sends none: its masked log-prob is 0 (`plan_step`); in a sparse catalogue that
+is most beams of the last level. Prefix caching keeps the prompts' KV blocks from the first level,
+so later levels compute only the tail after the last full cached block (vLLM caches whole blocks
+only; the CPU attention backend's smallest block is 32 tokens). Prompts built with training's
+`align_to` (fill tokens in front, `conrec.model.backbone.align_prompt`) are whole blocks, so that
+tail is the beam's own SID tokens. `logprobs_mode="processed_logprobs"` makes vLLM return log-probs
+after the allowed-token mask, i.e. the same masked log-softmax the HF engine scores with.
 
 The requests go to the engine core directly (`LLM.llm_engine.engine_core`), built by copying a
 request validated once per (trie prefix, log-prob count; `conrec.batch_gen.engines.vllm_internals`),
-and the raw log-prob arrays are read
-back: `LLM.generate`'s per-request rendering, validation and output objects cost more than the
-model itself for thousands of one-token requests. What is left per request is vLLM's own
-scheduling and batch bookkeeping (~0.1 ms on a CPU core) and the prompt tail; see
-docs/benchmarks.md and `conrec.batch_gen.engines.choice.resolve_engine`.
+and the raw log-prob arrays are read back: `LLM.generate`'s per-request rendering, validation and
+output objects cost more than the model itself for thousands of one-token requests. What is left per
+request is vLLM's own scheduling and batch bookkeeping and the prompt tail (timed in
+docs/benchmarks.md); see `conrec.batch_gen.engines.choice.resolve_engine`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from conrec.codebook.similarity import prediction_tables
 from conrec.store.values import Prediction, RunMeta
 
 # Dot tables larger than this (K x D x size float32: 7.5 KiB for K=20 on a 3 x 32 codebook, 60
-# KiB on 3 x 256) are rebuilt per request rather than kept: one small matmul (~20 us) against
+# KiB on 3 x 256) are rebuilt per request rather than kept: one small matmul per request against
 # holding eight times fewer users in the same bytes.
 MAX_KEPT_TABLE_BYTES = 16 * 1024
 # What an entry costs beyond its arrays: the dict slot, the key string's header, the entry

@@ -23,7 +23,7 @@ from conrec.service.filtering import BadRequest, NotReady, run_filter
 class PlainRoute(APIRoute):
     """Documented like any FastAPI route, served like a plain Starlette one: the endpoint takes
     the Request and returns a Response, without FastAPI's per-request dependency solving and
-    response handling (about half of the framework's ~55 us per request, measured in-process).
+    response handling (about half of the framework's own cost per request; docs/benchmarks.md).
     HTTPException still becomes the usual JSON error through the app's exception handlers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
