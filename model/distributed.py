@@ -15,9 +15,10 @@ before Python starts, which is how a rank is told apart without importing torch.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -129,12 +130,20 @@ def per_rank_batch(global_batch: int, what: str) -> int:
     return global_batch // n
 
 
-def follow_leader(train: Callable[..., object]) -> None:
+def follow_leader(train: Callable[..., object]) -> NoReturn:
     """A follower's whole life: join every curriculum the leader starts (`train(*job)`, with
-    `conrec.model.curriculum.train_curriculum`), until the leader stops."""
+    `conrec.model.curriculum.train_curriculum`), until the leader stops; then the process ends.
+
+    It ends without interpreter teardown: the follower has trained, met the leader at every
+    barrier and writes nothing of its own, while teardown destroys native libraries' threads in
+    an order that aborted a follower at random, after its run had finished ('terminate called
+    without an active exception', exit code -6)."""
     while (job := broadcast()) is not None:
         train(*job)
     finish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def lead(job: tuple) -> None:
