@@ -1,3 +1,3 @@
-from conrec.cli import app
+from conrec.cli.main import app
 
 app()

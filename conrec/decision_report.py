@@ -125,3 +125,17 @@ def render(table: pd.DataFrame) -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def write_production_report(
+    decision_log: str | Path, feedback: str | Path, salt: str, out: str | Path
+) -> tuple[Path, str]:
+    """production_report.md and .csv in `out` from the decision log and the feedback after it;
+    returns the Markdown file and its text."""
+    table = decisions_vs_feedback(read_decisions(decision_log), read_feedback(feedback), salt)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = render(table)
+    (out / "production_report.md").write_text(text)
+    table.to_csv(out / "production_report.csv", index=False)
+    return out / "production_report.md", text

@@ -264,7 +264,7 @@ def _evaluate(p: Pipeline, settings: dict[str, Any]) -> dict[str, Any]:
     # The thresholds to serve, chosen on the validation split: deploy them with the run.
     return {
         "results": str(p.output("evaluate") / "results.md"),
-        "thresholds": results["thresholds_file"],
+        "thresholds": results.thresholds_file,
     }
 
 

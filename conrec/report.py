@@ -173,6 +173,86 @@ def operators_report(
     )
 
 
+def report_on_predictions(
+    codebook_dir: str | Path,
+    data: str | None,
+    cutoff: str,
+    out: str | Path,
+    *,
+    model_dir: str | None = None,
+    redis_url: str | None = None,
+    store_path: str | None = None,
+    engine: str = "hf",
+) -> OperatorsReport:
+    """`operators_report` on the predictions made at `cutoff` by exactly one source: a trained
+    model (predicting as the nightly job would), a store's published run, or an embedded store
+    file's. A published run is also scored by the calibrated score where the codebook has a
+    calibration artifact, as the service would score it."""
+    from conrec.codebook.artifact import load_codebook, load_item_sids
+    from conrec.evaluation.split import EvalSplit
+    from conrec.model.data.prepared import load_tables
+
+    if sum(x is not None for x in (model_dir, redis_url, store_path)) != 1:
+        raise ValueError("give exactly one of a model, a store's URL or a store file")
+    tables = load_tables(data)
+    table = load_item_sids(codebook_dir)
+    codebook = load_codebook(codebook_dir)
+    split = EvalSplit.build(tables.events, table, cutoff=cutoff)
+    calibrated = None
+    if model_dir:
+        from conrec.evaluation.llm import LLMPredictor
+
+        predictor = LLMPredictor(model_dir, table, engine)
+        topk = predictor.topk(predictor.prompts(split))
+        predictions = {u: np.asarray(sids, dtype=np.int64) for u, sids in topk.items()}
+    else:
+        found = published(redis_url, store_path, [w.user_id for w in split.windows])
+        predictions = {u: p.codes for u, p in found.items()}
+        calibrated = _calibrated(codebook_dir, split, found, codebook, table)
+    return operators_report(
+        split.windows, predictions, codebook, table, tables.items, out, calibrated=calibrated
+    )
+
+
+def published(redis_url: str | None, store_path: str | None, users: list[str]) -> dict:
+    """user -> `Prediction` of the published run, for the users that have one."""
+    from conrec.store.connection import connect, stop_embedded
+    from conrec.store.runs import PredictionStore
+
+    if store_path and not Path(store_path).is_file():
+        raise FileNotFoundError(f"no prediction store at {store_path}")
+    client = connect(redis_url, embedded_path=store_path) if store_path else connect(redis_url)
+    try:
+        found = PredictionStore(client).get_many(users)
+    finally:
+        if store_path:
+            stop_embedded(client)
+    return {u: p for u, p in zip(users, found, strict=True) if p is not None}
+
+
+def _calibrated(codebook_dir, split, found: dict, codebook: Codebook, table: ItemSIDTable):
+    """The calibrated score's cases, as the service would score them, where the codebook has a
+    calibration artifact (None otherwise): users whose prediction carries a part made for it
+    get the full model, the others the item features alone."""
+    from conrec.codebook.artifact import ArtifactError
+    from conrec.codebook.calibration import load_calibration
+    from conrec.evaluation.cases import calibrated_cases
+
+    try:
+        calibration = load_calibration(codebook_dir)
+    except ArtifactError:
+        return None
+    parts = {
+        u: p.user_features
+        for u, p in found.items()
+        if p.user_features is not None and p.calibration_version == calibration.version
+    }
+    predictions = {u: p.codes for u, p in found.items()}
+    return calibrated_cases(
+        split.windows, predictions, parts, calibration.aligned(table), codebook, table
+    )
+
+
 def write_thresholds(
     path: str | Path, threshold: float, how: str, score: str = "max_cosine", by: str = "report"
 ) -> Path:

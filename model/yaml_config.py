@@ -4,7 +4,7 @@ form, nested dataclasses (and lists of them) nested mappings. A field's metadata
 - ``path``: a relative path in a YAML file is relative to that file's folder;
 - ``min`` / ``max``: bounds of a number (the command line checks the same bounds).
 
-The command-line side of the same fields is ``conrec.commands.options.config_options``.
+The command-line side of the same fields is ``conrec.cli.options.config_options``.
 """
 
 from __future__ import annotations

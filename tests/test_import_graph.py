@@ -117,6 +117,22 @@ def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
     assert imported <= LAYERS[package], f"{package} imports {sorted(imported - LAYERS[package])}"
 
 
+def test_only_the_command_line_imports_the_command_line() -> None:
+    """`conrec.cli` sits on top (with `python -m conrec`, which runs it): the application layer
+    under it never reaches back up."""
+
+    def in_cli(name: str) -> bool:
+        return name in ("conrec.cli", "conrec.__main__") or name.startswith("conrec.cli.")
+
+    known = modules("conrec")
+    users = {
+        name
+        for name, path in known.items()
+        if not in_cli(name) and any(in_cli(m) for m in imports(path, known))
+    }
+    assert users == set()
+
+
 def test_the_parts_are_imported_by_their_installed_names() -> None:
     """`from model.x import y` would load a second copy of `conrec.model.x` from a checkout's
     root (on sys.path when a command runs there) and fail in an installed environment."""

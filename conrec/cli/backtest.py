@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import typer
 
-from conrec.commands.options import DataOption, config_options
+from conrec.cli.options import DataOption, config_options
 from conrec.evaluation.backtest import BacktestConfig
 from conrec.evaluation.rows import BACKTEST_BASELINES
 

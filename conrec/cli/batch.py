@@ -10,7 +10,7 @@ from rich.console import Console
 
 from conrec.batch_gen.config import NightlyConfig
 from conrec.batch_gen.job import BatchJobConfig, utc_run_id
-from conrec.commands.options import DataOption, config_options
+from conrec.cli.options import DataOption, config_options
 
 console = Console()
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from conrec.cli.options import DataOption, config_options
 from conrec.codebook.rqvae import RQVAEConfig
 from conrec.codebook.train import TrainConfig
 from conrec.codebook_training import CodebookTraining
-from conrec.commands.options import DataOption, config_options
 
 app = typer.Typer(help="Semantic-ID codebook (RQ-VAE).", no_args_is_help=True)
 console = Console()

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from conrec.commands.options import override_options
+from conrec.cli.options import override_options
 from conrec.model.data.mapping import SourceMapping
 from conrec.model.data.sources import DatasetName
 

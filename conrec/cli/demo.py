@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from conrec.batch_gen.config import NightlyConfig
-from conrec.commands.options import override_options
+from conrec.cli.options import override_options
 
 
 @override_options(NightlyConfig, only=("engine",))

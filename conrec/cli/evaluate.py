@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from conrec.commands.options import DataOption, config_options
+from conrec.cli.options import DataOption, config_options
 from conrec.evaluation.rows import BASELINES
 from conrec.evaluation.run import EvaluationConfig
 

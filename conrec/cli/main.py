@@ -1,7 +1,7 @@
-"""The one `conrec` command: every subcommand lives in `conrec/commands/`.
+"""The one `conrec` command: every subcommand lives in a module beside this one.
 
-The `conrec` package is the application layer: commands and jobs that compose the parts
-(codebook, model, batch_gen, store, service); the parts never import it. A subcommand's module
+The `conrec` package around it is the application layer: the jobs that compose the parts
+(codebook, model, batch_gen, store, service), which never import it. A subcommand's module
 is imported only when that subcommand runs (or when `conrec --help` lists it), so `conrec serve`
 loads the service and the store alone: the service image carries neither `model/` nor
 `batch_gen/`, and a command whose package an install lacks says so instead of failing on import.
@@ -27,18 +27,18 @@ class Command(NamedTuple):
 
 _EVERY_PART = ("codebook", "model", "batch_gen", "store")
 COMMANDS: dict[str, Command] = {
-    "data": Command("conrec.commands.data", "app", ("model",)),
-    "codebook": Command("conrec.commands.codebook", "app", ("codebook", "model")),
-    "train": Command("conrec.commands.train", "train", ("model",)),
-    "evaluate": Command("conrec.commands.evaluate", "evaluate", _EVERY_PART),
-    "backtest": Command("conrec.commands.backtest", "backtest", _EVERY_PART),
-    "report": Command("conrec.commands.report", "report", _EVERY_PART),
-    "batch-gen": Command("conrec.commands.batch", "batch_gen", _EVERY_PART),
-    "pipeline": Command("conrec.commands.pipeline", "app", _EVERY_PART),
-    "serve": Command("conrec.commands.serve", "serve", ("service", "store", "codebook")),
-    "store": Command("conrec.commands.store", "app", ("store",)),
-    "thresholds": Command("conrec.commands.thresholds", "app", ("service",)),
-    "demo": Command("conrec.commands.demo", "demo", (*_EVERY_PART, "service")),
+    "data": Command("conrec.cli.data", "app", ("model",)),
+    "codebook": Command("conrec.cli.codebook", "app", ("codebook", "model")),
+    "train": Command("conrec.cli.train", "train", ("model",)),
+    "evaluate": Command("conrec.cli.evaluate", "evaluate", _EVERY_PART),
+    "backtest": Command("conrec.cli.backtest", "backtest", _EVERY_PART),
+    "report": Command("conrec.cli.report", "report", _EVERY_PART),
+    "batch-gen": Command("conrec.cli.batch", "batch_gen", _EVERY_PART),
+    "pipeline": Command("conrec.cli.pipeline", "app", _EVERY_PART),
+    "serve": Command("conrec.cli.serve", "serve", ("service", "store", "codebook")),
+    "store": Command("conrec.cli.store", "app", ("store",)),
+    "thresholds": Command("conrec.cli.thresholds", "app", ("service",)),
+    "demo": Command("conrec.cli.demo", "demo", (*_EVERY_PART, "service")),
 }
 
 
@@ -131,7 +131,6 @@ def _ranks() -> None:
         from conrec.model.curriculum import train_curriculum
 
         distributed.follow_leader(train_curriculum)
-        raise typer.Exit()
 
 
 if __name__ == "__main__":

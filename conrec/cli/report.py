@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from conrec.batch_gen.engines.choice import Engine
-from conrec.commands.options import DataOption
+from conrec.cli.options import DataOption
 
 console = Console()
 
@@ -60,31 +59,17 @@ def report(
             "give exactly one of --model-dir, --redis-url, --store-path, --decision-log"
         )
     if decision_log:
-        _production(decision_log, feedback, salt, Path(out))
+        _production(decision_log, feedback, salt, out)
         return
-    from conrec.codebook.artifact import load_codebook, load_item_sids
-    from conrec.evaluation.split import EvalSplit
-    from conrec.model.data.prepared import load_tables
-    from conrec.report import operators_report
+    from conrec.report import report_on_predictions
 
-    tables = load_tables(data)
-    table = load_item_sids(codebook_dir)
-    codebook = load_codebook(codebook_dir)
-    split = EvalSplit.build(tables.events, table, cutoff=cutoff)
-    calibrated = None
-    if model_dir:
-        from conrec.evaluation.llm import LLMPredictor
-
-        predictor = LLMPredictor(model_dir, table, engine)
-        topk = predictor.topk(predictor.prompts(split))
-        predictions = {u: _codes(sids) for u, sids in topk.items()}
-    else:
-        found = _published(redis_url, store_path, [w.user_id for w in split.windows])
-        predictions = {u: p.codes for u, p in found.items()}
-        calibrated = _calibrated(codebook_dir, split, found, codebook, table)
-    figures = operators_report(
-        split.windows, predictions, codebook, table, tables.items, out, calibrated=calibrated
-    )
+    try:
+        figures = report_on_predictions(
+            codebook_dir, data, cutoff, out,
+            model_dir=model_dir, redis_url=redis_url, store_path=store_path, engine=engine,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
     console.print(
         f"{figures.users} users ({figures.with_prediction} with a prediction); at the "
         f"blocker's positives-lost rate {figures.blocker.positives_lost:.3f} the filter "
@@ -100,67 +85,14 @@ def report(
     console.print(f"ready to serve (5% budget, {figures.served.score}): {figures.thresholds_file}")
 
 
-def _production(decision_log: str, feedback: str | None, salt: str, out: Path) -> None:
-    from conrec.decision_report import (
-        decisions_vs_feedback,
-        read_decisions,
-        read_feedback,
-        render,
-    )
+def _production(decision_log: str, feedback: str | None, salt: str, out: str) -> None:
+    from conrec.decision_report import write_production_report
 
     if feedback is None:
         raise typer.BadParameter("--decision-log needs --feedback")
     try:
-        table = decisions_vs_feedback(read_decisions(decision_log), read_feedback(feedback), salt)
+        path, text = write_production_report(decision_log, feedback, salt, out)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "production_report.md").write_text(render(table))
-    table.to_csv(out / "production_report.csv", index=False)
-    console.print(render(table))
-    console.print(f"written to {out / 'production_report.md'}")
-
-
-def _codes(sids):
-    import numpy as np
-
-    return np.asarray(sids, dtype=np.int64)
-
-
-def _published(redis_url: str | None, store_path: str | None, users: list[str]) -> dict:
-    """user -> Prediction of the published run, for the users that have one."""
-    from conrec.store.connection import connect, stop_embedded
-    from conrec.store.runs import PredictionStore
-
-    if store_path and not Path(store_path).is_file():
-        raise typer.BadParameter(f"no prediction store at {store_path}")
-    client = connect(redis_url, embedded_path=store_path) if store_path else connect(redis_url)
-    try:
-        found = PredictionStore(client).get_many(users)
-    finally:
-        if store_path:
-            stop_embedded(client)
-    return {u: p for u, p in zip(users, found, strict=True) if p is not None}
-
-
-def _calibrated(codebook_dir: str, split, found: dict, codebook, table):
-    """The calibrated score's cases, as the service would score them, where the codebook has a
-    calibration artifact (None otherwise): users whose prediction carries a part made for it
-    get the full model, the others the item features alone."""
-    from conrec.codebook.artifact import ArtifactError
-    from conrec.codebook.calibration import load_calibration
-    from conrec.evaluation.cases import calibrated_cases
-
-    try:
-        calibration = load_calibration(codebook_dir)
-    except ArtifactError:
-        return None
-    parts = {
-        u: p.user_features
-        for u, p in found.items()
-        if p.user_features is not None and p.calibration_version == calibration.version
-    }
-    predictions = {u: p.codes for u, p in found.items()}
-    return calibrated_cases(
-        split.windows, predictions, parts, calibration.aligned(table), codebook, table
-    )
+    console.print(text)
+    console.print(f"written to {path}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from conrec.commands.options import DataOption, override_options
+from conrec.cli.options import DataOption, override_options
 from conrec.model.train_config import CurriculumConfig
 
 

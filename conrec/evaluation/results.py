@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,36 @@ SCORE_LABELS = {"max_cosine": "max cosine to its top-20 (served)", "own": "own s
 HEADLINE = budget_label(HEADLINE_BUDGET)
 
 
+@dataclass(frozen=True)
+class EvaluationResults:
+    """What `conrec evaluate` measured: results.json's top level. The rows, the decision, the
+    headline and the sweep stay JSON documents (their keys are rows and budgets)."""
+
+    protocol: str
+    split: str
+    populations: dict[str, int]
+    config: str
+    backbone: str
+    seeds: int
+    engine: str
+    buckets: int
+    rows: dict[str, dict]  # row key -> label, kind, seeds, per_seed and metrics (mean, std)
+    seconds: float
+    machine: dict
+    decision: dict  # served row, per-row decision figures, paired differences
+    headline: dict  # FHR@20 / LIF@20 ratios to the best other row, with intervals
+    sweep: dict  # the operators' sweep of CoNRec's seed 0 (empty without it)
+    thresholds_file: str | None  # the thresholds to serve, chosen on the validation split
+    forgetting: list[dict]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=float)
+
+    @classmethod
+    def read(cls, path: Path) -> EvaluationResults:
+        return cls(**json.loads(path.read_text()))
+
+
 def write_results(
     runs,
     split: EvalSplit,
@@ -85,35 +116,37 @@ def write_results(
     calibrated: dict,
     seconds,
     machine,
-) -> dict:
+) -> EvaluationResults:
     """Aggregate `runs` (a list of `RowRun`) and write results.json, results.md and plots."""
     rows = _aggregate(runs)
-    results = {
-        "protocol": "time-consistent",
-        "split": cfg.split,
-        "populations": split.populations(),
-        "config": cfg.config,
-        "backbone": _backbone_name(cfg.config),
-        "seeds": cfg.seeds,
-        "engine": cfg.engine,
-        "buckets": cfg.buckets,
-        "rows": rows,
-        "seconds": round(seconds, 1),
-        "machine": machine,
-    }
+    backbone = _backbone_name(cfg.config)
     decisions = _decisions(runs, split, validation, codebook, table)
     decisions.update(
         (name, (result, aucs, float("nan"))) for name, (result, aucs) in calibrated.items()
     )
-    results["decision"] = _decision_summary(decisions, rows)
-    results["headline"] = _headline(runs, rows, results["backbone"], results["decision"])
-    results["sweep"] = _sweep(runs, split, data, table, codebook, out)
-    results["thresholds_file"] = _serve_threshold(results["decision"], out)
-    results["forgetting"] = _forgetting(rows)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    decision = _decision_summary(decisions, rows)
+    results = EvaluationResults(
+        protocol="time-consistent",
+        split=cfg.split,
+        populations=split.populations(),
+        config=cfg.config,
+        backbone=backbone,
+        seeds=cfg.seeds,
+        engine=cfg.engine,
+        buckets=cfg.buckets,
+        rows=rows,
+        seconds=round(seconds, 1),
+        machine=machine,
+        decision=decision,
+        headline=_headline(runs, rows, backbone, decision),
+        sweep=_sweep(runs, split, data, table, codebook, out),
+        thresholds_file=_serve_threshold(decision, out),
+        forgetting=_forgetting(rows),
+    )
+    (out / "results.json").write_text(results.to_json())
     (out / "results.md").write_text(render_markdown(results))
     plot_metrics(rows, out / "metrics.png")
-    plot_decision(results["decision"], out / "decision.png")
+    plot_decision(decision, out / "decision.png")
     return results
 
 
@@ -424,20 +457,20 @@ def _llm_machines(rows: dict) -> str:
     return ", ".join(machines) or "no machine (no LLM rows)"
 
 
-def render_markdown(results: dict) -> str:
-    rows, pops, head = results["rows"], results["populations"], results["headline"]
-    decision = results["decision"]
+def render_markdown(results: EvaluationResults) -> str:
+    rows, pops, head = results.rows, results.populations, results.headline
+    decision = results.decision
     lines = [
-        f"# Evaluation: {results['backbone']} backbone, {results['split']} split",
+        f"# Evaluation: {results.backbone} backbone, {results.split} split",
         "",
-        f"Config `{results['config']}`, {results['seeds']} seed(s) for CoNRec, SFT-only and "
-        f"stochastic baselines (1 for the other rows), beam engine `{results['engine']}`; "
-        f"{results['seconds'] / 60:.1f} min on {_machine_text(results['machine'])}; LLM rows "
+        f"Config `{results.config}`, {results.seeds} seed(s) for CoNRec, SFT-only and "
+        f"stochastic baselines (1 for the other rows), beam engine `{results.engine}`; "
+        f"{results.seconds / 60:.1f} min on {_machine_text(results.machine)}; LLM rows "
         f"trained and predicted on {_llm_machines(rows)}.",
         "",
         "Protocol: time-consistent. A user with cutoff t is scored by baselines that saw every "
         "event with ts <= t and none after it (counts and priors at every cutoff; Swing and the "
-        f"factorisation fitted at the first cutoff of each of {results['buckets']} buckets of "
+        f"factorisation fitted at the first cutoff of each of {results.buckets} buckets of "
         "users, SASRec of 2); the LLM rows are union-trained (every user's windows up to that "
         "user's own cutoff).",
         "",
@@ -499,7 +532,7 @@ def render_markdown(results: dict) -> str:
         *_table(rows, list(REWARD_SCHEMES.values()), [f"({s})" for s in REWARD_SCHEMES]),
         "",
     ]
-    if results["forgetting"]:
+    if results.forgetting:
         lines += [
             "## Forgetting of the alignment task (paper table 3)",
             "",
@@ -508,7 +541,7 @@ def render_markdown(results: dict) -> str:
             *(
                 f"| {f['task']} | {f['after_alignment']:.3f} | {f['final']:.3f} | "
                 f"{100 * f['forgetting_rate']:.1f}% |"
-                for f in results["forgetting"]
+                for f in results.forgetting
             ),
             "",
         ]
@@ -531,8 +564,8 @@ def render_markdown(results: dict) -> str:
             *tuning,
             "",
         ]
-    if results["sweep"]:
-        sweep = results["sweep"]
+    if results.sweep:
+        sweep = results.sweep
         lines += [
             "## Threshold sweep",
             "",
@@ -555,13 +588,13 @@ def render_markdown(results: dict) -> str:
                 f"to {head['best_baseline_lif']}: {head['lif_ratio']:.3f}.",
                 "",
             ]
-        lines += [f"protocol: {results['protocol']}"]
+        lines += [f"protocol: {results.protocol}"]
         for k, v in head.items():
             if isinstance(v, float):
                 lines.append(f"{k}: {v:.4f}")
             elif k.endswith("_ci95"):
                 lines.append(f"{k}: [{v[0]:.4f}, {v[1]:.4f}]")
-        lines += [f"seeds: {results['seeds']}"]
+        lines += [f"seeds: {results.seeds}"]
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
@@ -53,6 +54,9 @@ from conrec.model.data.prepared import load_tables
 from conrec.model.data.sources import DataTables
 from conrec.model.data.splits import cutoffs_for, validation_spec
 from conrec.model.train_config import CurriculumConfig, load_config
+
+if TYPE_CHECKING:
+    from conrec.evaluation.results import EvaluationResults
 
 console = Console()
 
@@ -150,7 +154,7 @@ class Scene:
         return served_cases(self.split.windows, codes, self.codebook, self.table)
 
 
-def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> dict:
+def run_evaluation(cfg: EvaluationConfig, dataset: DataTables | None = None) -> EvaluationResults:
     """Evaluate every requested row; write and return the results."""
     from conrec.evaluation.results import write_results
 

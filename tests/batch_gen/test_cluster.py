@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from conrec.cli import app
+from conrec.cli.main import app
 from conrec.store.runs import PredictionStore
 from tests.redis_support import keys_per_node
 

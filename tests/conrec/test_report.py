@@ -88,7 +88,7 @@ def test_conrec_report_from_a_published_run_scores_every_user(
 ):
     from typer.testing import CliRunner
 
-    from conrec.cli import app
+    from conrec.cli.main import app
     from conrec.codebook.artifact import load_item_sids
     from conrec.store.connection import connect, stop_embedded
     from conrec.store.runs import PredictionStore
@@ -126,7 +126,7 @@ def test_conrec_report_from_a_published_run_scores_every_user(
 def test_conrec_report_needs_exactly_one_source(tmp_path):
     from typer.testing import CliRunner
 
-    from conrec.cli import app
+    from conrec.cli.main import app
 
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path)])
     assert result.exit_code == 2
@@ -143,7 +143,7 @@ def test_conrec_report_recommends_the_score_that_catches_more(
 
     from typer.testing import CliRunner
 
-    from conrec.cli import app
+    from conrec.cli.main import app
     from conrec.codebook.artifact import load_item_sids
     from conrec.codebook.calibration import FEATURES, LogisticModel, user_layout
     from conrec.model.calibration import fit_item_side, save_item_side

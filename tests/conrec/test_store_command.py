@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conrec.cli import app
+from conrec.cli.main import app
 from conrec.store.connection import connect, stop_embedded
 from conrec.store.runs import PredictionStore
 from conrec.store.values import RunMeta
@@ -143,7 +143,7 @@ def test_a_store_must_be_named(tmp_path: Path) -> None:
 def test_store_commands_do_not_load_torch(redis_url: str) -> None:
     code = (
         "import sys\n"
-        "from conrec.cli import app\n"
+        "from conrec.cli.main import app\n"
         f"app(['store', 'status', '--redis-url', {redis_url!r}, '--json'], standalone_mode=False)\n"
         "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from conrec.cli import app
+from conrec.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -191,7 +191,7 @@ def test_the_service_stage_installs_the_folders_it_copies_under_conrec(tmp_path:
         if name.endswith("/__init__.py")
     }
     assert {p.partition(".")[0] for p in packages} == {"conrec"}
-    parts = {p for p in packages if p.count(".") == 1 and p != "conrec.commands"}
+    parts = {p for p in packages if p.count(".") == 1 and p != "conrec.cli"}
     assert {"conrec.service", "conrec.store", "conrec.codebook"} <= parts
     assert not parts & packages_left_out("service")
 
@@ -213,7 +213,7 @@ class Blocker:
             raise ModuleNotFoundError(f"{name} is not in the serve image", name=name)
 sys.meta_path.insert(0, Blocker())
 import conrec.service.main
-from conrec.cli import app
+from conrec.cli.main import app
 for argv in (["--help"], ["serve", "--help"], ["thresholds", "--help"], ["store", "--help"]):
     try:
         app(argv)

@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conrec.batch_gen.engines.choice import ENGINES
-from conrec.cli import app as cli
+from conrec.cli.main import app as cli
 from conrec.service.api.routes.ops import router as ops_router
 from conrec.service.core.config import Settings
 from conrec.service.core.thresholds import parse_thresholds

@@ -87,7 +87,7 @@ def service_process(
     port = free_port()
     # None in sys.modules makes an import of that name raise ModuleNotFoundError.
     hide = f"import sys; sys.modules.update(dict.fromkeys({list(without)!r}))"
-    launch = f"{hide}; from conrec.cli import app; app(prog_name='conrec')"
+    launch = f"{hide}; from conrec.cli.main import app; app(prog_name='conrec')"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", launch, "serve", "--port", str(port)],

@@ -12,7 +12,7 @@ import httpx
 import pandas as pd
 from typer.testing import CliRunner
 
-from conrec.cli import app as cli
+from conrec.cli.main import app as cli
 from conrec.service.core.sampling import HOLDOUT, user_pseudonym, user_share
 from conrec.store.runs import PredictionStore
 from tests.service.support import ITEMS, publish_run, scraped

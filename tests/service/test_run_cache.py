@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from conrec.cli import app
+from conrec.cli.main import app
 from conrec.store.runs import PredictionStore
 from tests.service.support import publish_run, scraped
 

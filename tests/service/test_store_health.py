@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from conrec.cli import app
+from conrec.cli.main import app
 from conrec.service.core.config import Settings
 from conrec.service.core.state import redacted
 from conrec.store.connection import connect

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from conrec.cli import app
+from conrec.cli.main import app
 from conrec.codebook.artifact import load_codebook, load_item_sids
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conrec.cli import COMMANDS, app
+from conrec.cli.main import COMMANDS, app
 
 
 def leaf_commands() -> Iterator[tuple[str, Callable]]:

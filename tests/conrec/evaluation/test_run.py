@@ -9,7 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conrec.cli import app
+from conrec.cli.main import app
+from conrec.evaluation.results import EvaluationResults
 from conrec.model.data.sources import DataTables
 
 CONFIG = Path(__file__).resolve().parents[3] / "model" / "configs" / "tiny-ml100k.yaml"
@@ -45,7 +46,7 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
         baselines=("random", "popularity", "category_blocker", "swing"),
     )  # fmt: skip
     results = run_evaluation(cfg, small)
-    rows = results["rows"]
+    rows = results.rows
     assert set(rows) == {"random", "popularity", "category_blocker", "swing", "conrec",
                          "sft_neg", "align"}  # fmt: skip
     assert rows["conrec"]["seeds"] == [0, 1]
@@ -53,7 +54,7 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
     assert rows["align"]["seeds"] == [0]  # ablation rows run one seed
     assert rows["random"]["seeds"] == [0, 1]  # stochastic baseline
     assert rows["popularity"]["seeds"] == [0]
-    pops = results["populations"]
+    pops = results.populations
     assert pops["users"] == 150
     assert 0 < pops["luf"] < pops["fhr"] <= pops["users"]
     for row in rows.values():
@@ -61,24 +62,24 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
             assert 0.0 <= metric["mean"] <= 1.0
     assert rows["popularity"]["metrics"]["fhr"]["std"] == 0.0
     assert rows["category_blocker"]["info"][0]["choice"] in ("weighted", "any")
-    head = results["headline"]
+    head = results.headline
     assert head["best_baseline"] in ("random", "popularity", "category_blocker", "swing",
                                      "sft_neg")  # fmt: skip
     lo, hi = head["fhr_ratio_ci95"]
     assert lo <= head["fhr_ratio"] <= hi
-    assert results["forgetting"][0]["row"] == "align"
-    assert results["sweep"]["users"] <= pops["users"]
+    assert results.forgetting[0]["row"] == "align"
+    assert results.sweep["users"] <= pops["users"]
 
     # The decision: every list row through the served max cosine, the baselines by their own
     # score too, and the user's own negatives as the set; thresholds from the validation split.
-    assert results["protocol"] == "time-consistent"
-    decision = results["decision"]
+    assert results.protocol == "time-consistent"
+    decision = results.decision
     assert {"conrec", "popularity", "popularity:own", "history_set"} <= set(decision["rows"])
     assert decision["served"] == "conrec"
     assert decision["references"] == ["popularity:own", "category_blocker:own", "history_set"]
     served = decision["rows"]["conrec"]
     assert served["seeds"] == 2
-    assert served["users"] == results["sweep"]["users"]  # both judge the users with a future
+    assert served["users"] == results.sweep["users"]  # both judge the users with a future
     for row in decision["rows"].values():
         assert row["auc_ci95"][0] <= row["auc"] <= row["auc_ci95"][1] or row["seeds"] > 1
         ten = row["budgets"]["10%"]
@@ -91,7 +92,7 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
     from conrec.codebook.calibration import load_calibration
     from conrec.service.core.thresholds import parse_thresholds
 
-    shipped = parse_thresholds(Path(results["thresholds_file"]).read_bytes())
+    shipped = parse_thresholds(Path(results.thresholds_file).read_bytes())
     calibrated = decision["rows"]["calibrated"]
     assert shipped.score == "calibrated"
     assert shipped.default == pytest.approx(calibrated["budgets"]["5%"]["threshold"], abs=1e-6)
@@ -118,15 +119,15 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
     before = {p.name: p.stat().st_mtime for p in (tmp_path / "rows").iterdir()}
     again = run_evaluation(cfg, small)
     assert {p.name: p.stat().st_mtime for p in (tmp_path / "rows").iterdir()} == before
-    assert again["rows"]["conrec"]["metrics"] == rows["conrec"]["metrics"]
-    assert json.loads((tmp_path / "results.json").read_text())["headline"] == again["headline"]
+    assert again.rows["conrec"]["metrics"] == rows["conrec"]["metrics"]
+    assert EvaluationResults.read(tmp_path / "results.json").headline == again.headline
 
     # A seed run elsewhere (another process or machine) makes the same cached row.
     elsewhere = tmp_path / "elsewhere"
     spread = dataclasses.replace(
         cfg, out=str(elsewhere), seeds=1, first_seed=1, rows="conrec", baselines=("random",)
     )
-    assert run_evaluation(spread, small)["rows"]["conrec"]["seeds"] == [1]
+    assert run_evaluation(spread, small).rows["conrec"]["seeds"] == [1]
     assert sorted(p.name for p in (elsewhere / "rows").glob("*-s*.json")) == [
         "conrec-s1.json", "random-s1.json",
     ]  # fmt: skip
