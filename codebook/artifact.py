@@ -239,14 +239,18 @@ class ItemSIDTable:
             return None
         ordered, order, base = index
         codes = np.asarray(codes, dtype=np.int64)
-        # A code beyond every code of the table names no item in it (and would alias a key).
-        outside = (codes >= base).any(axis=1)
-        keys = np.minimum(codes, base - 1) @ (
-            base ** np.arange(codes.shape[1] - 1, -1, -1, dtype=np.int64)
-        )
+        # A code beyond every code of the table names no item in it (and would alias a key);
+        # looked for row by row only when there is one, since that costs more than the search.
+        outside = None
+        if len(codes) and int(codes.max()) >= base:
+            outside = (codes >= base).any(axis=1)
+            codes = np.minimum(codes, base - 1)
+        keys = codes @ (base ** np.arange(codes.shape[1] - 1, -1, -1, dtype=np.int64))
         at = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
-        rows = np.where((ordered[at] == keys) & ~outside, order[at], -1)
-        return rows
+        found = ordered[at] == keys
+        if outside is not None:
+            found &= ~outside
+        return np.where(found, order[at], -1)
 
     def sid_of(self, item_id: str) -> tuple[int, ...] | None:
         row = self._index.get(str(item_id))

@@ -141,10 +141,23 @@ class Traffic:
         return start, DRAWS_PER_RUN
 
 
+def distinct(codes: np.ndarray) -> np.ndarray:
+    """Random SIDs made distinct, as the default collision policy (`reassign`) leaves a table:
+    an item that drew a taken SID moves on to the next free last code. (A shared SID would send
+    every SID body of the calibrated score to the item-id lookup.)"""
+    taken: set[tuple[int, ...]] = set()
+    for i, sid in enumerate(map(tuple, codes.tolist())):
+        while sid in taken:
+            sid = (*sid[:-1], (sid[-1] + 1) % 256)
+        taken.add(sid)
+        codes[i] = sid
+    return codes
+
+
 def build_world(root: Path, redis_url: str) -> dict[str, bytes]:
     """A 3 x 256 x 32 codebook over 10k items, 10k users' predictions; the body templates."""
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, size=(N_ITEMS, 3), dtype=np.uint16)
+    codes = distinct(rng.integers(0, 256, size=(N_ITEMS, 3), dtype=np.uint16))
     encoder = EncoderWeights((np.eye(32, dtype=np.float32),), (np.zeros(32, np.float32),))
     codewords = rng.normal(size=(3, 256, 32)).astype(np.float32)
     ids = [f"item-{i}" for i in range(N_ITEMS)]
