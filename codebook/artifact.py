@@ -126,10 +126,10 @@ class Codebook:
         """Reconstructed latents X-hat = sum of the chosen codewords: [..., D] -> [..., dim]."""
         arr = self.validate(codes) if validate else np.asarray(codes, dtype=np.int64)
         # Adding level by level avoids materialising [..., D, dim] and then reducing it, on the
-        # service's hot path.
-        out = self.codewords[0][arr[..., 0]]
+        # service's hot path; `take` gathers rows faster than fancy indexing.
+        out = self.codewords[0].take(arr[..., 0], axis=0)
         for level in range(1, self.levels):
-            out += self.codewords[level][arr[..., level]]
+            out += self.codewords[level].take(arr[..., level], axis=0)
         return out
 
     def decode_normalized(self, codes: Any, *, validate: bool = True) -> np.ndarray:
