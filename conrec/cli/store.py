@@ -8,6 +8,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from conrec.cli.options import config_options
+from conrec.store.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from conrec.store.runs import PredictionStore
@@ -26,50 +30,57 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-RedisUrl = Annotated[
-    str | None,
-    typer.Option(envvar="CONREC_REDIS_URL", help="The store's Redis (redis:// or rediss://)."),
-]
-Cluster = Annotated[
-    bool,
-    typer.Option(envvar="CONREC_REDIS_CLUSTER", help="--redis-url names a Redis Cluster node."),
-]
-Prefix = Annotated[
-    str, typer.Option(envvar="CONREC_STORE_PREFIX", help="Prediction store key prefix.")
-]
-StorePath = Annotated[
-    str | None,
-    typer.Option(
-        help="Or an embedded store file (batch-gen's without --redis-url: "
-        "runs/prediction-store/redis.db); wins over CONREC_REDIS_URL."
-    ),
-]
+
+@dataclass(frozen=True)
+class StoreAddress:
+    """The prediction store a command works on: a Redis server or cluster, or an embedded store
+    file."""
+
+    redis_url: str | None = field(
+        default=None,
+        metadata={"help": "The store's Redis (redis:// or rediss://).", "env": "CONREC_REDIS_URL"},
+    )
+    cluster: bool = field(
+        default=False,
+        metadata={"help": "--redis-url names a Redis Cluster node.", "env": "CONREC_REDIS_CLUSTER"},
+    )
+    prefix: str = field(
+        default=DEFAULT_PREFIX,
+        metadata={"help": "Prediction store key prefix.", "env": "CONREC_STORE_PREFIX"},
+    )
+    store_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Or an embedded store file (batch-gen's without --redis-url: "
+            "runs/prediction-store/redis.db); wins over CONREC_REDIS_URL."
+        },
+    )
+
+
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
 
 @app.command()
+@config_options(StoreAddress, into="address")
 def status(
-    redis_url: RedisUrl = None,
-    cluster: Cluster = False,
-    prefix: Prefix = "conrec",
-    store_path: StorePath = None,
+    address: StoreAddress,
     as_json: AsJson = False,
 ) -> None:
     """The published run (age, users, codebook and model versions) and every run whose
     predictions are still whole, which `conrec store rollback` can point back at."""
-    with _opened(redis_url, cluster, prefix, store_path) as store:
+    with _opened(address) as store:
         published, runs = store.current_run(), store.published_runs()
     now = time.time()
     if as_json:
         shown = {
-            "prefix": prefix,
+            "prefix": address.prefix,
             "published": None if published is None else _run_fields(published, now),
             "runs": [_run_fields(run, now) for run in runs],
         }
         print(json.dumps(shown, indent=2))
         return
     if published is None:
-        console.print(f"No run is published under prefix {escape(prefix)!r}.")
+        console.print(f"No run is published under prefix {escape(address.prefix)!r}.")
     else:
         gone = " [red](its predictions have expired)[/red]" if published.expires_at <= now else ""
         console.print(
@@ -78,7 +89,7 @@ def status(
             f"codebook {escape(published.codebook_version)}, "
             f"model {escape(published.model_version)}{gone}"
         )
-    table = Table(title=f"Runs within their TTL (prefix {escape(prefix)})")
+    table = Table(title=f"Runs within their TTL (prefix {escape(address.prefix)})")
     for column in ("run", "created (UTC)", "age", "expires in", "users", "codebook", "model"):
         table.add_column(column)
     for run in runs:
@@ -96,19 +107,17 @@ def status(
 
 
 @app.command()
+@config_options(StoreAddress, into="address")
 def rollback(
     run_id: Annotated[str, typer.Option(help="The earlier run to publish again.")],
-    redis_url: RedisUrl = None,
-    cluster: Cluster = False,
-    prefix: Prefix = "conrec",
-    store_path: StorePath = None,
+    address: StoreAddress,
     as_json: AsJson = False,
 ) -> None:
     """Point readers back at an earlier run published whole whose predictions have not expired;
     exit 2, changing nothing, for one that never was or has expired."""
     from conrec.store.values import StoreError
 
-    with _opened(redis_url, cluster, prefix, store_path) as store:
+    with _opened(address) as store:
         before = store.current_run()
         try:
             after = store.rollback(run_id)
@@ -126,19 +135,17 @@ def rollback(
 
 
 @app.command()
+@config_options(StoreAddress, into="address")
 def forget(
     user_id: Annotated[str, typer.Argument(help="The user to erase.")],
-    redis_url: RedisUrl = None,
-    cluster: Cluster = False,
-    prefix: Prefix = "conrec",
-    store_path: StorePath = None,
+    address: StoreAddress,
     as_json: AsJson = False,
 ) -> None:
     """Erase a user's predictions from every run the store still holds (an erasure request).
     Running services drop the user from their run cache at their next store poll
     (CONREC_THRESHOLDS_RELOAD_S, 2 s by default). Take the user out of the batch job's input
     too, or the next run predicts for them again."""
-    with _opened(redis_url, cluster, prefix, store_path) as store:
+    with _opened(address) as store:
         held = store.forget(user_id)
     if as_json:
         print(json.dumps({"user_id": user_id, "erased_from": held}))
@@ -148,31 +155,29 @@ def forget(
 
 
 @contextlib.contextmanager
-def _opened(
-    redis_url: str | None, cluster: bool, prefix: str, store_path: str | None
-) -> Iterator[PredictionStore]:
+def _opened(address: StoreAddress) -> Iterator[PredictionStore]:
     """The store the options name, its pointer read afresh on every call."""
     from pathlib import Path
 
     from conrec.store.connection import connect, release_embedded
     from conrec.store.runs import PredictionStore
 
-    if store_path is not None:
-        if cluster:
+    if address.store_path is not None:
+        if address.cluster:
             raise typer.BadParameter("--cluster needs --redis-url: an embedded store is one server")
-        if not Path(store_path).is_file():
-            raise typer.BadParameter(f"no prediction store at {store_path}")
-        client = connect(None, embedded_path=store_path)
+        if not Path(address.store_path).is_file():
+            raise typer.BadParameter(f"no prediction store at {address.store_path}")
+        client = connect(None, embedded_path=address.store_path)
         try:
-            yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+            yield PredictionStore(client, prefix=address.prefix, pointer_cache_s=0.0)
         finally:
             release_embedded(client)
         return
-    if not redis_url:
+    if not address.redis_url:
         raise typer.BadParameter("give --redis-url (or set CONREC_REDIS_URL) or --store-path")
-    client = connect(redis_url, cluster=cluster, timeout_s=10.0)
+    client = connect(address.redis_url, cluster=address.cluster, timeout_s=10.0)
     try:
-        yield PredictionStore(client, prefix=prefix, pointer_cache_s=0.0)
+        yield PredictionStore(client, prefix=address.prefix, pointer_cache_s=0.0)
     finally:
         client.close()
 
