@@ -67,6 +67,7 @@ class Admitted:
     holdout: bool
     item_ids: list[str]
     ids_only: bool  # no candidate gives a SID (an ``ItemIdsRequest``)
+    salt: str  # the deployment's user-hash salt: holdout and decision-log sampling, pseudonyms
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ def admit(state: ServiceState, request: FilterRequest) -> Admitted:
         holdout=_sampled(policy.holdout, salt, HOLDOUT, request.user_id),
         item_ids=list(map(_ITEM_ID, request.candidates)),
         ids_only=isinstance(request, ItemIdsRequest),
+        salt=salt,
     )
 
 
@@ -490,12 +492,13 @@ def answer(
         holdout=admitted.holdout,
         would_drop=drops if passive else [],
     )
-    salt = state.settings.user_hash_salt.get_secret_value()
     if state.decision_log is not None and _sampled(
-        policy.log_sample, salt, LOG_SAMPLE, request.user_id
+        policy.log_sample, admitted.salt, LOG_SAMPLE, request.user_id
     ):
         state.decision_log.write(
-            decisions(request.user_id, salt, item_ids, outcome.scores, set(dropped), response)
+            decisions(
+                request.user_id, admitted.salt, item_ids, outcome.scores, set(dropped), response
+            )
         )
     return response
 
