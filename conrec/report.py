@@ -216,17 +216,11 @@ def report_on_predictions(
 
 def published(redis_url: str | None, store_path: str | None, users: list[str]) -> dict:
     """user -> `Prediction` of the published run, for the users that have one."""
-    from conrec.store.connection import connect, stop_embedded
+    from conrec.store.connection import visiting
     from conrec.store.runs import PredictionStore
 
-    if store_path and not Path(store_path).is_file():
-        raise FileNotFoundError(f"no prediction store at {store_path}")
-    client = connect(redis_url, embedded_path=store_path) if store_path else connect(redis_url)
-    try:
+    with visiting(redis_url, embedded_path=store_path) as client:
         found = PredictionStore(client).get_many(users)
-    finally:
-        if store_path:
-            stop_embedded(client)
     return {u: p for u, p in zip(users, found, strict=True) if p is not None}
 
 

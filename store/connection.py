@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeAlias
 
@@ -102,6 +103,33 @@ def release_embedded(client: redis.Redis) -> None:
         client.connection_pool.disconnect()
     else:
         stop_embedded(client)
+
+
+@contextlib.contextmanager
+def visiting(
+    url: str | None,
+    *,
+    cluster: bool = False,
+    embedded_path: str | Path | None = None,
+    timeout_s: float | None = None,
+) -> Iterator[StoreClient]:
+    """A client for a command that visits a store and leaves: ``url``'s server, or the existing
+    embedded store file ``embedded_path`` (FileNotFoundError if there is none), released on
+    leaving (``release_embedded``: a service serving the same file keeps its server)."""
+    if embedded_path is not None:
+        if not Path(embedded_path).is_file():
+            raise FileNotFoundError(f"no prediction store at {embedded_path}")
+        client = connect(None, embedded_path=embedded_path, timeout_s=timeout_s)
+        try:
+            yield client
+        finally:
+            release_embedded(client)
+        return
+    client = connect(url, cluster=cluster, timeout_s=timeout_s)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def embedded_url(client: redis.Redis) -> str:

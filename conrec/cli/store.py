@@ -157,29 +157,26 @@ def forget(
 @contextlib.contextmanager
 def _opened(address: StoreAddress) -> Iterator[PredictionStore]:
     """The store the options name, its pointer read afresh on every call."""
-    from pathlib import Path
-
-    from conrec.store.connection import connect, release_embedded
+    from conrec.store.connection import visiting
     from conrec.store.runs import PredictionStore
 
-    if address.store_path is not None:
-        if address.cluster:
-            raise typer.BadParameter("--cluster needs --redis-url: an embedded store is one server")
-        if not Path(address.store_path).is_file():
-            raise typer.BadParameter(f"no prediction store at {address.store_path}")
-        client = connect(None, embedded_path=address.store_path)
-        try:
-            yield PredictionStore(client, prefix=address.prefix, pointer_cache_s=0.0)
-        finally:
-            release_embedded(client)
-        return
-    if not address.redis_url:
+    if address.store_path is not None and address.cluster:
+        raise typer.BadParameter("--cluster needs --redis-url: an embedded store is one server")
+    if address.store_path is None and not address.redis_url:
         raise typer.BadParameter("give --redis-url (or set CONREC_REDIS_URL) or --store-path")
-    client = connect(address.redis_url, cluster=address.cluster, timeout_s=10.0)
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            client = stack.enter_context(
+                visiting(
+                    address.redis_url,
+                    cluster=address.cluster,
+                    embedded_path=address.store_path,
+                    timeout_s=10.0,
+                )
+            )
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(str(exc)) from None
         yield PredictionStore(client, prefix=address.prefix, pointer_cache_s=0.0)
-    finally:
-        client.close()
 
 
 def _run_fields(run: RunMeta, now: float) -> dict:

