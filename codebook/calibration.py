@@ -213,31 +213,70 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def prefix_depth(candidates: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """[M, D], [K, D] codes -> [M]: the most leading levels a candidate shares with one
-    prediction. Only the candidates whose first code is a prediction's (a table lookup) are
-    looked at further: few of them on a large codebook. Their prefixes, packed level by level
-    into one integer each (as the item table packs SIDs), are searched among the predictions'
-    sorted prefixes of the same length; a prefix shared at one level is shared at every level
-    above it, so the count of levels found is the depth."""
-    depth = np.zeros(len(candidates), np.float32)
+    prediction (`PredictedPrefixes`, built for this one call)."""
     if not len(predictions) or not len(candidates):
-        return depth
-    first = np.zeros(int(max(candidates[:, 0].max(), predictions[:, 0].max())) + 1, bool)
-    first[predictions[:, 0]] = True
-    at = np.flatnonzero(first.take(candidates[:, 0]))
-    if len(at):
-        sub = candidates.take(at, axis=0)
+        return np.zeros(len(candidates), np.float32)
+    base = int(max(candidates.max(), predictions.max())) + 1
+    return PredictedPrefixes.of(predictions, base).depth(candidates)
+
+
+@dataclass(frozen=True, eq=False)
+class PredictedPrefixes:
+    """A prediction's SID prefixes, arranged once so that each request's candidates are only
+    looked up in them (the filter keeps them with the user's cached prediction).
+
+    Only the candidates whose first code starts a predicted SID (a table lookup) are looked at
+    further: few of them on a large codebook. Their prefixes, packed level by level into one
+    integer each (as the item table packs SIDs), are searched among the predictions' sorted
+    prefixes of the same length; a prefix shared at one level is shared at every level above
+    it, so the count of levels found is the depth. A codebook whose SIDs do not fit an int64
+    packed compares the candidates' codes with the predictions' instead."""
+
+    first: np.ndarray  # [base] bool: a predicted SID starts with this code
+    base: int  # every code is below it
+    # Per prefix length 2..D: the predictions' prefixes packed, sorted; or, for SIDs that do
+    # not pack, the predicted SIDs themselves [K, D].
+    packed: tuple[np.ndarray, ...] | None = None
+    codes: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, predictions: np.ndarray, base: int) -> PredictedPrefixes:
+        codes = np.asarray(predictions, dtype=np.int64)
+        first = np.zeros(base, bool)
+        first[codes[:, 0]] = True
+        if base ** codes.shape[1] >= 2**63:
+            return cls(first, base, codes=codes)
+        packed, prefix = [], codes[:, 0]
+        for level in range(1, codes.shape[1]):
+            prefix = prefix * base + codes[:, level]
+            packed.append(np.sort(prefix))  # repeats do not matter to a search
+        return cls(first, base, packed=tuple(packed))
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.first, *(self.packed or ()), *(() if self.codes is None else (self.codes,)))
+        return sum(a.nbytes for a in arrays)
+
+    def depth(self, candidates: np.ndarray) -> np.ndarray:
+        """[M, D] codes, each below ``base`` -> [M] float32 depths."""
+        depth = np.zeros(len(candidates), np.float32)
+        at = np.flatnonzero(self.first.take(candidates[:, 0]))
+        if not len(at):
+            return depth
+        sub = candidates.take(at, axis=0).astype(np.int64, copy=False)
+        if self.packed is None:
+            shared = np.cumprod(sub[:, None, :] == self.codes[None, :, :], axis=2)
+            depth[at] = shared.sum(axis=2).max(axis=1)
+            return depth
         found = np.ones(len(at), np.float32)
-        base = int(max(sub.max(), predictions.max())) + 1
-        prefix, predicted = sub[:, 0], predictions[:, 0]
-        for level in range(1, candidates.shape[1]):
-            prefix = prefix * base + sub[:, level]
-            predicted = predicted * base + predictions[:, level]
-            ordered = np.sort(predicted)
+        prefix = sub[:, 0]
+        for level, ordered in enumerate(self.packed, start=1):
+            prefix = prefix * self.base + sub[:, level]
             i = np.searchsorted(ordered, prefix)
             np.minimum(i, len(ordered) - 1, out=i)
             found += ordered.take(i) == prefix
         depth[at] = found
-    return depth
+        return depth
 
 
 def save_calibration(

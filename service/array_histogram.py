@@ -2,9 +2,9 @@
 
 prometheus_client's ``Histogram.observe`` takes one value: a request's thousand candidate
 scores would be a thousand Python calls, each taking a lock. Here a request's scores are
-counted with numpy (sorted once, then the bucket bounds looked up in them: a few numpy calls
-for a thousand) into per-label cumulative bucket counts, exposed at scrape time as an ordinary
-histogram (``_bucket{le}``, ``_sum``, ``_count``).
+counted with numpy (each value's bucket found by a binary search among the bounds, then counted
+per bucket: a few numpy calls for a thousand) into per-label cumulative bucket counts, exposed
+at scrape time as an ordinary histogram (``_bucket{le}``, ``_sum``, ``_count``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ class ArrayHistogramSeries:
     def observe(self, values: np.ndarray) -> None:
         """Count every value of ``values`` (finite numbers; NaN would poison the sum)."""
         # Compared in float64 so that a bound like 0.9 means 0.9, whatever the values' dtype.
-        ordered = np.sort(values.astype(np.float64, copy=False))
-        below = ordered.searchsorted(self._bounds, side="right")  # number of x <= each bound
-        total = float(ordered.sum())
+        x = values.astype(np.float64, copy=False)
+        # Each value's bucket: the first bound >= it (NaN sorts last: +Inf's); counted per
+        # bucket, then cumulated (cheaper than sorting the values).
+        per_bucket = np.bincount(self._bounds.searchsorted(x), minlength=len(self._counts))
+        below = per_bucket.cumsum()
+        total = float(x.sum())
         with self._lock:
-            self._counts[:-1] += below
-            self._counts[-1] += len(ordered)
+            self._counts += below
             self._sum += total
 
     def snapshot(self) -> tuple[np.ndarray, float]:

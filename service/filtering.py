@@ -18,7 +18,6 @@ import numpy as np
 import redis
 
 from conrec.codebook.artifact import Codebook, InvalidSIDError, ItemSIDTable
-from conrec.codebook.calibration import prefix_depth
 from conrec.codebook.similarity import max_cosine_tables, max_cosine_vectors, use_tables
 from conrec.service.api.schemas import (
     Candidate,
@@ -426,7 +425,7 @@ def calibrated_scores(
         counted.items_only["no_prediction" if prediction is None else "no_user_features"].inc()
         return loaded.calibration.score(rows, first), ""
     cosine = resolved.scores(cached)  # validates the prediction's codes
-    depth = prefix_depth(codes, prediction.codes)
+    depth = cached.prefixes(loaded.codebook).depth(codes)
     return aligned.score(rows, first, cosine, depth, prediction.user_features), ""
 
 

@@ -18,6 +18,7 @@ from enum import Enum
 import numpy as np
 
 from conrec.codebook.artifact import Codebook
+from conrec.codebook.calibration import PredictedPrefixes
 from conrec.codebook.similarity import prediction_tables
 from conrec.store.values import Prediction, RunMeta
 
@@ -41,13 +42,15 @@ class Usage:
 @dataclass(eq=False, slots=True)
 class CachedPrediction:
     """A user's prediction and, computed on first use and kept with it, its decoded unit
-    vectors [K, dim] and per-level dot tables [K, D * size] (``max_cosine_tables``; kept up to
-    ``MAX_KEPT_TABLE_BYTES``), in the codebook version the prediction was made with."""
+    vectors [K, dim], per-level dot tables [K, D * size] (``max_cosine_tables``; kept up to
+    ``MAX_KEPT_TABLE_BYTES``) and SID prefixes (the calibrated score's prefix depth), in the
+    codebook version the prediction was made with."""
 
     prediction: Prediction
     usage: Usage = field(default_factory=Usage)
     _units: np.ndarray | None = None
     _tables: np.ndarray | None = None
+    _prefixes: PredictedPrefixes | None = None
 
     def units(self, codebook: Codebook) -> np.ndarray:
         """Unit vectors of the predicted SIDs; raises InvalidSIDError for codes ``codebook``
@@ -67,9 +70,17 @@ class CachedPrediction:
             self.usage.bytes += tables.nbytes
         return tables
 
+    def prefixes(self, codebook: Codebook) -> PredictedPrefixes:
+        """The predicted SIDs' prefixes; call ``units`` first, which validates the codes."""
+        if self._prefixes is None:
+            self._prefixes = PredictedPrefixes.of(self.prediction.codes, codebook.size)
+            self.usage.bytes += self._prefixes.nbytes
+        return self._prefixes
+
     @property
     def derived_bytes(self) -> int:
-        return sum(a.nbytes for a in (self._units, self._tables) if a is not None)
+        kept = (self._units, self._tables, self._prefixes)
+        return sum(a.nbytes for a in kept if a is not None)
 
 
 class NotCached(Enum):

@@ -21,6 +21,9 @@ candidate ids. The ratio /filter : bare therefore measures the filter's own work
   ("tuned"). A body of 1,000 SIDs decodes into a thousand lists, which at the default threshold
   set off young collections in the bare app that the service does not pay: the ratio against
   the tuned one is the like-for-like measure of the filter's own work.
+- Calibrated: the Zipf traffic with the id and SID bodies on a surface serving the calibrated
+  score, against the same server, reported as its peak over the max-cosine Zipf peak (the
+  calibrated score's ratio to bare over the max cosine's).
 - Latency at half of peak: an open-loop generator at a fixed rate (half the median /filter
   peak on the Zipf traffic, with Zipf-drawn users) that counts each request's latency from its
   scheduled start, so queueing behind a stalled request is measured, not hidden (coordinated
@@ -79,7 +82,7 @@ ROOT = Path(__file__).resolve().parents[2]
 N_ITEMS, N_CANDIDATES, N_USERS, K = 10_000, 1_000, 1_000_000, 20
 UNIFORM_USERS, ZIPF_S = 10_000, 1.1
 # Zipf draws, one per request; each wrk run starts at a fresh offset so none repeats another's.
-ZIPF_DRAWS, DRAWS_PER_RUN = 2_000_000, 60_000
+ZIPF_DRAWS, DRAWS_PER_RUN = 3_000_000, 60_000
 SURFACE = "home"
 CALIBRATED_SURFACE = "feed"
 THRESHOLDS = (
@@ -419,8 +422,9 @@ def cache_lookups(port: int) -> tuple[float, float]:
     return scraped(metrics, name, result="hit"), scraped(metrics, name, result="miss")
 
 
-# Measured per body, in this order in every round: (what, server, traffic).
-SERIES = ("bare", "tuned", "uniform", "zipf", "cold")
+# Measured per body, in this order in every round: (what, server, traffic). "calibrated": the
+# zipf series with the same body on a `score: calibrated` surface, for the bodies that have one.
+SERIES = ("bare", "tuned", "uniform", "zipf", "cold", "calibrated")
 
 
 def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
@@ -438,6 +442,7 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
             "uniform": (url["filter"], uniform),
             "zipf": (url["filter"], zipf),
             "cold": (url["cold"], zipf),
+            "calibrated": (url["filter"], zipf),
         }
         with (
             filter_server(ports["filter"], tmp_path, redis_url, thresholds) as cached_server,
@@ -445,25 +450,29 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
             bare_server(ports["bare"]),
             bare_server(ports["tuned"], freeze=True),
         ):
-            for kind in BODIES:
-                body = templates[kind]
+            for kind, body in templates.items():
                 answer = httpx.post(url["filter"], content=body.replace(b"__USER__", b"user-7"))
                 answer = answer.json()
+                surface = CALIBRATED_SURFACE if kind.endswith(":calibrated") else SURFACE
                 assert answer["fail_open"] is False, answer
-                assert (answer["surface"], answer["mode"]) == (SURFACE, "enforce"), answer
+                assert (answer["surface"], answer["mode"]) == (surface, "enforce"), answer
                 assert not answer["unscored"], answer
             results, hit_ratio = {}, {}
             for kind in BODIES:
-                for series in SERIES:
-                    wrk_rps(*plan[series][:1], files[kind], script, plan[series][1], 1)  # warm-up
-                runs: dict[str, list[float]] = {series: [] for series in SERIES}
+                body_of = {series: files[kind] for series in SERIES}
+                body_of["calibrated"] = files.get(f"{kind}:calibrated")
+                measured = [series for series in SERIES if body_of[series] is not None]
+                for series in measured:
+                    target, traffic = plan[series]
+                    wrk_rps(target, body_of[series], script, traffic, 1)  # warm-up
+                runs: dict[str, list[float]] = {series: [] for series in measured}
                 for _ in range(ROUNDS):  # interleaved: the machine is shared and noisy
-                    for series in SERIES:
+                    for series in measured:
                         if series == "zipf":
                             before = cache_lookups(ports["filter"])
                         target, traffic = plan[series]
                         runs[series].append(
-                            wrk_rps(target, files[kind], script, traffic, ROUND_SECONDS)
+                            wrk_rps(target, body_of[series], script, traffic, ROUND_SECONDS)
                         )
                         if series == "zipf":
                             hits, misses = np.subtract(cache_lookups(ports["filter"]), before)
@@ -505,12 +514,14 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
         "(the floor) at that same rate."
     )
     print("body   bytes   bare req/s  tuned req/s  uniform req/s  zipf req/s  cold req/s  "
-          "uniform  zipf  cold  zipf hits  rate  p99 ms  floor p99 ms")  # fmt: skip
+          "calibrated req/s  uniform  zipf  cold  zipf hits  rate  p99 ms  "
+          "floor p99 ms")  # fmt: skip
     for kind, (peaks, rate, lat, floor_lat) in results.items():
         bare = peaks["bare"]
         hit, miss = hits[kind]
         print(f"{kind:6} {len(templates[kind]):6}  {bare:10.0f}  {peaks['tuned']:11.0f}  "
               f"{peaks['uniform']:13.0f}  {peaks['zipf']:10.0f}  {peaks['cold']:10.0f}  "
+              f"{peaks.get('calibrated', float('nan')):16.0f}  "
               f"{peaks['uniform'] / bare:7.2f}  {peaks['zipf'] / bare:4.2f}  "
               f"{peaks['cold'] / bare:4.2f}  {hit / (hit + miss):9.3f}  {rate:4.0f}  "
               f"{np.percentile(lat * 1e3, 99):6.2f}  "
@@ -529,6 +540,10 @@ def test_filter_throughput_vs_bare(tmp_path: Path) -> None:
               f"_vs_bare_cold: {peaks['cold'] / bare:.2f}")  # fmt: skip
         print(f"{name}_p99_ms_at_half_peak: {p99:.2f}")
         print(f"{name}_floor_p99_ms_at_same_rate: {floor99:.2f}")
+        if "calibrated" in peaks:
+            # The goal's ratio: (calibrated / bare) / (max cosine / bare), the same traffic.
+            print(f"filter_{kind}_calibrated_vs_max_cosine_zipf: "
+                  f"{peaks['calibrated'] / peaks['zipf']:.2f}")  # fmt: skip
     hit, miss = np.sum(list(hits.values()), axis=0)
     print(f"run cache at the end: {cached_bytes / 2**20:.0f} MiB counted; resident: service "
           f"{rss_mb[0]:.0f} MB, the same with its cache off {rss_mb[1]:.0f} MB")  # fmt: skip

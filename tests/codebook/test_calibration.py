@@ -9,6 +9,7 @@ from conrec.codebook.calibration import (
     FEATURES,
     ITEM_FEATURES,
     LogisticModel,
+    PredictedPrefixes,
     load_calibration,
     prefix_depth,
     save_calibration,
@@ -84,13 +85,28 @@ def test_prefix_depth_counts_the_shared_leading_levels():
     np.testing.assert_array_equal(prefix_depth(candidates, predictions), [3, 2, 1, 2, 0])
 
 
-def test_prefix_depth_equals_its_definition_on_random_codes():
+@pytest.mark.parametrize(
+    ("size", "levels"),
+    # 256 ** 8 overflows an int64: those SIDs are compared code by code instead of packed.
+    [(4, 3), (256, 3), (256, 8)],
+)
+def test_prefix_depth_equals_its_definition_on_random_codes(size: int, levels: int):
     rng = np.random.default_rng(0)
-    for size in (4, 256):
-        predictions = rng.integers(0, size, size=(20, 3))
-        candidates = np.vstack([predictions[:5], rng.integers(0, size, size=(300, 3))])
-        expected = [
-            max(next((d for d in range(3) if c[d] != p[d]), 3) for p in predictions)
-            for c in candidates
-        ]
-        np.testing.assert_array_equal(prefix_depth(candidates, predictions), expected)
+    predictions = rng.integers(0, size, size=(20, levels))
+    # Candidates sharing 0..levels leading codes with a prediction, and random ones.
+    depths, sources = rng.integers(0, levels + 1, 40), rng.integers(0, 20, 40)
+    shared = [
+        np.hstack([predictions[p, :d], rng.integers(0, size, levels - d)])
+        for d, p in zip(depths.tolist(), sources.tolist(), strict=True)
+    ]
+    candidates = np.vstack([*shared, rng.integers(0, size, size=(300, levels))])
+    expected = [
+        max(next((d for d in range(levels) if c[d] != p[d]), levels) for p in predictions)
+        for c in candidates
+    ]
+    np.testing.assert_array_equal(prefix_depth(candidates, predictions), expected)
+    # As the filter keeps them with a cached prediction: built once for the codebook's size.
+    kept = PredictedPrefixes.of(predictions, size)
+    assert (kept.packed is None) == (levels == 8)
+    np.testing.assert_array_equal(kept.depth(candidates), expected)
+    np.testing.assert_array_equal(kept.depth(candidates.astype(np.uint8)), expected)
