@@ -254,8 +254,8 @@ class PredictedPrefixes:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.first, *(self.packed or ()), *(() if self.codes is None else (self.codes,)))
-        return sum(a.nbytes for a in arrays)
+        kept = (self.first, *(self.packed or ()), self.codes)
+        return sum(a.nbytes for a in kept if a is not None)
 
     def depth(self, candidates: np.ndarray) -> np.ndarray:
         """[M, D] codes, each below ``base`` -> [M] float32 depths."""

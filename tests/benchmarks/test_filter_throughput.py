@@ -21,7 +21,7 @@ candidate ids. The ratio /filter : bare therefore measures the filter's own work
   ("tuned"). A body of 1,000 SIDs decodes into a thousand lists, which at the default threshold
   set off young collections in the bare app that the service does not pay: the ratio against
   the tuned one is the like-for-like measure of the filter's own work.
-- Calibrated: the Zipf traffic with the id and SID bodies on a surface serving the calibrated
+- Calibrated: the Zipf traffic with the same bodies on a surface serving the calibrated
   score, against the same server, reported as its peak over the max-cosine Zipf peak (the
   calibrated score's ratio to bare over the max cosine's).
 - Latency at half of peak: an open-loop generator at a fixed rate (half the median /filter
