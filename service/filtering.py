@@ -8,6 +8,7 @@ reason); only the caller's own bad input is an error.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -177,20 +178,25 @@ class Resolved:
     def scored(self) -> int:
         return len(self.rows) if self.codes is None else len(self.codes)
 
-    def rows_and_codes(self, item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def located(self, item_ids: list[str]) -> tuple[Resolved, np.ndarray, np.ndarray]:
         """The scored candidates' rows in the item table (-1: not in it, a SID given) and
-        codes [M', D]. Candidates that carry SIDs are found by SID where the table's SIDs are
-        unique (a vectorised search), else by id."""
+        codes [M', D], for the calibrated score's per-item features; candidates that carry SIDs
+        are found by SID where the table's SIDs are unique (a vectorised search), else by id.
+        First, the candidates to score the max cosine from: as rows of the item vectors where
+        every one was found by its SID (those vectors are the SIDs decoded, and gathering them
+        costs less than the dot tables once the search is paid), else ``self``."""
         items = self.loaded.items
         if self.codes is None:
-            return self.rows, items.codes.take(self.rows, axis=0)
+            return self, self.rows, items.codes.take(self.rows, axis=0)
         by_sid = items.rows_of_codes(self.codes)
         if by_sid is not None:
-            return by_sid, self.codes
+            if self.loaded.vectors is not None and by_sid.min(initial=0) >= 0:
+                return dataclasses.replace(self, codes=None, rows=by_sid), by_sid, self.codes
+            return self, by_sid, self.codes
         if not self.unknown:
-            return items.rows_of(item_ids), self.codes
+            return self, items.rows_of(item_ids), self.codes
         scored = np.delete(np.arange(len(item_ids)), self.unknown)
-        return items.rows_of([item_ids[i] for i in scored.tolist()]), self.codes
+        return self, items.rows_of([item_ids[i] for i in scored.tolist()]), self.codes
 
     def scores(self, prediction: CachedPrediction) -> np.ndarray:
         """Max cosine of each scored candidate to the prediction's SIDs: [M']. Raises
@@ -413,7 +419,7 @@ def calibrated_scores(
     loaded = resolved.loaded
     if loaded.calibration is None:
         return _NONE_SCORED, "no_calibration"
-    rows, codes = resolved.rows_and_codes(item_ids)
+    resolved, rows, codes = resolved.located(item_ids)
     first = codes[:, 0].astype(np.int64)
     prediction = cached.prediction if cached is not None else None
     aligned = (

@@ -77,8 +77,12 @@ def publish(store: PredictionStore, run_id: str, codebook_version: str, calibrat
     writer.publish()
 
 
-def ask(api: httpx.Client, user: str, surface: str) -> dict:
-    body = {"user_id": user, "surface": surface, "candidates": [{"item_id": i} for i in ITEMS]}
+def ask(api: httpx.Client, user: str, surface: str, sids: np.ndarray | None = None) -> dict:
+    candidates = [
+        {"item_id": item} if sids is None else {"item_id": item, "sid": sids[row].tolist()}
+        for row, item in enumerate(ITEMS)
+    ]
+    body = {"user_id": user, "surface": surface, "candidates": candidates}
     answer = api.post("/filter", json=body)
     assert answer.status_code == 200, answer.text
     return answer.json()
@@ -119,6 +123,12 @@ def test_calibrated_probabilities_by_hand_and_the_items_only_model(
     for item in dropped:
         assert got[item] == pytest.approx(expected[item], rel=1e-5)
     assert prefix_depth(codes[:1], codes[:1])[0] == 3
+    # The same candidates with their SIDs: found by SID, scored from their items' vectors.
+    assert len(np.unique(codes, axis=0)) == len(codes)
+    with_sids = scores(ask(api, "u", "cal", sids=codes))
+    assert with_sids.keys() == got.keys()
+    for item in dropped:
+        assert with_sids[item] == pytest.approx(got[item], rel=1e-5)
 
     # No prediction: the items-only model, sigmoid(4 * prior - 2), not a fail-open.
     nobody = ask(api, "nobody", "cal")
@@ -132,7 +142,7 @@ def test_calibrated_probabilities_by_hand_and_the_items_only_model(
     metrics = api.get("/metrics").text
     assert scraped(metrics, "conrec_filter_items_only_total", surface="cal",
                    reason="no_prediction") == 1.0  # fmt: skip
-    assert scraped(metrics, "conrec_filter_calibrated_probability_count", surface="cal") == 10
+    assert scraped(metrics, "conrec_filter_calibrated_probability_count", surface="cal") == 15
     assert scraped(metrics, "conrec_calibration_info", version=calibration.version,
                    codebook_version=codebook_version, role="current") == 1.0  # fmt: skip
 

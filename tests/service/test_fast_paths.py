@@ -180,6 +180,43 @@ def test_bodies_of_item_ids_are_scored_from_item_vectors_as_from_codes() -> None
     assert resolve(fast, cands, _ids(cands)).rows is None
 
 
+def test_sids_found_in_the_table_score_from_its_item_vectors_as_from_codes() -> None:
+    """The calibrated score locates candidates by SID for their features; found, their items'
+    vectors stand for the decoded SIDs."""
+    rng = np.random.default_rng(8)
+    codebook = Codebook(rng.normal(size=(3, 256, 16)).astype(np.float32))
+    table_codes = np.unique(rng.integers(0, 256, size=(600, 3)), axis=0)[:500].astype(np.uint16)
+    items = ItemSIDTable(np.array([f"i{i}" for i in range(500)]), table_codes, codebook.version)
+    loaded = LoadedCodebook(codebook, items, Path("."), 0.0, item_vectors(codebook, table_codes))
+    picked = rng.choice(500, size=300, replace=False)
+    # Every candidate with its SID, and a mixed body (every other one by id only).
+    with_sids = [Candidate(f"i{i}", table_codes[i].tolist()) for i in picked]
+    mixed = [c if n % 2 else Candidate(c.item_id) for n, c in enumerate(with_sids)]
+    codes = rng.integers(0, 256, size=(20, 3)).astype(np.uint16)
+    prediction = CachedPrediction(Prediction(codes, "r1", 0.0, codebook.version))
+    for cands in (with_sids, mixed):
+        by_codes = resolve(loaded, cands, _ids(cands))
+        assert by_codes.rows is None
+        by_rows, rows, found = by_codes.located(_ids(cands))
+        assert by_rows.codes is None
+        np.testing.assert_array_equal(rows, picked)
+        np.testing.assert_array_equal(by_rows.rows, picked)
+        np.testing.assert_array_equal(found, table_codes[picked])
+        np.testing.assert_allclose(
+            by_rows.scores(prediction), by_codes.scores(prediction), atol=2e-5
+        )
+    # A SID the table lacks (an item newer than the table): located as -1, scored from codes.
+    absent = next(
+        sid for sid in rng.integers(0, 256, size=(50, 3)) if items.rows_of_codes(sid[None])[0] < 0
+    )
+    newer = [Candidate("newer", absent.tolist()), *with_sids[1:]]
+    by_codes = resolve(loaded, newer, _ids(newer))
+    same, rows, _ = by_codes.located(_ids(newer))
+    assert same is by_codes
+    assert rows[0] == -1
+    assert (rows[1:] == picked[1:]).all()
+
+
 _FULL = msgspec.json.Decoder(FilterRequest).decode
 
 
