@@ -8,7 +8,6 @@ reason); only the caller's own bad input is an error.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -191,7 +190,7 @@ class Resolved:
         by_sid = items.rows_of_codes(self.codes)
         if by_sid is not None:
             if self.loaded.vectors is not None and by_sid.min(initial=0) >= 0:
-                return dataclasses.replace(self, codes=None, rows=by_sid), by_sid, self.codes
+                return Resolved(self.loaded, None, by_sid, self.unknown), by_sid, self.codes
             return self, by_sid, self.codes
         if not self.unknown:
             return self, items.rows_of(item_ids), self.codes
