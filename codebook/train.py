@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from conrec.codebook.artifact import EncoderWeights, save_artifact
 from conrec.codebook.figures import pyplot
+from conrec.codebook.geometry import Geometry, reshape
 from conrec.codebook.quality import (
     COLLISION_POLICIES,
     CollisionPolicy,
@@ -161,23 +162,22 @@ def write_artifact(
     item_ids: list[str],
     tcfg: TrainConfig,
     extra_meta: dict[str, Any] | None = None,
+    geometry: Geometry = "raw",
 ) -> str:
-    """Save the codebook + item table; returns the codebook version."""
+    """Save the codebook + item table, its latent space in `geometry`; returns the codebook
+    version."""
     meta = {
         "rqvae": asdict(result.model.cfg),
         "train": asdict(tcfg),
         "metrics": result.metrics,
+        "geometry": geometry,
         "created_at": int(time.time()),
         **(extra_meta or {}),
     }
-    return save_artifact(
-        out_dir,
-        result.model.codewords().numpy(),
-        encoder_weights(result.model),
-        item_ids,
-        result.codes,
-        meta,
+    codewords, encoder = reshape(
+        result.model.codewords().numpy(), encoder_weights(result.model), result.codes, geometry
     )
+    return save_artifact(out_dir, codewords, encoder, item_ids, result.codes, meta)
 
 
 def plot_history(

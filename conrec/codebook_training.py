@@ -8,7 +8,8 @@ catalogues without text; `text+collaborative`, both, each scaled to unit length,
 An item nobody has rated by then has no collaborative part (zeros). With collaborative vectors
 alone such an item has nothing to encode: it gets no SID (left out of the item table, the
 service keeps it unscored) rather than sharing one meaningless SID with every other new item;
-`conrec codebook add-items` gives it one once it has a vector.
+`conrec codebook add-items` gives it one once it has a vector. The latent space the filter's
+cosine is measured in can be centred or whitened (`geometry`, `conrec.codebook.geometry`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from conrec.codebook.geometry import Geometry
 from conrec.codebook.rqvae import RQVAEConfig
 from conrec.codebook.train import TrainConfig
 from conrec.model.data.cutoff_spec import CUTOFF_HELP
@@ -51,6 +53,11 @@ class CodebookTraining:
         default="midpoint",
         metadata={"help": f"Collaborative vectors learn from each user's events up to it: "
                   f"{CUTOFF_HELP}"},
+    )  # fmt: skip
+    geometry: Geometry = field(
+        default="raw",
+        metadata={"help": "The latent space the filter's cosine is measured in: as trained, "
+                  "centred on the catalogue's mean, or whitened (`conrec.codebook.geometry`)."},
     )  # fmt: skip
     # in_dim is the item vectors' width, known once they are computed.
     rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
@@ -119,7 +126,12 @@ def train_codebook(
     rqvae = replace(cfg.rqvae, in_dim=emb.shape[1])
     result = train_rqvae(emb, rqvae, cfg.training)
     version = write_artifact(
-        out, result, item_ids, cfg.training, {"encoder": encoder_name, "dataset": source}
+        out,
+        result,
+        item_ids,
+        cfg.training,
+        {"encoder": encoder_name, "dataset": source},
+        geometry=cfg.geometry,
     )
     out_dir = Path(out)
     plot_history(result.history, result.metrics, out_dir / "training.png")

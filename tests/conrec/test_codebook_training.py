@@ -33,20 +33,8 @@ def test_items_rated_alike_are_close_and_unrated_items_have_no_vector():
 def test_a_collaborative_codebook_gives_no_sid_to_an_item_nobody_rated(tmp_path):
     from conrec.codebook.artifact import load_item_sids
     from conrec.codebook_training import train_codebook
-    from conrec.model.data.prepared import write_tables
-    from conrec.model.data.sources import DataTables
-    from conrec.model.data.tables import LoadReport
 
-    rng = np.random.default_rng(0)
-    items = [f"i{n}" for n in range(40)]
-    rows = []
-    for u in range(60):  # every item but the last, rated at random
-        for t, item in enumerate(rng.choice(items[:-1], 12, replace=False)):
-            rows.append((f"u{u}", item, t, rng.choice(["neg", "pos", "exposure"])))
-    events = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"]).assign(reason="")
-    catalogue = pd.DataFrame({"item_id": items, "title": items, "category": "", "text": ""})
-    folder = write_tables(DataTables("toy", catalogue, events.sort_values(["user_id", "ts"]),
-                                     LoadReport("toy")), tmp_path / "tables")  # fmt: skip
+    folder = _toy_tables(tmp_path, items=40)
     cfg = CodebookTraining(
         item_vectors="collaborative",
         rqvae=RQVAEConfig(levels=2, codebook_size=8, latent_dim=4),
@@ -56,3 +44,46 @@ def test_a_collaborative_codebook_gives_no_sid_to_an_item_nobody_rated(tmp_path)
     table = load_item_sids(tmp_path / "codebook")
     assert "i39" not in table  # nobody ever rated it
     assert metrics["items_without_sid"] == 40 - len(table) >= 1
+
+
+def test_a_centred_codebook_keeps_the_sids_of_the_same_training_and_says_so(tmp_path):
+    from conrec.codebook.artifact import load_codebook, load_item_sids
+    from conrec.codebook_training import train_codebook
+
+    vectors = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32) + 3.0
+    np.savez(tmp_path / "vectors.npz", item_ids=[f"i{n}" for n in range(60)], embeddings=vectors)
+    tables, books = _toy_tables(tmp_path), {}
+    for geometry in ("raw", "centred"):
+        cfg = CodebookTraining(
+            embeddings=str(tmp_path / "vectors.npz"),
+            geometry=geometry,
+            rqvae=RQVAEConfig(levels=2, codebook_size=8, latent_dim=4),
+            training=TrainConfig(epochs=3),
+        )
+        train_codebook(tmp_path / geometry, data=tables, cfg=cfg)
+        books[geometry] = load_codebook(tmp_path / geometry), load_item_sids(tmp_path / geometry)
+    (raw, raw_table), (centred, centred_table) = books["raw"], books["centred"]
+    np.testing.assert_array_equal(raw_table.codes, centred_table.codes)
+    assert (raw.meta["geometry"], centred.meta["geometry"]) == ("raw", "centred")
+    assert raw.version != centred.version
+    codes = centred_table.codes.astype(np.int64)
+    np.testing.assert_allclose(centred.decode(codes).mean(axis=0), 0, atol=1e-4)
+    assert np.abs(raw.decode(codes).mean(axis=0)).max() > 1e-2
+
+
+def _toy_tables(tmp_path, items: int = 60):
+    """A prepared-tables folder of 60 users rating every item but the last at random."""
+    from conrec.model.data.prepared import write_tables
+    from conrec.model.data.sources import DataTables
+    from conrec.model.data.tables import LoadReport
+
+    rng = np.random.default_rng(0)
+    ids = [f"i{n}" for n in range(items)]
+    rows = []
+    for u in range(60):
+        for t, item in enumerate(rng.choice(ids[:-1], 12, replace=False)):
+            rows.append((f"u{u}", item, t, rng.choice(["neg", "pos", "exposure"])))
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"]).assign(reason="")
+    catalogue = pd.DataFrame({"item_id": ids, "title": ids, "category": "", "text": ""})
+    tables = DataTables("toy", catalogue, events.sort_values(["user_id", "ts"]), LoadReport("toy"))
+    return write_tables(tables, tmp_path / "tables")
