@@ -48,8 +48,16 @@ from conrec.evaluation.calibrated import (
 )
 from conrec.evaluation.calibrated import LABELS as CALIBRATED_LABELS
 from conrec.evaluation.cases import history_predictions, served_cases
-from conrec.evaluation.decision import BUDGETS, DecisionCase, budget_label, judge, user_auc
+from conrec.evaluation.decision import (
+    BUDGETS,
+    DecisionCase,
+    PerUser,
+    budget_label,
+    judge,
+    paired_difference,
+)
 from conrec.evaluation.list_metrics import TOPK_METRICS, topk_hits
+from conrec.evaluation.results import paired_table
 from conrec.evaluation.rows import BACKTEST_BASELINES
 from conrec.evaluation.split import EvalSplit
 from conrec.evaluation.tuning import GRIDS
@@ -179,14 +187,18 @@ def run_backtest(cfg: BacktestConfig, dataset: DataTables | None = None) -> dict
                 u: np.asarray(p, dtype=np.int64) for u, p in payload["predictions"].items()
             }
             pairs[CALIBRATED].append(split_pairs(split, table, codebook, predicted, settings))
-    rows = {name: summarize_weeks(found) for name, found in weeks.items()}
-    rows |= {name: calibrated_weeks(cutoffs, found, settings) for name, found in pairs.items()}
+    rows, per_user = {}, {}
+    for name, found in weeks.items():
+        rows[name], per_user[name] = summarize_weeks(found)
+    for name, found in pairs.items():
+        rows[name], per_user[name] = calibrated_weeks(cutoffs, found, settings)
     results = {
         "cutoffs": [_date(t) for t in cutoffs],
         "every_days": cfg.every_days,
         "refit_every": cfg.refit_every if cfg.llm else None,
         "user_weeks": int(sum(len(w.cases["max_cosine"]) for w in weeks[HISTORY_SET])),
         "rows": rows,
+        "paired": paired_calibrated(per_user),
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / "backtest.json").write_text(json.dumps(results, indent=2, default=float))
@@ -264,24 +276,28 @@ def _week(
     return Week(cutoff, hits, cases)
 
 
-def summarize_weeks(weeks: list[Week]) -> dict:
-    """A row's figures pooled over user-weeks; decisions with the previous week's thresholds."""
+def summarize_weeks(weeks: list[Week]) -> tuple[dict, dict[str, PerUser]]:
+    """A row's figures pooled over user-weeks, decisions with the previous week's thresholds;
+    and per score kind its figures per user-week."""
     out: dict = {}
     if weeks[0].hits:
         out["list"] = {
             m: float(np.nanmean(np.concatenate([w.hits[m] for w in weeks]))) for m in TOPK_METRICS
         }
+    per_user = {}
     for kind in weeks[0].cases:
-        out[kind] = pooled_decision(
+        out[kind], per_user[kind] = pooled_decision(
             [
                 (now.cutoff, before.cases[kind], now.cases[kind])
                 for before, now in itertools.pairwise(weeks)
             ]
         )
-    return out
+    return out, per_user
 
 
-def calibrated_weeks(cutoffs: list[int], pairs: list[Pairs], settings) -> dict:
+def calibrated_weeks(
+    cutoffs: list[int], pairs: list[Pairs], settings
+) -> tuple[dict, dict[str, PerUser]]:
     """The calibrated score replayed: each week's model fitted on every week before it (their
     pairs and their futures, all known by this week's cutoff), its thresholds chosen on the week
     just before, judged on this week's pairs."""
@@ -293,17 +309,37 @@ def calibrated_weeks(cutoffs: list[int], pairs: list[Pairs], settings) -> dict:
             (cutoff, before.cases(score_pairs(model, before, FULL)),
              now.cases(score_pairs(model, now, FULL)))
         )  # fmt: skip
-    return {"calibrated": pooled_decision(judged)}
+    figures, per_user = pooled_decision(judged)
+    return {"calibrated": figures}, {"calibrated": per_user}
 
 
-def pooled_decision(judged: list[tuple[int, list[DecisionCase], list[DecisionCase]]]) -> dict:
+def paired_calibrated(per_user: dict[str, dict[str, PerUser]]) -> dict:
+    """Each calibrated row minus every other row, on the same user-weeks: label -> label ->
+    `paired_difference` (a 95% user-week bootstrap)."""
+    out = {}
+    for name in (CALIBRATED, CALIBRATED_HISTORY):
+        if name in per_user:
+            mine = per_user[name]["calibrated"]
+            out[_label(name, "calibrated")] = {
+                _label(other, kind): paired_difference(mine, theirs)
+                for other, kinds in per_user.items()
+                for kind, theirs in kinds.items()
+                if other != name
+            }
+    return out
+
+
+def pooled_decision(
+    judged: list[tuple[int, list[DecisionCase], list[DecisionCase]]],
+) -> tuple[dict, PerUser]:
     """(cutoff, cases the thresholds are chosen on, cases judged) per week -> the decision
-    pooled over user-weeks: AUC the mean over them, caught and lost over their pairs."""
-    per_week = []
-    aucs, pooled = [], {budget_label(b): [0.0, 0.0, 0.0, 0.0] for b in BUDGETS}
+    pooled over user-weeks (AUC the mean over them, caught and lost over their pairs), and its
+    figures per user-week."""
+    per_week, users = [], []
+    pooled = {budget_label(b): [0.0, 0.0, 0.0, 0.0] for b in BUDGETS}
     for cutoff, chosen_on, cases in judged:
         result = judge(cases, chosen_on)
-        aucs.append(user_auc(cases))
+        users.append(result.per_user)
         negatives = sum(len(c.negatives) for c in cases)
         positives = sum(len(c.positives) for c in cases)
         for key, b in result.budgets.items():
@@ -316,7 +352,8 @@ def pooled_decision(judged: list[tuple[int, list[DecisionCase], list[DecisionCas
             {"cutoff": _date(cutoff), "auc": result.auc,
              "caught_at_10pct": result.budgets["10%"].caught}
         )  # fmt: skip
-    every = np.concatenate(aucs) if aucs else np.zeros(0)
+    per_user = PerUser.concat(users) if users else PerUser(*(np.zeros(0),) * 3)
+    every = per_user.auc
     return {
         "auc": float(np.nanmean(every)) if np.isfinite(every).any() else float("nan"),
         "user_weeks": int(np.count_nonzero(~np.isnan(every))),
@@ -325,7 +362,7 @@ def pooled_decision(judged: list[tuple[int, list[DecisionCase], list[DecisionCas
             for key, c in pooled.items()
         },
         "weeks": per_week,
-    }
+    }, per_user
 
 
 def _label(name: str, kind: str) -> str:
@@ -369,7 +406,12 @@ def render_backtest(results: dict) -> str:
             f"| {_label(name, kind)} | {fhr} | {lif} | {row[kind]['auc']:.3f} | "
             f"{ten['caught']:.3f} | {ten['lost']:.3f} |"
         )
-    lines += ["", "![backtest](backtest.png)"]
+    lines.append("")
+    for label, against in results.get("paired", {}).items():
+        lines += paired_table(
+            f"Paired differences (user-week bootstrap, 95%), {label} minus each row:", against
+        )
+    lines.append("![backtest](backtest.png)")
     return "\n".join(lines) + "\n"
 
 

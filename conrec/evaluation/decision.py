@@ -106,17 +106,29 @@ class BudgetResult:
 
 
 @dataclass(frozen=True)
+class PerUser:
+    """A row's figures per judged user (or user-week): what a paired comparison between rows
+    judged on the same users resamples."""
+
+    auc: np.ndarray  # [users] NaN outside the AUC population
+    caught: np.ndarray  # [users] future negatives dropped at the headline budget's threshold
+    negatives: np.ndarray  # [users] future negatives
+
+    @classmethod
+    def concat(cls, parts: Sequence[PerUser]) -> PerUser:
+        """Disjoint judgements as one (the backtest's weeks, each at its own thresholds)."""
+        fields = ("auc", "caught", "negatives")
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+
+
+@dataclass(frozen=True)
 class DecisionResult:
     auc: float
     auc_ci95: tuple[float, float]
     auc_users: int
     budgets: dict[str, BudgetResult]  # "5%", "10%", "25%"
     users: int  # with a future negative or positive
-    # Per user, for paired comparisons between rows: AUC (NaN outside its population), and
-    # negatives caught / held at the headline budget's threshold.
-    per_user_auc: np.ndarray
-    caught_counts: np.ndarray
-    negative_counts: np.ndarray
+    per_user: PerUser
 
     def to_dict(self) -> dict:
         return {
@@ -171,29 +183,28 @@ def judge(
         auc_users=int(valid.sum()),
         budgets=out,
         users=len(test),
-        per_user_auc=per_user,
-        caught_counts=headline_caught,
-        negative_counts=neg_n,
+        per_user=PerUser(per_user, headline_caught, neg_n),
     )
 
 
-def paired_difference(a: DecisionResult, b: DecisionResult, seed: int = 0) -> dict:
+def paired_difference(a: PerUser, b: PerUser, seed: int = 0) -> dict:
     """a - b on the same users: AUC and caught at the headline budget, each with a paired 95%
     user-bootstrap interval."""
-    if a.users != b.users:
-        raise ValueError(f"rows judged on different users ({a.users} vs {b.users})")
-    idx = _draws(a.users, seed)
-    key = budget_label(HEADLINE_BUDGET)
-    auc = _nanmean_draws(a.per_user_auc, idx) - _nanmean_draws(b.per_user_auc, idx)
-    caught = _ratio_of_sums(a.caught_counts, a.negative_counts, idx) - _ratio_of_sums(
-        b.caught_counts, b.negative_counts, idx
-    )
+    if len(a.auc) != len(b.auc) or not np.array_equal(a.negatives, b.negatives):
+        raise ValueError(f"rows judged on different users ({len(a.auc)} vs {len(b.auc)})")
+    idx = _draws(len(a.auc), seed)
+    auc = _nanmean_draws(a.auc, idx) - _nanmean_draws(b.auc, idx)
+    caught = _ratio_of_sums(a.caught, a.negatives, idx) - _ratio_of_sums(b.caught, b.negatives, idx)
     return {
-        "auc": a.auc - b.auc,
+        "auc": _nanmean(a.auc) - _nanmean(b.auc),
         "auc_ci95": list(_interval(auc)),
-        "caught_at_10pct": a.budgets[key].caught - b.budgets[key].caught,
+        "caught_at_10pct": (a.caught.sum() - b.caught.sum()) / max(a.negatives.sum(), 1),
         "caught_at_10pct_ci95": list(_interval(caught)),
     }
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def _draws(n: int, seed: int) -> np.ndarray:
@@ -226,8 +237,8 @@ def merge_seeds(results: Sequence[DecisionResult], seed: int = 0) -> DecisionRes
     if len(results) == 1:
         return results[0]
     first = results[0]
-    per_user = np.nanmean([r.per_user_auc for r in results], axis=0)
-    caught = np.mean([r.caught_counts for r in results], axis=0)
+    per_user = np.nanmean([r.per_user.auc for r in results], axis=0)
+    caught = np.mean([r.per_user.caught for r in results], axis=0)
     idx = _draws(first.users, seed)
 
     def mean(attr: str, key: str) -> float:
@@ -249,7 +260,7 @@ def merge_seeds(results: Sequence[DecisionResult], seed: int = 0) -> DecisionRes
     if key in budgets:
         budgets[key] = dataclasses.replace(
             budgets[key],
-            caught_ci95=_interval(_ratio_of_sums(caught, first.negative_counts, idx)),
+            caught_ci95=_interval(_ratio_of_sums(caught, first.per_user.negatives, idx)),
         )
     return DecisionResult(
         auc=float(np.mean([r.auc for r in results])),
@@ -257,7 +268,5 @@ def merge_seeds(results: Sequence[DecisionResult], seed: int = 0) -> DecisionRes
         auc_users=first.auc_users,
         budgets=budgets,
         users=first.users,
-        per_user_auc=per_user,
-        caught_counts=caught,
-        negative_counts=first.negative_counts,
+        per_user=PerUser(per_user, caught, first.per_user.negatives),
     )

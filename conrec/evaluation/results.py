@@ -272,11 +272,12 @@ def _decision_summary(decisions: dict, rows: dict) -> dict:
         summary["best_reference_auc"] = max(references, key=lambda n: table[n]["auc"])
     if served:
         summary["paired"] = {
-            ref: paired_difference(decisions[served][0], decisions[ref][0]) for ref in references
+            ref: paired_difference(decisions[served][0].per_user, decisions[ref][0].per_user)
+            for ref in references
         }
     if CALIBRATED in decisions:
         summary["calibrated_paired"] = {
-            ref: paired_difference(decisions[CALIBRATED][0], decisions[ref][0])
+            ref: paired_difference(decisions[CALIBRATED][0].per_user, decisions[ref][0].per_user)
             for ref in [*references, CALIBRATED_HISTORY, served]
             if ref in decisions
         }
@@ -406,6 +407,22 @@ def _table(rows: dict, keys: Sequence[str], labels: Sequence[str] | None = None)
     return lines
 
 
+def paired_table(heading: str, differences: dict[str, dict]) -> list[str]:
+    """Markdown lines: row label -> `paired_difference`, under `heading`."""
+    return [
+        heading,
+        "",
+        "| row | AUC difference [95%] | caught at 10% lost difference [95%] |",
+        "|---|---|---|",
+        *(
+            f"| {label} | {d['auc']:+.3f} {_interval(d['auc_ci95'])} | "
+            f"{d['caught_at_10pct']:+.3f} {_interval(d['caught_at_10pct_ci95'])} |"
+            for label, d in differences.items()
+        ),
+        "",
+    ]
+
+
 def _interval(ci: Sequence[float]) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
@@ -494,34 +511,16 @@ def render_markdown(results: EvaluationResults) -> str:
         "",
     ]
     if decision["paired"]:
-        lines += [
+        lines += paired_table(
             f"Paired differences (user bootstrap), {_decision_label(decision['served'], rows)} "
             "minus each reference:",
-            "",
-            "| reference | AUC difference [95%] | caught at 10% lost difference [95%] |",
-            "|---|---|---|",
-            *(
-                f"| {decision['rows'][ref]['label']} | {d['auc']:+.3f} "
-                f"{_interval(d['auc_ci95'])} | {d['caught_at_10pct']:+.3f} "
-                f"{_interval(d['caught_at_10pct_ci95'])} |"
-                for ref, d in decision["paired"].items()
-            ),
-            "",
-        ]
+            {decision["rows"][ref]["label"]: d for ref, d in decision["paired"].items()},
+        )
     if decision.get("calibrated_paired"):
-        lines += [
+        lines += paired_table(
             f"Paired differences, {CALIBRATED_LABELS[CALIBRATED]} minus each row:",
-            "",
-            "| row | AUC difference [95%] | caught at 10% lost difference [95%] |",
-            "|---|---|---|",
-            *(
-                f"| {decision['rows'][ref]['label']} | {d['auc']:+.3f} "
-                f"{_interval(d['auc_ci95'])} | {d['caught_at_10pct']:+.3f} "
-                f"{_interval(d['caught_at_10pct_ci95'])} |"
-                for ref, d in decision["calibrated_paired"].items()
-            ),
-            "",
-        ]
+            {decision["rows"][ref]["label"]: d for ref, d in decision["calibrated_paired"].items()},
+        )
     lines += [
         "## Ablation (paper table 2: each row adds one module)",
         "",

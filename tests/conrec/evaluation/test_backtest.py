@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from conrec.evaluation.backtest import (
@@ -64,7 +65,20 @@ def test_miniature_backtest_refits_every_row_and_resumes(tmp_path, ml100k, artif
                 assert len(row[kind]["weeks"]) == 2  # the first week only calibrates
                 assert 0 <= row[kind]["budgets"]["10%"]["caught"] <= 1
     assert 0 <= rows["conrec"]["list"]["fhr"] <= 1
+    # Each calibrated row against every other row, paired on the same user-weeks.
+    served = results["paired"]["calibrated P(dislike), CoNRec's predictions as the set"]
+    versus = served["dislike_prior, own score"]
+    mine, theirs = rows["calibrated"]["calibrated"], rows["dislike_prior"]["own"]
+    assert versus["auc"] == pytest.approx(mine["auc"] - theirs["auc"])
+    assert versus["auc_ci95"][0] <= versus["auc"] <= versus["auc_ci95"][1]
+    assert versus["caught_at_10pct"] == pytest.approx(
+        mine["budgets"]["10%"]["caught"] - theirs["budgets"]["10%"]["caught"]
+    )
+    assert "calibrated P(dislike), CoNRec's predictions as the set" not in served
+    # Both baselines by their own score and their top-20, CoNRec, the history set, the other one.
+    assert len(served) == 7
     text = (tmp_path / "out" / "backtest.md").read_text()
+    assert "Paired differences (user-week bootstrap, 95%)" in text
     assert "3 global cutoffs every 7 days" in text
     assert "retrained every 2 cutoffs" in text
     assert (tmp_path / "out" / "backtest.png").stat().st_size > 10_000

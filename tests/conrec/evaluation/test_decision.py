@@ -79,10 +79,10 @@ def test_paired_difference_of_a_row_with_itself_is_zero_and_a_better_row_wins():
     base = [case(f"u{i}", rng.random(3), rng.random(3)) for i in range(200)]
     better = [case(c.user_id, c.negatives + 0.5, c.positives) for c in base]
     a, b = judge(base, base), judge(better, base)
-    same = paired_difference(a, a)
+    same = paired_difference(a.per_user, a.per_user)
     assert same["auc"] == 0
     assert same["auc_ci95"] == [0.0, 0.0]
-    diff = paired_difference(b, a)
+    diff = paired_difference(b.per_user, a.per_user)
     assert diff["auc"] > 0
     assert diff["auc_ci95"][0] > 0
     assert diff["caught_at_10pct"] > 0
@@ -90,7 +90,7 @@ def test_paired_difference_of_a_row_with_itself_is_zero_and_a_better_row_wins():
     merged = merge_seeds([a, b])
     assert merged.auc == pytest.approx((a.auc + b.auc) / 2)
     with pytest.raises(ValueError, match="different users"):
-        paired_difference(a, judge(base[:10], None))
+        paired_difference(a.per_user, judge(base[:10], None).per_user)
 
 
 # One level, three codewords: e0, e1 and their diagonal (cos 0.7071 to e0).
