@@ -352,11 +352,10 @@ def pooled_decision(
             {"cutoff": _date(cutoff), "auc": result.auc,
              "caught_at_10pct": result.budgets["10%"].caught}
         )  # fmt: skip
-    per_user = PerUser.concat(users) if users else PerUser(*(np.zeros(0),) * 3)
-    every = per_user.auc
+    per_user = PerUser.concat(users)
     return {
-        "auc": float(np.nanmean(every)) if np.isfinite(every).any() else float("nan"),
-        "user_weeks": int(np.count_nonzero(~np.isnan(every))),
+        "auc": per_user.mean_auc,
+        "user_weeks": int(np.count_nonzero(~np.isnan(per_user.auc))),
         "budgets": {
             key: {"caught": c[0] / max(c[1], 1), "lost": c[2] / max(c[3], 1)}
             for key, c in pooled.items()

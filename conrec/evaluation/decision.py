@@ -114,11 +114,18 @@ class PerUser:
     caught: np.ndarray  # [users] future negatives dropped at the headline budget's threshold
     negatives: np.ndarray  # [users] future negatives
 
+    @property
+    def mean_auc(self) -> float:
+        """Within-user AUC: the mean over the users in its population (NaN if none is)."""
+        return float(np.nanmean(self.auc)) if np.isfinite(self.auc).any() else float("nan")
+
     @classmethod
     def concat(cls, parts: Sequence[PerUser]) -> PerUser:
         """Disjoint judgements as one (the backtest's weeks, each at its own thresholds)."""
         fields = ("auc", "caught", "negatives")
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+        return cls(
+            *(np.concatenate([np.zeros(0)] + [getattr(p, f) for p in parts]) for f in fields)
+        )
 
 
 @dataclass(frozen=True)
@@ -177,13 +184,14 @@ def judge(
             oracle_threshold=oracle,
             oracle_caught=rates(test, oracle)[0],
         )
+    users = PerUser(per_user, headline_caught, neg_n)
     return DecisionResult(
-        auc=float(np.nanmean(per_user)) if valid.any() else float("nan"),
+        auc=users.mean_auc,
         auc_ci95=_interval(_nanmean_draws(per_user, idx)),
         auc_users=int(valid.sum()),
         budgets=out,
         users=len(test),
-        per_user=PerUser(per_user, headline_caught, neg_n),
+        per_user=users,
     )
 
 
@@ -196,15 +204,11 @@ def paired_difference(a: PerUser, b: PerUser, seed: int = 0) -> dict:
     auc = _nanmean_draws(a.auc, idx) - _nanmean_draws(b.auc, idx)
     caught = _ratio_of_sums(a.caught, a.negatives, idx) - _ratio_of_sums(b.caught, b.negatives, idx)
     return {
-        "auc": _nanmean(a.auc) - _nanmean(b.auc),
+        "auc": a.mean_auc - b.mean_auc,
         "auc_ci95": list(_interval(auc)),
         "caught_at_10pct": (a.caught.sum() - b.caught.sum()) / max(a.negatives.sum(), 1),
         "caught_at_10pct_ci95": list(_interval(caught)),
     }
-
-
-def _nanmean(values: np.ndarray) -> float:
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def _draws(n: int, seed: int) -> np.ndarray:
