@@ -27,6 +27,7 @@ EMPTY = "none"
 NEGATIVES = "Not interested:"
 POSITIVES = "Liked:"
 NEXT_NEGATIVE = "Next not interested:"
+TRENDING = "Often not interested lately:"
 PROMPT_CONFIG_FILE = "conrec_prompt.json"
 
 
@@ -66,12 +67,15 @@ def next_negative_prompt(
     max_negatives: int = 20,
     max_positives: int = 20,
     recent_days: float = 3.0,
+    trending: int = 0,
 ) -> str:
     """Next-negative prediction from a user's history; the completion is one SID.
 
     `context` selects progressive GRPO's stage: `recent` = negatives of the last `recent_days`,
     `negatives` = all negatives, `full` = negatives and positives. Lists keep the most recent
     `max_negatives` / `max_positives` items (oldest first); items without a SID are skipped.
+    `trending` > 0 opens every context with that many of the items everyone dismissed most in
+    the month up to the cutoff (`UserWindow.trending_negatives`, most dismissed first).
     """
     if context == "recent":
         negatives = window.recent_negatives(days=recent_days)
@@ -80,6 +84,10 @@ def next_negative_prompt(
     else:
         raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
     text = f"{NEGATIVES} {_sid_list(negatives, item_sids, max_negatives)}."
+    if trending > 0:
+        # _sid_list keeps the tail of a list; this one is most dismissed first, so reverse it.
+        common = window.trending_negatives[:trending][::-1]
+        text = f"{TRENDING} {_sid_list(common, item_sids, trending)}. {text}"
     if context == "full":
         text += f" {POSITIVES} {_sid_list(window.positives(), item_sids, max_positives)}."
     return f"{text} {NEXT_NEGATIVE}"
@@ -134,7 +142,7 @@ def prompt_vocabulary() -> list[str]:
         sid_to_title_prompt(sid),
         title_to_sid_prompt(""),
         alignment_prompt([sid, sid]),
-        f"{NEGATIVES} {EMPTY}. {POSITIVES} {EMPTY}. {NEXT_NEGATIVE}",
+        f"{TRENDING} {EMPTY}. {NEGATIVES} {EMPTY}. {POSITIVES} {EMPTY}. {NEXT_NEGATIVE}",
     ]
 
 

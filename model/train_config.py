@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from conrec.model.backbone import TinyBackboneConfig
-from conrec.model.data.splits import CUTOFF_HELP
+from conrec.model.data.splits import CUTOFF_HELP, TRENDING_ITEMS
 from conrec.model.grpo import GRPOStageConfig
 from conrec.model.sft import SFTStageConfig
 from conrec.model.stages import LoraSettings
@@ -24,6 +24,15 @@ class PromptSettings:
     max_negatives: int = field(default=20, metadata={"help": "Negatives kept in a prompt."})
     max_positives: int = field(default=20, metadata={"help": "Positives kept in a prompt."})
     recent_days: float = field(default=3.0, metadata={"help": "Window of the `recent` context."})
+    trending: int = field(
+        default=0,
+        metadata={
+            "help": "Open every next-negative prompt with this many of the items everyone "
+            "dismissed most in the 30 days up to the cutoff (0: none).",
+            "min": 0,
+            "max": TRENDING_ITEMS,
+        },
+    )
     align_to: int = field(
         default=32,
         metadata={

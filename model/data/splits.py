@@ -4,6 +4,8 @@ history          = the user's events with ts <= t
 next negative    = the first negative with ts > t
 future negatives = all negatives with t < ts <= t + horizon (7 days by default)
 future positives = likewise for positives
+trending         = the items most often dismissed by anyone in the 30 days up to t (a prompt's
+                   global context: what popularity knows and one user's history does not)
 
 The cutoff is the timestamp of the last event the model may see, so an event never sits on both
 sides. ml-100k users rate in bursts, so its cutoffs are per user (`midpoint_cutoffs`); a
@@ -23,6 +25,8 @@ from conrec.model.data.cutoff_spec import CUTOFF_HELP
 from conrec.model.data.tables import DAY_SECONDS, Polarity
 
 HORIZON_DAYS = 7
+TRENDING_DAYS = 30
+TRENDING_ITEMS = 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class UserWindow:
     future_negatives: tuple[str, ...]
     future_positives: tuple[str, ...]
     future_exposures: tuple[str, ...] = ()
+    trending_negatives: tuple[str, ...] = ()  # most dismissed first, every user's events <= t
 
     def negatives(self, since: int | None = None) -> list[str]:
         """Historical negatives, optionally only those with ts >= since."""
@@ -155,6 +160,7 @@ def user_windows(
         else cutoffs
     )
     horizon = int(horizon_days * DAY_SECONDS)
+    trending = _Trending(events)
     slices = {user: (start, stop) for user, start, stop in _user_slices(events)}
     ts_all = events["ts"].to_numpy()
     items_all = events["item_id"].to_numpy().astype(str)
@@ -182,7 +188,31 @@ def user_windows(
             future_negatives=_items(items[future], pol[future], Polarity.NEG),
             future_positives=_items(items[future], pol[future], Polarity.POS),
             future_exposures=_items(items[future], pol[future], Polarity.EXPOSURE),
+            trending_negatives=trending.at(int(cut)),
         )
+
+
+class _Trending:
+    """Every user's negatives in time order, answering "most dismissed in the 30 days up to t";
+    answers are cached per t, since global cutoffs repeat one t for every user."""
+
+    def __init__(self, events: pd.DataFrame):
+        neg = events[events["polarity"].to_numpy().astype(str) == Polarity.NEG]
+        order = np.argsort(neg["ts"].to_numpy(), kind="stable")
+        self.ts = neg["ts"].to_numpy()[order]
+        self.codes, self.items = pd.factorize(neg["item_id"].to_numpy().astype(str)[order])
+        self.cache: dict[int, tuple[str, ...]] = {}
+
+    def at(self, cutoff: int) -> tuple[str, ...]:
+        if cutoff not in self.cache:
+            lo = int(np.searchsorted(self.ts, cutoff - TRENDING_DAYS * DAY_SECONDS, side="right"))
+            hi = int(np.searchsorted(self.ts, cutoff, side="right"))
+            codes, counts = np.unique(self.codes[lo:hi], return_counts=True)
+            # Most dismissed first; ties by first dismissal ever (codes are in time order), so
+            # the list is deterministic. Cost grows with the window's events, not the catalogue.
+            top = codes[np.lexsort((codes, -counts))[:TRENDING_ITEMS]]
+            self.cache[cutoff] = tuple(self.items[top].tolist())
+        return self.cache[cutoff]
 
 
 def _user_slices(events: pd.DataFrame) -> Iterator[tuple[str, int, int]]:

@@ -102,3 +102,15 @@ def test_aligning_needs_the_fill_token():
     assert align_prompt(old, "next", 0) == "next"
     with pytest.raises(ValueError, match="no <\\|fill\\|> token"):
         align_prompt(old, "next", 32)
+
+
+def test_trending_opens_the_prompt_most_dismissed_last(windows, item_sids, tokenizer):
+    w = _window_with_both(windows)
+    assert len(w.trending_negatives) >= 3
+    plain = prompts.next_negative_prompt(w, item_sids, "negatives")
+    text = prompts.next_negative_prompt(w, item_sids, "negatives", trending=3)
+    assert text.startswith(prompts.TRENDING)
+    assert text.endswith(plain)
+    shown = parse_sids(text.removesuffix(plain), 3)
+    assert shown == [item_sids.sid_of(i) for i in w.trending_negatives[:3][::-1]]
+    assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]

@@ -75,3 +75,9 @@ def test_the_shipped_curricula_load_with_their_grpo_stages() -> None:
         cfg = load_config(path)
         assert isinstance(cfg, CurriculumConfig)
         assert all(type(stage).__name__ == "GRPOStageConfig" for stage in cfg.grpo), path
+
+
+def test_a_prompt_cannot_show_more_trending_items_than_a_window_keeps(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("prompt: {trending: 21}\n")
+    with pytest.raises(ConfigError, match="prompt: trending: 21 is outside \\[0, 20\\]"):
+        load_config(tmp_path / "c.yaml")

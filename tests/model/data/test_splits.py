@@ -3,6 +3,8 @@ import pandas as pd
 import pytest
 
 from conrec.model.data.splits import (
+    TRENDING_DAYS,
+    TRENDING_ITEMS,
     cutoffs_for,
     global_cutoffs,
     midpoint_cutoffs,
@@ -50,6 +52,37 @@ def test_until_caps_the_future_window_and_next_negative():
     assert window.future_positives == ("f1",)
     assert window.future_negatives == ()
     assert window.next_negative is None
+
+
+def test_trending_counts_everyone_s_negatives_in_the_month_up_to_the_cutoff():
+    cut = TRENDING_DAYS * DAY + 1
+    rows = [
+        ("a", "old", 1, "neg"),  # exactly a month before the cutoff: outside
+        ("a", "x", 2, "neg"),
+        ("a", "y", 3, "neg"),
+        ("b", "y", 4, "neg"),
+        ("b", "x", 5, "pos"),  # a like is not a dismissal
+        ("c", "z", cut, "neg"),  # exactly the cutoff: inside
+        ("c", "late", cut + 1, "neg"),  # after the cutoff: never visible
+    ]
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "polarity"]).assign(reason="")
+    windows = list(user_windows(events, pd.Series({"a": cut, "b": cut, "c": 3})))
+    # y twice; x and z once each, x dismissed first
+    assert windows[0].trending_negatives == ("y", "x", "z")
+    assert windows[1].trending_negatives == windows[0].trending_negatives
+    assert windows[2].trending_negatives == ("old", "x", "y")
+
+
+def test_trending_keeps_the_top_items_on_ml100k(ml100k):
+    events = ml100k.events
+    window = next(user_windows(events, midpoint_cutoffs(events).iloc[:1]))
+    assert len(window.trending_negatives) == TRENDING_ITEMS
+    ts = events["ts"]
+    seen = events[(ts <= window.cutoff) & (ts > window.cutoff - TRENDING_DAYS * DAY)]
+    counts = seen[seen["polarity"] == "neg"]["item_id"].value_counts()
+    listed = counts[list(window.trending_negatives)].to_numpy()
+    assert (listed[:-1] >= listed[1:]).all()
+    assert listed[-1] >= counts.drop(list(window.trending_negatives)).max()
 
 
 def test_midpoint_cutoffs_keep_the_first_half_as_history():
