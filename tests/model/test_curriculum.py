@@ -94,7 +94,7 @@ def test_tiny_curriculum_end_to_end_shares_stages_and_resumes(tmp_path, artifact
     assert "<c_7>" in tok.get_vocab()
     assert load_prompt_config(final) == {
         "context": "full", "max_negatives": 10, "max_positives": 10, "recent_days": 3,
-        "align_to": 32,
+        "trending": 0, "align_to": 32,
     }  # fmt: skip
     assert "<|fill|>" in tok.get_vocab()
     assert json.loads((final / "conrec_backbone.json").read_text())["source"] == "tiny"
