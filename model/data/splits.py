@@ -23,6 +23,7 @@ import pandas as pd
 
 from conrec.model.data.cutoff_spec import CUTOFF_HELP
 from conrec.model.data.tables import DAY_SECONDS, Polarity
+from conrec.model.data.visibility import EventLog
 
 HORIZON_DAYS = 7
 TRENDING_DAYS = 30
@@ -193,25 +194,22 @@ def user_windows(
 
 
 class _Trending:
-    """Every user's negatives in time order, answering "most dismissed in the 30 days up to t";
-    answers are cached per t, since global cutoffs repeat one t for every user."""
+    """ "Most dismissed in the 30 days up to t", from the time-consistent event log; answers
+    are cached per t, since global cutoffs repeat one t for every user."""
 
     def __init__(self, events: pd.DataFrame):
         neg = events[events["polarity"].to_numpy().astype(str) == Polarity.NEG]
-        order = np.argsort(neg["ts"].to_numpy(), kind="stable")
-        self.ts = neg["ts"].to_numpy()[order]
-        self.codes, self.items = pd.factorize(neg["item_id"].to_numpy().astype(str)[order])
+        # Items in order of their first dismissal: the tie-break that makes the list stable.
+        first = neg.sort_values("ts", kind="stable")["item_id"].astype(str).unique()
+        self.log, self.items = EventLog.of(neg, first), first
         self.cache: dict[int, tuple[str, ...]] = {}
 
     def at(self, cutoff: int) -> tuple[str, ...]:
         if cutoff not in self.cache:
-            lo = int(np.searchsorted(self.ts, cutoff - TRENDING_DAYS * DAY_SECONDS, side="right"))
-            hi = int(np.searchsorted(self.ts, cutoff, side="right"))
-            codes, counts = np.unique(self.codes[lo:hi], return_counts=True)
-            # Most dismissed first; ties by first dismissal ever (codes are in time order), so
-            # the list is deterministic. Cost grows with the window's events, not the catalogue.
-            top = codes[np.lexsort((codes, -counts))[:TRENDING_ITEMS]]
-            self.cache[cutoff] = tuple(self.items[top].tolist())
+            since = cutoff - TRENDING_DAYS * DAY_SECONDS
+            counts = self.log.counts(cutoff, Polarity.NEG, since=since)
+            top = np.lexsort((np.arange(len(counts)), -counts))[:TRENDING_ITEMS]
+            self.cache[cutoff] = tuple(self.items[top[counts[top] > 0]].tolist())
         return self.cache[cutoff]
 
 
