@@ -17,7 +17,12 @@ import numpy as np
 import pandas as pd
 
 from conrec.codebook.artifact import Codebook, ItemSIDTable
-from conrec.codebook.calibration import Calibration, load_calibration, user_layout
+from conrec.codebook.calibration import (
+    PRIOR_LIFT,
+    Calibration,
+    load_calibration,
+    user_layout,
+)
 from conrec.model.calibration import fit_item_side, save_item_side, user_part
 from conrec.model.data.splits import UserWindow
 from conrec.model.data.visibility import EventLog
@@ -59,8 +64,13 @@ def refresh_calibration(
     mf_config = MFConfig(factors=settings["factors"], regularization=settings["regularization"])
     parts, mf = fit_item_side(log, until, table, codebook.size, settings["prior_strength"],
                               mf_config)  # fmt: skip
+    full, items_only = base.full, base.items_only
+    if base.meta["format_version"] == 1:
+        # Its models saw absolute priors: the same scores from the lifts at this cutoff.
+        # (PRIOR_LIFT is the first column of both.)
+        full, items_only = (m.shifted(PRIOR_LIFT, parts.share) for m in (full, items_only))
     version = save_item_side(
-        artifact_dir, table, parts, mf, base.full, base.items_only,
+        artifact_dir, table, parts, mf, full, items_only,
         meta={**_kept(base), "items_until": int(until), "refreshed_by_run": run_id},
     )  # fmt: skip
     users = {

@@ -3,14 +3,21 @@ features to P(dislike). numpy only: the filter service, the batch job and the ev
 
 A candidate's features (`FEATURES`), for a user with a prediction:
 
-    prior            the item's smoothed share of negatives among its feedback
+    prior_lift       the item's smoothed share of negatives among its feedback, minus the
+                     catalogue's share at the same cutoff
     log_feedback     log(1 + the item's feedback events)
     user_dislike     the user's smoothed share of negatives among their feedback
-    mf               the biased factorisation's predicted rating (-1 neg .. +1 pos)
+    mf               the biased factorisation's predicted rating (-1 neg .. +1 pos) less its
+                     global mean: b_u + b_i + p_u . q_i
     max_cosine       the served score: max cosine to the user's predicted SIDs
     prefix_depth     the longest SID prefix the candidate shares with a predicted SID (0..D)
 
-The per-item parts (`prior`, `log_feedback`, the item's factors and bias) live in the artifact,
+`prior_lift` and `mf` are relative to the catalogue at the cutoff because its share of negatives
+drifts (on ml-100k from 0.145 at the validation cutoffs to 0.169 at the test cutoffs): absolute,
+they move every item's score with it, and a threshold chosen on an earlier split drops more
+positives later.
+
+The per-item parts (`prior_lift`, `log_feedback`, the item's factors and bias) live in the artifact,
 refreshed by each nightly run; the per-user parts (`user_dislike`, the user's factors and bias:
 `USER_LAYOUT`) ride with the user's prediction in the store. An item the artifact does not know
 (newer than its run) takes the mean features of the known items sharing its first SID code, and
@@ -20,10 +27,13 @@ second model, fitted on the item features alone.
 Layout: ``calibration.npz`` in a codebook version's folder (beside codebook.npz), holding a JSON
 ``meta`` (format_version, version: a content hash, codebook_version, features, created_at and
 how it was fitted) and the arrays below. A file made for another codebook version is refused.
+Format 1 (absolute prior and rating, with the rating's mean `mf_mean`) is read and scores as it
+was fitted: its items keep their absolute priors, and the mean moves into the model's centring.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -35,10 +45,11 @@ import numpy as np
 
 from conrec.codebook.artifact import ArtifactError, ItemSIDTable, artifact_file, atomic_savez
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, FORMAT_VERSION)
 CALIBRATION_FILE = "calibration.npz"
-FEATURES = ("prior", "log_feedback", "user_dislike", "mf", "max_cosine", "prefix_depth")
-PRIOR, LOG_FEEDBACK, USER_DISLIKE, MF, MAX_COSINE, PREFIX_DEPTH = range(len(FEATURES))
+FEATURES = ("prior_lift", "log_feedback", "user_dislike", "mf", "max_cosine", "prefix_depth")
+PRIOR_LIFT, LOG_FEEDBACK, USER_DISLIKE, MF, MAX_COSINE, PREFIX_DEPTH = range(len(FEATURES))
 ITEM_FEATURES = FEATURES[:2]
 
 
@@ -60,6 +71,12 @@ class LogisticModel:
         """[M, f] features -> [M] probabilities (float32)."""
         z = ((x - self.mean) / self.scale) @ self.weights + self.intercept
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def shifted(self, column: int, offset: float) -> LogisticModel:
+        """The same model for inputs whose `column` reads `offset` less (x - offset)."""
+        mean = np.array(self.mean, dtype=np.float64)
+        mean[column] -= offset
+        return dataclasses.replace(self, mean=mean)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         return {
@@ -83,10 +100,9 @@ class LogisticModel:
 class Calibration:
     meta: dict[str, Any]
     item_ids: np.ndarray  # [N]
-    item_features: np.ndarray  # [N, 2] prior, log_feedback
+    item_features: np.ndarray  # [N, 2] prior_lift, log_feedback
     prefix_features: np.ndarray  # [size, 2] by first SID code, for items it does not know
     mf_items: np.ndarray  # [N, F + 1] factors, then bias
-    mf_mean: float
     full: LogisticModel  # on FEATURES
     items_only: LogisticModel  # on ITEM_FEATURES
 
@@ -127,11 +143,11 @@ class AlignedItems:
 
         z = item_term[row] + factors[row] . p_u + user part + w_cos * cos + w_depth * depth
 
-    where item_term holds the prior's, the feedback's and the item bias's parts, and the user
+    where item_term holds the prior lift's, the feedback's and the item bias's parts, and the user
     part the intercept's, the dislike rate's and the user bias's (see `LogisticModel`)."""
 
     calibration: Calibration
-    features: np.ndarray  # [N, 2] prior, log_feedback
+    features: np.ndarray  # [N, 2] prior_lift, log_feedback
     mf: np.ndarray  # [N, F + 1] factors, then bias
     weights: np.ndarray  # [6] the full model's weights per raw unit of each feature
     intercept: float  # the full model's intercept on raw features
@@ -148,7 +164,8 @@ class AlignedItems:
         items_only_intercept = cal.items_only.intercept - float(cal.items_only.mean @ wi)
 
         def item_part(x: np.ndarray, bias: np.ndarray | float) -> np.ndarray:
-            z = x[:, PRIOR] * w[PRIOR] + x[:, LOG_FEEDBACK] * w[LOG_FEEDBACK] + bias * w[MF]
+            z = x[:, PRIOR_LIFT] * w[PRIOR_LIFT] + x[:, LOG_FEEDBACK] * w[LOG_FEEDBACK]
+            z += bias * w[MF]
             return z.astype(np.float32)
 
         return cls(
@@ -185,11 +202,7 @@ class AlignedItems:
                 z if everyone else np.where(known, z, self.items_only_prefix[first_codes])
             )
         w = self.weights
-        user_part = (
-            self.intercept
-            + w[USER_DISLIKE] * float(user[0])
-            + w[MF] * (self.calibration.mf_mean + float(user[1]))
-        )
+        user_part = self.intercept + w[USER_DISLIKE] * float(user[0]) + w[MF] * float(user[1])
         # `take` gathers rows several times faster than fancy indexing; the weights are taken
         # as Python floats so that float32 stays float32.
         z = self.factors.take(at, axis=0) @ user[2:]
@@ -287,7 +300,6 @@ def save_calibration(
     item_features: np.ndarray,
     prefix_features: np.ndarray,
     mf_items: np.ndarray,
-    mf_mean: float,
     full: LogisticModel,
     items_only: LogisticModel,
     meta: dict[str, Any],
@@ -298,7 +310,6 @@ def save_calibration(
         "item_features": np.asarray(item_features, np.float32),
         "prefix_features": np.asarray(prefix_features, np.float32),
         "mf_items": np.asarray(mf_items, np.float32),
-        "mf_mean": np.asarray(mf_mean, np.float64),
         **full.arrays("full"),
         **items_only.arrays("items_only"),
     }
@@ -331,19 +342,21 @@ def load_calibration(artifact_dir: str | Path) -> Calibration:
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            if meta.get("format_version") != FORMAT_VERSION:
+            if meta.get("format_version") not in READABLE_FORMATS:
                 raise ArtifactError(
                     f"{path} has format version {meta.get('format_version')}, this reader "
-                    f"supports {FORMAT_VERSION}"
+                    f"supports {list(READABLE_FORMATS)}"
                 )
+            full = LogisticModel.read(npz, "full")
+            if meta["format_version"] == 1:  # its model saw the rating with its mean
+                full = full.shifted(MF, float(npz["mf_mean"]))
             cal = Calibration(
                 meta=meta,
                 item_ids=npz["item_ids"],
                 item_features=npz["item_features"],
                 prefix_features=npz["prefix_features"],
                 mf_items=npz["mf_items"],
-                mf_mean=float(npz["mf_mean"]),
-                full=LogisticModel.read(npz, "full"),
+                full=full,
                 items_only=LogisticModel.read(npz, "items_only"),
             )
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:

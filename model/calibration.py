@@ -35,17 +35,20 @@ class CalibrationSettings:
 
 @dataclass(frozen=True)
 class ItemParts:
-    features: np.ndarray  # [N, 2] prior, log_feedback
+    features: np.ndarray  # [N, 2] prior_lift, log_feedback
     prefix: np.ndarray  # [size, 2] mean features of the items with feedback, by first code
     share: float  # the catalogue's share of negatives
 
 
 def item_parts(log: EventLog, until: int, table: ItemSIDTable, size: int, strength: float):
-    """The per-item features from every event up to `until` (`log` indexes `table`'s items)."""
+    """The per-item features from every event up to `until` (`log` indexes `table`'s items):
+    the prior lift, each item's smoothed share of negatives less the catalogue's, and its
+    feedback count."""
     neg, total = log.counts(until, Polarity.NEG), log.counts(until, None)
     share = float(neg.sum() / total.sum()) if total.sum() else 0.0
-    features = np.column_stack([(neg + strength * share) / (total + strength), np.log1p(total)])
-    prefix = np.tile([share, 0.0], (size, 1))
+    prior = (neg + strength * share) / (total + strength)
+    features = np.column_stack([prior - share, np.log1p(total)])
+    prefix = np.zeros((size, 2))
     first = table.codes[:, 0].astype(np.int64)
     rated = total > 0
     for code in np.unique(first[rated]):
@@ -96,7 +99,6 @@ def save_item_side(
         item_features=parts.features,
         prefix_features=parts.prefix,
         mf_items=np.column_stack([mf.item_factors, mf.item_bias]),
-        mf_mean=mf.mean,
         full=full,
         items_only=items_only,
         meta=meta,

@@ -109,7 +109,7 @@ def split_pairs(
             history = table.rows_of(windows[u].history_items.tolist())
             factors, bias = mf.fold_in(history, windows[u].history_polarity)
             r = np.maximum(rows[u], 0)
-            rating[u] = mf.mean + bias + mf.item_bias[r] + mf.item_factors[r] @ factors
+            rating[u] = bias + mf.item_bias[r] + mf.item_factors[r] @ factors  # less mf.mean
     blocks: dict[str, np.ndarray] = {}
     for point in refit_schedule(split.cutoffs, None):
         members = [u for u in point.users if u in windows]

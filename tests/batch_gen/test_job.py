@@ -224,7 +224,7 @@ def test_a_calibrated_run_refreshes_the_artifact_and_stores_each_users_part(
     save_calibration(
         tmp_path / "fitted", codebook_version=table.codebook_version, item_ids=table.item_ids[:1],
         item_features=np.zeros((1, 2)), prefix_features=np.zeros((32, 2)),
-        mf_items=np.zeros((1, 5)), mf_mean=0.0, full=ones,
+        mf_items=np.zeros((1, 5)), full=ones,
         items_only=LogisticModel(np.ones(len(ITEM_FEATURES)), 0.0, np.zeros(2), np.ones(2)),
         meta={"fitted": "by hand", "settings": settings},
     )  # fmt: skip

@@ -168,7 +168,7 @@ def build_world(root: Path, redis_url: str) -> dict[str, bytes]:
     calibration = save_calibration(
         root, codebook_version=version, item_ids=np.array(ids),
         item_features=rng.random((N_ITEMS, 2)), prefix_features=rng.random((256, 2)),
-        mf_items=rng.normal(size=(N_ITEMS, FACTORS + 1)), mf_mean=0.0,
+        mf_items=rng.normal(size=(N_ITEMS, FACTORS + 1)),
         full=LogisticModel(rng.normal(size=6), 0.0, np.zeros(6), np.ones(6)),
         items_only=LogisticModel(rng.normal(size=2), 0.0, np.zeros(2), np.ones(2)),
         meta={"fitted": "benchmark"},

@@ -1,5 +1,7 @@
 """The calibration artifact: its round trip, what it refuses, and its scoring by hand."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,6 @@ def write(folder, items=("a", "b"), codebook="cb1", full=None) -> str:
         item_features=np.array([[0.5, 1.0], [0.1, 2.0]])[: len(items)],
         prefix_features=np.array([[0.3, 0.0], [0.7, 0.5]]),
         mf_items=np.array([[1.0, 0.0, 0.2], [0.0, 1.0, -0.2]])[: len(items)],
-        mf_mean=0.1,
         full=full or model(len(FEATURES)),
         items_only=model(len(ITEM_FEATURES), [2.0, 0.0]),
         meta={"fitted": "by hand"},
@@ -50,9 +51,21 @@ def test_round_trip_and_a_version_that_follows_the_content(tmp_path):
     assert write(tmp_path / "other", full=model(len(FEATURES), np.zeros(6))) != version
 
 
-def test_scoring_by_hand_and_an_unknown_item_by_its_prefix(tmp_path):
-    write(tmp_path)
-    aligned = load_calibration(tmp_path).aligned(TABLE)
+def format_1(folder, mf_mean: float) -> None:
+    """Rewrite a calibration as format 1 wrote it: the rating's global mean beside the model,
+    which saw the rating with it."""
+    path = folder / CALIBRATION_FILE
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    meta = json.loads(str(arrays["meta"]))
+    arrays["meta"] = np.array(json.dumps(meta | {"format_version": 1}))
+    arrays["mf_mean"] = np.asarray(mf_mean)
+    np.savez(path, **arrays)
+
+
+def score_by_hand(folder, mf_mean: float):
+    """Both models' scores of three candidates, and what their features sum to."""
+    aligned = load_calibration(folder).aligned(TABLE)
     # "c" is not in the artifact: the prefix features of its first code (1).
     np.testing.assert_allclose(aligned.features[2], [0.7, 0.5])
     rows, first = np.array([0, 2, -1]), np.array([0, 1, 0])
@@ -61,11 +74,29 @@ def test_scoring_by_hand_and_an_unknown_item_by_its_prefix(tmp_path):
     np.testing.assert_allclose(items_only, 1 / (1 + np.exp(-z)), rtol=1e-6)
     user = np.array([0.2, 0.05, 1.0, -1.0], np.float32)  # dislike, bias, factors
     full = aligned.score(rows, first, np.array([0.9, 0.8, 0.7]), np.array([2, 0, 1]), user)
-    rating_a = 0.1 + 0.05 + 0.2 + 1.0  # mean + user bias + item bias + factors . user
-    rating_unknown = 0.1 + 0.05  # no item factors
+    rating_a = mf_mean + 0.05 + 0.2 + 1.0  # (mean) + user bias + item bias + factors . user
+    rating_unknown = mf_mean + 0.05  # no item factors
     x = np.array([[0.5, 1.0, 0.2, rating_a, 0.9, 2], [0.7, 0.5, 0.2, rating_unknown, 0.8, 0],
                   [0.3, 0.0, 0.2, rating_unknown, 0.7, 1]])  # fmt: skip
     np.testing.assert_allclose(full, 1 / (1 + np.exp(-(x.sum(axis=1) - 1))), rtol=1e-5)
+
+
+def test_scoring_by_hand_and_an_unknown_item_by_its_prefix(tmp_path):
+    write(tmp_path)
+    score_by_hand(tmp_path, mf_mean=0.0)  # the rating is relative to its mean
+
+
+def test_a_format_1_calibration_scores_as_it_was_fitted(tmp_path):
+    write(tmp_path)
+    format_1(tmp_path, mf_mean=0.1)
+    assert load_calibration(tmp_path).meta["format_version"] == 1
+    score_by_hand(tmp_path, mf_mean=0.1)  # its model saw the rating with its mean
+
+
+def test_a_shifted_model_scores_the_shifted_inputs_alike():
+    m = LogisticModel(np.array([0.5, -2.0]), 0.3, np.array([0.1, 0.2]), np.array([2.0, 0.5]))
+    x = np.array([[0.4, 1.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(m.shifted(1, 0.25)(x - [0.0, 0.25]), m(x), rtol=1e-6)
 
 
 def test_a_calibration_for_another_codebook_or_a_corrupt_file_is_refused(tmp_path):

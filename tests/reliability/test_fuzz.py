@@ -66,7 +66,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     calibration = save_calibration(
         tmp / "codebook", codebook_version=version, item_ids=table.item_ids,
         item_features=np.full((len(table), 2), 0.5), prefix_features=np.full((4, 2), 0.5),
-        mf_items=np.zeros((len(table), 3)), mf_mean=0.0,
+        mf_items=np.zeros((len(table), 3)),
         full=LogisticModel(np.ones(len(FEATURES)), -3.0, np.zeros(6), np.ones(6)),
         items_only=LogisticModel(np.ones(len(ITEM_FEATURES)), -1.0, np.zeros(2), np.ones(2)),
         meta={"fitted": "fuzz"},

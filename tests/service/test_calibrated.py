@@ -47,7 +47,6 @@ def write_calibration(folder: Path, codebook_version: str, weight: float = 4.0) 
         item_features=ITEM_PARTS,
         prefix_features=np.array([[0.5, 0.0]] * 4),
         mf_items=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]),
-        mf_mean=0.0,
         # The full model leans on the prior and the max cosine; the items-only on the prior.
         full=LogisticModel(
             np.array([weight, 0, 0, 0, weight, 0]), -weight, np.zeros(6), np.ones(6)
