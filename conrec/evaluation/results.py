@@ -316,14 +316,16 @@ def _headline(runs, rows: dict, backbone: str, decision: dict) -> dict:
         calibrated = table[CALIBRATED]
         out["filter_auc_calibrated"] = calibrated["auc"]
         out["filter_caught_at_10pct_lost_calibrated"] = calibrated["budgets"][HEADLINE]["caught"]
+        # What the validation-chosen threshold really lost: caught means little without it.
+        out["filter_positives_lost_at_10pct_calibrated"] = calibrated["budgets"][HEADLINE]["lost"]
         delta = decision["calibrated_paired"][CALIBRATED_HISTORY]
         out["conrec_set_vs_history_set_auc_delta"] = delta["auc"]
         out["conrec_set_vs_history_set_auc_delta_ci95"] = delta["auc_ci95"]
     if decision.get("references"):
         out["filter_auc_best_reference"] = table[decision["best_reference_auc"]]["auc"]
-        out["filter_caught_at_10pct_lost_best_reference"] = table[decision["best_reference"]][
-            "budgets"
-        ][HEADLINE]["caught"]
+        best = table[decision["best_reference"]]["budgets"][HEADLINE]
+        out["filter_caught_at_10pct_lost_best_reference"] = best["caught"]
+        out["filter_positives_lost_at_10pct_best_reference"] = best["lost"]
     return out
 
 
@@ -645,10 +647,14 @@ def plot_decision(decision: dict, path: Path) -> None:
         key = budget_label(budget)
         right.barh(y + i * width, [r["budgets"][key]["caught"] for r in ordered], width,
                    label=f"at {key} positives lost")  # fmt: skip
+    # A validation-chosen threshold can lose more than its budget on test: caught means little
+    # without what it cost, so the 10% threshold's real loss is marked beside its bar.
+    right.scatter([r["budgets"][HEADLINE]["lost"] for r in ordered], y + width, marker="|", s=60,
+                  color="black", label=f"positives lost at the {HEADLINE} threshold")  # fmt: skip
     right.set_yticks(y + width)
     right.set_yticklabels([])
     right.set(xlabel="future negatives caught (validation-chosen threshold)", xlim=(0, 1))
     right.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the longest row labels fit
     plt.close(fig)

@@ -103,7 +103,8 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
                     "The decision a ranking service receives", "Paired differences"):  # fmt: skip
         assert heading in text
     for line in ("protocol: time-consistent", "conrec_tiny_fhr20: ", "filter_auc_max_cosine: ",
-                 "filter_caught_at_10pct_lost_best_reference: "):  # fmt: skip
+                 "filter_caught_at_10pct_lost_best_reference: ",
+                 "filter_positives_lost_at_10pct_calibrated: "):  # fmt: skip
         assert line in text
     assert text.rstrip().endswith("seeds: 2")
     for png in ("metrics.png", "filter_report.png", "decision.png"):
