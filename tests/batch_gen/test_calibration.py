@@ -1,14 +1,11 @@
 """The nightly refresh of the calibrated score's item side (`conrec.batch_gen.calibration`)."""
 
-import json
-
 import numpy as np
 import pytest
 
 from conrec.batch_gen.calibration import refresh_calibration
 from conrec.codebook.artifact import load_codebook, load_item_sids
 from conrec.codebook.calibration import (
-    CALIBRATION_FILE,
     FEATURES,
     ITEM_FEATURES,
     PRIOR_LIFT,
@@ -17,6 +14,7 @@ from conrec.codebook.calibration import (
     save_calibration,
 )
 from conrec.model.data.splits import cutoffs_for, user_windows
+from tests.calibration_support import as_format_1
 
 SETTINGS = {"prior_strength": 5.0, "user_strength": 2.0, "factors": 4, "regularization": 10.0}
 FULL = LogisticModel(np.linspace(-1, 1, len(FEATURES)), 0.2, np.full(6, 0.1), np.full(6, 2.0))
@@ -33,11 +31,7 @@ def fitted(folder, table, format_version: int) -> None:
         meta={"fitted": "by hand", "settings": SETTINGS},
     )  # fmt: skip
     if format_version == 1:
-        path = folder / CALIBRATION_FILE
-        with np.load(path) as npz:
-            arrays = dict(npz)
-        meta = json.loads(str(arrays["meta"])) | {"format_version": 1}
-        np.savez(path, **arrays | {"meta": np.array(json.dumps(meta)), "mf_mean": np.asarray(0.0)})
+        as_format_1(folder, mf_mean=0.0)
 
 
 @pytest.mark.parametrize("format_version", [1, 2])

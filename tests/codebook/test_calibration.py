@@ -1,7 +1,5 @@
 """The calibration artifact: its round trip, what it refuses, and its scoring by hand."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -16,6 +14,7 @@ from conrec.codebook.calibration import (
     prefix_depth,
     save_calibration,
 )
+from tests.calibration_support import as_format_1
 
 TABLE = ItemSIDTable(
     np.array(["a", "b", "c"]), np.array([[0, 0], [0, 1], [1, 0]], np.uint16), "cb1"
@@ -51,18 +50,6 @@ def test_round_trip_and_a_version_that_follows_the_content(tmp_path):
     assert write(tmp_path / "other", full=model(len(FEATURES), np.zeros(6))) != version
 
 
-def format_1(folder, mf_mean: float) -> None:
-    """Rewrite a calibration as format 1 wrote it: the rating's global mean beside the model,
-    which saw the rating with it."""
-    path = folder / CALIBRATION_FILE
-    with np.load(path) as npz:
-        arrays = dict(npz)
-    meta = json.loads(str(arrays["meta"]))
-    arrays["meta"] = np.array(json.dumps(meta | {"format_version": 1}))
-    arrays["mf_mean"] = np.asarray(mf_mean)
-    np.savez(path, **arrays)
-
-
 def score_by_hand(folder, mf_mean: float):
     """Both models' scores of three candidates, and what their features sum to."""
     aligned = load_calibration(folder).aligned(TABLE)
@@ -88,7 +75,7 @@ def test_scoring_by_hand_and_an_unknown_item_by_its_prefix(tmp_path):
 
 def test_a_format_1_calibration_scores_as_it_was_fitted(tmp_path):
     write(tmp_path)
-    format_1(tmp_path, mf_mean=0.1)
+    as_format_1(tmp_path, mf_mean=0.1)
     assert load_calibration(tmp_path).meta["format_version"] == 1
     score_by_hand(tmp_path, mf_mean=0.1)  # its model saw the rating with its mean
 
