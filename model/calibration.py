@@ -10,6 +10,7 @@ item side fitted on every event up to the cutoff, each user folded in from their
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -19,6 +20,8 @@ from conrec.model.data.splits import UserWindow
 from conrec.model.data.tables import Polarity
 from conrec.model.data.visibility import EventLog
 from conrec.model.mf import MatrixFactorization, MFConfig
+
+Fit = Literal["within_user", "pooled"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,14 @@ class CalibrationSettings:
     )
     mf: MFConfig = field(default_factory=MFConfig, metadata={"help": "The factorisation."})
     c: float = field(default=1.0, metadata={"help": "Inverse L2 strength of the regression."})
+    fit: Fit = field(
+        default="within_user",
+        metadata={
+            "help": "within_user: the weights that order a user's candidates from each user's "
+            "own negatives against positives, then scaled with the user-level terms over "
+            "every pair; pooled: one regression over every pair."
+        },
+    )
 
 
 @dataclass(frozen=True)

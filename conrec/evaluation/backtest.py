@@ -40,6 +40,7 @@ from conrec.evaluation.baselines import Catalogue
 from conrec.evaluation.calibrated import (
     CALIBRATED,
     CALIBRATED_HISTORY,
+    CALIBRATED_POOLED,
     FULL,
     Pairs,
     fit_model,
@@ -192,6 +193,12 @@ def run_backtest(cfg: BacktestConfig, dataset: DataTables | None = None) -> dict
         rows[name], per_user[name] = summarize_weeks(found)
     for name, found in pairs.items():
         rows[name], per_user[name] = calibrated_weeks(cutoffs, found, settings)
+    # The fit's own ablation, on the served set's pairs: one regression over every pair.
+    shipped = CALIBRATED if cfg.llm else CALIBRATED_HISTORY
+    pooled = dataclasses.replace(settings, fit="pooled")
+    rows[CALIBRATED_POOLED], per_user[CALIBRATED_POOLED] = calibrated_weeks(
+        cutoffs, pairs[shipped], pooled
+    )
     results = {
         "cutoffs": [_date(t) for t in cutoffs],
         "every_days": cfg.every_days,
@@ -304,7 +311,7 @@ def calibrated_weeks(
     judged = []
     for i in range(1, len(pairs)):
         cutoff, before, now = cutoffs[i], pairs[i - 1], pairs[i]
-        model = fit_model(Pairs.concat(pairs[:i]), FULL, settings.c)
+        model = fit_model(Pairs.concat(pairs[:i]), FULL, settings.c, settings.fit)
         judged.append(
             (cutoff, before.cases(score_pairs(model, before, FULL)),
              now.cases(score_pairs(model, now, FULL)))

@@ -12,7 +12,10 @@ split's pairs and judged on the test split's, three ways, to isolate what the LL
   each test seed's own; the validation split's first seed for fitting);
 - `calibrated_history`: the same features against the user's own last 20 negatives;
 - `calibrated_no_set`: no max-cosine features at all (item prior and feedback, the user's
-  dislike rate, the factorisation).
+  dislike rate, the factorisation);
+
+and one row for the fit itself, `calibrated_pooled`: the shipped set's pairs with every weight
+from one regression over all pairs, against the within-user fit (`fit_model`).
 
 The shipped artifact (`calibration.npz` in the output folder) is the first, fitted with the
 served row's validation predictions, its per-item parts at the last event of the data.
@@ -20,6 +23,7 @@ served row's validation predictions, its per-item parts at the last event of the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ from conrec.evaluation.decision import DecisionCase, DecisionResult, judge, merg
 from conrec.evaluation.split import EvalSplit
 from conrec.model.calibration import (
     CalibrationSettings,
+    Fit,
     fit_item_side,
     item_parts,
     save_item_side,
@@ -141,9 +146,23 @@ def split_pairs(
     )
 
 
-def fit_model(pairs: Pairs, columns: Sequence[int], c: float = 1.0) -> LogisticModel:
+def fit_model(
+    pairs: Pairs,
+    columns: Sequence[int],
+    c: float = CalibrationSettings.c,
+    fit: Fit = CalibrationSettings.fit,
+) -> LogisticModel:
     """A logistic regression of negative (1) against positive (0) on the chosen feature
-    columns, standardised (scikit-learn, L2)."""
+    columns, standardised (scikit-learn, L2).
+
+    ``pooled``: one regression over every pair. ``within_user``: the weights of the features
+    that vary within a user's candidates come from each user's own negatives against their
+    positives (`within_user_direction`, a conditional logit: its weights are log-odds within a
+    user), so that what differs between users (how much they dislike, which items they are
+    shown) does not bend the order of one user's candidates; the user-level features and the
+    intercept are then fitted over every pair with that part held fixed (an offset), so the
+    output stays a probability that one threshold serves every user by. Both are one linear
+    model on the columns (the artifact's form)."""
     from sklearn.linear_model import LogisticRegression
 
     keep = (pairs.kinds < 2) & pairs.scored
@@ -151,8 +170,83 @@ def fit_model(pairs: Pairs, columns: Sequence[int], c: float = 1.0) -> LogisticM
     y = (pairs.kinds[keep] == 0).astype(np.int64)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    model = LogisticRegression(C=c, max_iter=1000).fit((x - mean) / scale, y)
-    return LogisticModel(model.coef_[0], float(model.intercept_[0]), mean, scale)
+    x = (x - mean) / scale
+    groups = np.repeat(np.arange(len(pairs.counts)), [sum(n) for n in pairs.counts])[keep]
+    user_level = _constant_within(x, groups)
+    direction = None
+    if fit == "within_user" and not user_level.all():
+        direction = within_user_direction(x[:, ~user_level], y, groups, c)
+    if direction is None:
+        model = LogisticRegression(C=c, max_iter=1000).fit(x, y)
+        return LogisticModel(model.coef_[0], float(model.intercept_[0]), mean, scale)
+    weights = np.zeros(x.shape[1])
+    weights[~user_level] = direction
+    weights[user_level], intercept = offset_logistic(
+        x[:, user_level], y, x[:, ~user_level] @ direction, c
+    )
+    return LogisticModel(weights, intercept, mean, scale)
+
+
+def offset_logistic(
+    x: np.ndarray, y: np.ndarray, offset: np.ndarray, c: float
+) -> tuple[np.ndarray, float]:
+    """Weights and intercept of P(y) = sigmoid(offset + x @ w + b), L2 on w as scikit-learn
+    puts it (|w|^2 / 2 + c * log-loss), by Newton's method: scikit-learn has no offset."""
+    design = np.column_stack([x, np.ones(len(y))])
+    penalty = np.r_[np.full(x.shape[1], 1.0 / c), 0.0]
+    theta = np.zeros(design.shape[1])
+    for _ in range(100):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (offset + design @ theta)))  # the sigmoid, no overflow
+        gradient = design.T @ (p - y) + penalty * theta
+        hessian = (design * (p * (1.0 - p))[:, None]).T @ design + np.diag(penalty)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return theta[:-1], float(theta[-1])
+
+
+# A user's pairs in the within-user fit, at most: a few heavy users must not outweigh the rest
+# (each user's pairs also weigh 1 in total, as the within-user AUC averages over users).
+MAX_PAIRS_PER_USER = 400
+
+
+def within_user_direction(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float, seed: int = 0
+) -> np.ndarray | None:
+    """Weights [f] that order each user's negatives above their positives: a logistic
+    regression, without intercept, of (negative - positive) feature differences within each
+    user (``groups``, contiguous) against their reverses. None when no user has both a negative
+    and a positive."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    differences, weights = [], []
+    for at in np.split(np.arange(len(y)), np.flatnonzero(np.diff(groups)) + 1):
+        negatives, positives = at[y[at] == 1], at[y[at] == 0]
+        if not len(negatives) or not len(positives):
+            continue
+        n = len(negatives) * len(positives)
+        picked = np.arange(n)
+        if n > MAX_PAIRS_PER_USER:
+            picked = rng.choice(n, MAX_PAIRS_PER_USER, replace=False)
+        negative, positive = negatives[picked // len(positives)], positives[picked % len(positives)]
+        differences.append(x[negative] - x[positive])
+        weights.append(np.full(len(picked), 1.0 / len(picked)))
+    if not differences:
+        return None
+    d, w = np.concatenate(differences), np.concatenate(weights)
+    model = LogisticRegression(C=c, fit_intercept=False, max_iter=1000).fit(
+        np.concatenate([d, -d]), np.repeat([1, 0], len(d)), sample_weight=np.concatenate([w, w])
+    )
+    return model.coef_[0]
+
+
+def _constant_within(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """[f] bool: the columns that take one value within each group (user-level features)."""
+    first = np.flatnonzero(np.r_[True, np.diff(groups) != 0])
+    spread = np.abs(x - np.repeat(x[first], np.diff(np.r_[first, len(x)]), axis=0))
+    return spread.max(axis=0, initial=0.0) < 1e-9
 
 
 def score_pairs(model: LogisticModel, pairs: Pairs, columns: Sequence[int]) -> np.ndarray:
@@ -183,13 +277,14 @@ def write_calibration(
         table,
         parts,
         mf,
-        fit_model(validation, FULL, settings.c),
-        fit_model(validation, ITEMS_ONLY, settings.c),
+        fit_model(validation, FULL, settings.c, settings.fit),
+        fit_model(validation, ITEMS_ONLY, settings.c, settings.fit),
         meta={
             "fitted": fitted,
             "items_until": int(until),
             "user_layout": list(user_layout(settings.mf.factors)),
             "settings": {
+                "fit": settings.fit,
                 "prior_strength": settings.prior_strength,
                 "user_strength": settings.user_strength,
                 "factors": settings.mf.factors,
@@ -202,10 +297,12 @@ def write_calibration(
 CALIBRATED = "calibrated"
 CALIBRATED_HISTORY = "calibrated_history"
 CALIBRATED_NO_SET = "calibrated_no_set"
+CALIBRATED_POOLED = "calibrated_pooled"
 LABELS = {
     CALIBRATED: "calibrated P(dislike), CoNRec's predictions as the set",
     CALIBRATED_HISTORY: "calibrated P(dislike), the user's own last 20 negatives as the set",
     CALIBRATED_NO_SET: "calibrated P(dislike), no max-cosine features",
+    CALIBRATED_POOLED: "calibrated P(dislike), the shipped set, fitted as one pooled regression",
 }
 
 
@@ -231,7 +328,7 @@ def calibrated_rows(
             [_predictions(out / "rows" / f"{served}-s{seed}.json") for seed in seeds],
         )
     rows: dict[str, tuple[DecisionResult, list[float]]] = {}
-    fitted: dict[str, Pairs] = {}
+    fitted: dict[str, tuple[Pairs, list[Pairs]]] = {}
     for name, (on_validation, on_test) in sets.items():
         fit = split_pairs(validation.split, validation.table, validation.codebook, on_validation,
                           settings)  # fmt: skip
@@ -239,14 +336,17 @@ def calibrated_rows(
             split_pairs(test.split, test.table, test.codebook, predictions, settings)
             for predictions in on_test
         ]
-        fitted[name] = fit
+        fitted[name] = fit, tests
         rows[name] = _judged(fit, tests, FULL, settings)
         if name == CALIBRATED_HISTORY:  # no set feature enters it: any set's pairs will do
             rows[CALIBRATED_NO_SET] = _judged(fit, tests, WITHOUT_SET, settings)
     shipped = CALIBRATED if served else CALIBRATED_HISTORY
+    # The fit's own ablation: the same pairs, every weight from one regression over all pairs.
+    pooled = dataclasses.replace(settings, fit="pooled")
+    rows[CALIBRATED_POOLED] = _judged(*fitted[shipped], FULL, pooled)
     write_calibration(
         out,
-        fitted[shipped],
+        fitted[shipped][0],
         test.split.log,
         int(test.split.log.ts.max()),
         test.table,
@@ -262,7 +362,7 @@ def _judged(
 ) -> tuple[DecisionResult, list[float]]:
     """A model on `columns` fitted on `fit`, its thresholds chosen there, judged on each of
     `tests` (one per seed): merged, and the AUC per seed."""
-    model = fit_model(fit, columns, settings.c)
+    model = fit_model(fit, columns, settings.c, settings.fit)
     chosen = fit.cases(score_pairs(model, fit, columns))
     results = [judge(pairs.cases(score_pairs(model, pairs, columns)), chosen) for pairs in tests]
     return merge_seeds(results), [r.auc for r in results]

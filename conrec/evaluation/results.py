@@ -24,7 +24,7 @@ import numpy as np
 
 from conrec.codebook.artifact import Codebook, ItemSIDTable
 from conrec.codebook.figures import pyplot
-from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY
+from conrec.evaluation.calibrated import CALIBRATED, CALIBRATED_HISTORY, CALIBRATED_POOLED
 from conrec.evaluation.calibrated import LABELS as CALIBRATED_LABELS
 from conrec.evaluation.cases import history_predictions, served_cases
 from conrec.evaluation.decision import (
@@ -278,7 +278,7 @@ def _decision_summary(decisions: dict, rows: dict) -> dict:
     if CALIBRATED in decisions:
         summary["calibrated_paired"] = {
             ref: paired_difference(decisions[CALIBRATED][0].per_user, decisions[ref][0].per_user)
-            for ref in [*references, CALIBRATED_HISTORY, served]
+            for ref in [*references, CALIBRATED_HISTORY, CALIBRATED_POOLED, served]
             if ref in decisions
         }
     return summary

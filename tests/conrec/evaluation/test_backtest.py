@@ -53,7 +53,7 @@ def test_miniature_backtest_refits_every_row_and_resumes(tmp_path, ml100k, artif
     assert len(models) == 2  # trained at the first and the third cutoff
     rows = results["rows"]
     assert set(rows) == {"popularity", "dislike_prior", "history_set", "conrec",
-                         "calibrated", "calibrated_history"}  # fmt: skip
+                         "calibrated", "calibrated_history", "calibrated_pooled"}  # fmt: skip
     assert set(rows["dislike_prior"]) == {"list", "max_cosine", "own"}
     assert "list" not in rows["history_set"]
     # The calibrated score: each week's model fitted on the week before.
@@ -75,8 +75,8 @@ def test_miniature_backtest_refits_every_row_and_resumes(tmp_path, ml100k, artif
         mine["budgets"]["10%"]["caught"] - theirs["budgets"]["10%"]["caught"]
     )
     assert "calibrated P(dislike), CoNRec's predictions as the set" not in served
-    # Both baselines by their own score and their top-20, CoNRec, the history set, the other one.
-    assert len(served) == 7
+    # Both baselines by their own score and their top-20, CoNRec, the history set, the other two.
+    assert len(served) == 8
     text = (tmp_path / "out" / "backtest.md").read_text()
     assert "Paired differences (user-week bootstrap, 95%)" in text
     assert "3 global cutoffs every 7 days" in text

@@ -10,7 +10,9 @@ from conrec.codebook.calibration import load_calibration
 from conrec.evaluation.calibrated import (
     FULL,
     ITEMS_ONLY,
+    Pairs,
     fit_model,
+    offset_logistic,
     score_pairs,
     split_pairs,
     write_calibration,
@@ -67,3 +69,60 @@ def test_the_written_artifact_scores_as_the_fitted_model(pairs, item_sids, artif
     assert aligned.features.shape == (len(item_sids), 2)
     # Every item has feedback by the last event: no item falls back on its prefix.
     assert (aligned.features[:, 1] > 0).all()
+
+
+def confounded_pairs(seed: int) -> Pairs:
+    """Users who dislike a lot see items with a high `a`, yet within each user a high `a` means
+    a like: pooled, `a` looks like a dislike signal. `b` is the signal within every user; the
+    third column is a user-level feature, a noisy reading of how much the user dislikes."""
+    rng = np.random.default_rng(seed)
+    users, counts, features, kinds = [], [], [], []
+    for u in range(300):
+        hidden = rng.normal()  # how much the user dislikes, and how high their items' `a` runs
+        a = rng.normal(3.0 * hidden, 1.0, 40)
+        b = rng.normal(0.0, 1.0, 40)
+        z = 1.5 * b - 1.5 * (a - 3.0 * hidden) + 2.0 * hidden - 1.0
+        negative = rng.random(40) < 1 / (1 + np.exp(-z))
+        order = np.argsort(~negative, kind="stable")  # a case's negatives first, then positives
+        users.append(f"u{u}")
+        counts.append((int(negative.sum()), int((~negative).sum()), 0))
+        reading = np.full(40, hidden + rng.normal())
+        features.append(np.column_stack([a, b, reading])[order])
+        kinds.append(np.where(negative, 0, 1)[order])
+    kinds = np.concatenate(kinds)
+    return Pairs(users, counts, np.concatenate(features), kinds, np.ones(len(kinds), bool))
+
+
+def test_the_within_user_fit_orders_each_users_candidates_by_what_separates_them():
+    fit, test = confounded_pairs(0), confounded_pairs(1)
+    columns = (0, 1, 2)
+
+    def judged(model):
+        return judge(test.cases(score_pairs(model, test, columns)), None)
+
+    pooled = fit_model(fit, columns, fit="pooled")
+    within = fit_model(fit, columns, fit="within_user")
+    assert pooled.weights[0] > 0  # the confounded direction
+    assert within.weights[0] < 0 < within.weights[1]
+    assert judged(within).auc > judged(pooled).auc + 0.1
+    # The user-level feature still moves the probability: heavy dislikers' candidates score
+    # higher, so one threshold drops more of theirs.
+    assert within.weights[2] > 0
+    probabilities = score_pairs(within, test, columns)
+    heavy = test.features[:, 2] > 0
+    assert probabilities[heavy].mean() > probabilities[~heavy].mean()
+
+
+def test_the_offset_regression_is_scikit_learns_without_an_offset_and_honours_one():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 2))
+    y = (rng.random(2000) < 1 / (1 + np.exp(-(x @ [1.0, -2.0] + 0.5)))).astype(np.int64)
+    reference = LogisticRegression(C=0.5).fit(x, y)
+    weights, intercept = offset_logistic(x, y, np.zeros(2000), 0.5)
+    np.testing.assert_allclose(weights, reference.coef_[0], rtol=1e-4)
+    assert intercept == pytest.approx(reference.intercept_[0], rel=1e-4)
+    # With the first feature's part as an offset, only the rest is fitted.
+    weights, _ = offset_logistic(x[:, 1:], y, x[:, 0] * 1.0, 1e6)
+    assert weights[0] == pytest.approx(-2.0, abs=0.25)

@@ -97,6 +97,9 @@ def test_miniature_evaluation_writes_every_table_and_resumes(tmp_path, quick_con
     assert shipped.score == "calibrated"
     assert shipped.default == pytest.approx(calibrated["budgets"]["5%"]["threshold"], abs=1e-6)
     assert load_calibration(tmp_path).meta["fitted"].startswith("`conrec evaluate`")
+    # The fit's ablation: the same pairs as one pooled regression, paired with the served fit.
+    assert "calibrated_pooled" in decision["rows"]
+    assert "calibrated_pooled" in decision["calibrated_paired"]
 
     text = (tmp_path / "results.md").read_text()
     for heading in ("Comparison", "Ablation", "Reward schemes", "Forgetting", "Threshold sweep",
