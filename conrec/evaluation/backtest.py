@@ -311,7 +311,7 @@ def calibrated_weeks(
     judged = []
     for i in range(1, len(pairs)):
         cutoff, before, now = cutoffs[i], pairs[i - 1], pairs[i]
-        model = fit_model(Pairs.concat(pairs[:i]), FULL, settings.c, settings.fit)
+        model = fit_model(Pairs.concat(pairs[:i]), FULL, settings)
         judged.append(
             (cutoff, before.cases(score_pairs(model, before, FULL)),
              now.cases(score_pairs(model, now, FULL)))

@@ -45,7 +45,6 @@ from conrec.evaluation.decision import DecisionCase, DecisionResult, judge, merg
 from conrec.evaluation.split import EvalSplit
 from conrec.model.calibration import (
     CalibrationSettings,
-    Fit,
     fit_item_side,
     item_parts,
     save_item_side,
@@ -147,13 +146,11 @@ def split_pairs(
 
 
 def fit_model(
-    pairs: Pairs,
-    columns: Sequence[int],
-    c: float = CalibrationSettings.c,
-    fit: Fit = CalibrationSettings.fit,
+    pairs: Pairs, columns: Sequence[int], settings: CalibrationSettings | None = None
 ) -> LogisticModel:
     """A logistic regression of negative (1) against positive (0) on the chosen feature
-    columns, standardised (scikit-learn, L2).
+    columns, standardised (scikit-learn, L2 of strength ``settings.c``), fitted as
+    ``settings.fit`` says.
 
     ``pooled``: one regression over every pair. ``within_user``: the weights of the features
     that vary within a user's candidates come from each user's own negatives against their
@@ -165,6 +162,8 @@ def fit_model(
     model on the columns (the artifact's form)."""
     from sklearn.linear_model import LogisticRegression
 
+    settings = settings or CalibrationSettings()
+    c = settings.c
     keep = (pairs.kinds < 2) & pairs.scored
     x = pairs.features[keep][:, list(columns)]
     y = (pairs.kinds[keep] == 0).astype(np.int64)
@@ -174,7 +173,7 @@ def fit_model(
     groups = np.repeat(np.arange(len(pairs.counts)), [sum(n) for n in pairs.counts])[keep]
     user_level = _constant_within(x, groups)
     direction = None
-    if fit == "within_user" and not user_level.all():
+    if settings.fit == "within_user" and not user_level.all():
         direction = within_user_direction(x[:, ~user_level], y, groups, c)
     if direction is None:
         model = LogisticRegression(C=c, max_iter=1000).fit(x, y)
@@ -277,8 +276,8 @@ def write_calibration(
         table,
         parts,
         mf,
-        fit_model(validation, FULL, settings.c, settings.fit),
-        fit_model(validation, ITEMS_ONLY, settings.c, settings.fit),
+        fit_model(validation, FULL, settings),
+        fit_model(validation, ITEMS_ONLY, settings),
         meta={
             "fitted": fitted,
             "items_until": int(until),
@@ -362,7 +361,7 @@ def _judged(
 ) -> tuple[DecisionResult, list[float]]:
     """A model on `columns` fitted on `fit`, its thresholds chosen there, judged on each of
     `tests` (one per seed): merged, and the AUC per seed."""
-    model = fit_model(fit, columns, settings.c, settings.fit)
+    model = fit_model(fit, columns, settings)
     chosen = fit.cases(score_pairs(model, fit, columns))
     results = [judge(pairs.cases(score_pairs(model, pairs, columns)), chosen) for pairs in tests]
     return merge_seeds(results), [r.auc for r in results]

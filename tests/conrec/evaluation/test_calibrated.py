@@ -100,8 +100,8 @@ def test_the_within_user_fit_orders_each_users_candidates_by_what_separates_them
     def judged(model):
         return judge(test.cases(score_pairs(model, test, columns)), None)
 
-    pooled = fit_model(fit, columns, fit="pooled")
-    within = fit_model(fit, columns, fit="within_user")
+    pooled = fit_model(fit, columns, CalibrationSettings(fit="pooled"))
+    within = fit_model(fit, columns, CalibrationSettings(fit="within_user"))
     assert pooled.weights[0] > 0  # the confounded direction
     assert within.weights[0] < 0 < within.weights[1]
     assert judged(within).auc > judged(pooled).auc + 0.1
