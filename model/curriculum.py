@@ -236,13 +236,14 @@ class CurriculumRun:
         if stage.kind == "sft":
             return run_sft_stage(
                 model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
-                seed=self.cfg.seed, base=base,
+                seed=self.cfg.seed, base=base, precision=self.cfg.precision,
             )  # fmt: skip
         funcs, weights = zip(*self.rewards, strict=True)
         model, metrics = run_grpo_stage(
             model, self.tokenizer, samples, self.dir(stage), stage.config, self.cfg.lora,
             list(funcs), list(weights), self.trie,
             seed=self.cfg.seed, extra_metrics={"data_step": data_step}, base=base,
+            precision=self.cfg.precision,
         )  # fmt: skip
         return model, metrics
 

@@ -20,11 +20,13 @@ from conrec.model import distributed
 from conrec.model.prompts import Context
 from conrec.model.stages import (
     LoraSettings,
+    Precision,
     StartingModel,
     attach_lora,
     finish_stage,
     launch_metrics,
     machine_flags,
+    resolved_precision,
     resume_checkpoint,
 )
 from conrec.model.trie import SIDTrie
@@ -63,11 +65,12 @@ def run_grpo_stage(
     seed: int = 0,
     base: StartingModel = None,
     extra_metrics: dict | None = None,
+    precision: Precision = "auto",
 ):
     """One progressive-GRPO stage on `samples` (prompt, gt_sids, future_pos_sids).
 
     Returns (merged model, metrics, with `extra_metrics` added); resumes from the stage's newest
-    checkpoint.
+    checkpoint. Trains in `precision` (`machine_flags`).
     """
     # TRL (seconds to import) is loaded when a stage runs, not by the commands that only read
     # GRPOStageConfig to build their options.
@@ -106,7 +109,7 @@ def run_grpo_stage(
         seed=seed,
         report_to="none",
         dataloader_num_workers=0,
-        **machine_flags(),
+        **machine_flags(precision),
     )
     # TRL's fused logprob forward reads `lm_head.bias`, which peft's trainable-token wrapper
     # (SID embedding rows, trained in the SFT stages) does not expose: GRPO trains LoRA only.
@@ -125,6 +128,7 @@ def run_grpo_stage(
         "samples": len(samples),
         "steps": trainer.state.global_step,
         "seconds": time.perf_counter() - start,
+        "precision": resolved_precision(precision),
         **launch_metrics(checkpoint),
         "log": step_log(trainer.state.log_history, trainer.reward_func_names),
         **(extra_metrics or {}),

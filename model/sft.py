@@ -20,11 +20,13 @@ from conrec.model import distributed
 from conrec.model.stage_data import IGNORE_INDEX, tokenised_rows
 from conrec.model.stages import (
     LoraSettings,
+    Precision,
     StartingModel,
     attach_lora,
     finish_stage,
     launch_metrics,
     machine_flags,
+    resolved_precision,
     resume_checkpoint,
 )
 
@@ -59,12 +61,13 @@ def run_sft_stage(
     lora: LoraSettings,
     seed: int = 0,
     base: StartingModel = None,
+    precision: Precision = "auto",
 ):
     """Train a fresh LoRA adapter on `samples` ({"prompt", "completion"}); return (merged, metrics).
 
     `samples` may be a stream: they are tokenised once into the stage directory
     (`conrec.model.stage_data`). Resumes from the stage's newest checkpoint when one exists. Device
-    and precision follow the machine (a GPU if there is one, bf16 where it supports it).
+    follows the machine (a GPU if there is one), precision `precision` (`machine_flags`).
     """
     from transformers import Trainer, TrainingArguments
 
@@ -86,7 +89,7 @@ def run_sft_stage(
         seed=seed,
         report_to="none",
         dataloader_num_workers=0,
-        **machine_flags(),
+        **machine_flags(precision),
     )
     trainer = Trainer(
         model=peft_model,
@@ -101,6 +104,7 @@ def run_sft_stage(
         "steps": trainer.state.global_step,
         "train_loss": float(result.training_loss),
         "seconds": time.perf_counter() - start,
+        "precision": resolved_precision(precision),
         **launch_metrics(checkpoint),
     }
     return finish_stage(trainer, tokenizer, stage_dir, metrics, base), metrics

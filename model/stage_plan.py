@@ -1,9 +1,10 @@
 """Which stages a curriculum config runs, and the fingerprint that names each one's directory.
 
 A stage's fingerprint hashes everything that shapes it: the data, the codebook, the backbone,
-the seed, its own settings and its predecessor's fingerprint. Two configs that agree up to a
-stage therefore produce the same directory for it, and an evaluation that trains many rows
-(SFT-only, each ablation step, several reward schemes) trains each shared prefix once.
+the seed, the precision it trains in, its own settings and its predecessor's fingerprint. Two
+configs that agree up to a stage therefore produce the same directory for it, and an evaluation
+that trains many rows (SFT-only, each ablation step, several reward schemes) trains each shared
+prefix once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from conrec.model.backbone import FILL_TOKEN
 from conrec.model.grpo import GRPOStageConfig
 from conrec.model.sft import SFTStageConfig
+from conrec.model.stages import resolved_precision
 from conrec.model.train_config import CurriculumConfig
 
 
@@ -51,6 +53,7 @@ def base_fingerprint(cfg: CurriculumConfig, codebook_version: str, data_version:
             "tiny": None if cfg.backbone else asdict(cfg.tiny),
             "seed": cfg.seed,
             "lora": asdict(cfg.lora),
+            "precision": resolved_precision(cfg.precision),
             # The tokenizer's added tokens beyond the SIDs: a vocabulary change reshapes the model.
             "added_tokens": [FILL_TOKEN],
         }

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from conrec.model import distributed
 from conrec.model.backbone import device
@@ -21,6 +21,8 @@ from conrec.model.sids import is_sid_token
 
 DONE_MARKER = "STAGE_DONE"
 LAUNCH_FILE = "launch.json"
+# auto: bf16 on a GPU that supports it, else fp32 (see `machine_flags`).
+Precision = Literal["auto", "fp32", "bf16"]
 # Loads a stage's starting model whole (the previous stage's merged model, or the backbone).
 StartingModel = Callable[[], Any] | None
 
@@ -68,19 +70,30 @@ def attach_lora(model, tokenizer, lora: LoraSettings):
     return get_peft_model(model, config)
 
 
-def machine_flags() -> dict[str, bool]:
-    """Trainer flags for this machine: bf16 on a GPU that has it (else fp32), pinned memory
-    only where there is a GPU to copy to, and CPU processes declared as such (so that several
-    of them, under a launcher, train data-parallel over gloo, as `conrec.model.distributed`
-    does)."""
+def machine_flags(precision: Precision = "auto") -> dict[str, bool]:
+    """Trainer flags for this machine: bf16 autocast where `precision` resolves to it (see
+    `resolved_precision`), pinned memory only where there is a GPU to copy to, and CPU
+    processes declared as such (so that several of them, under a launcher, train data-parallel
+    over gloo, as `conrec.model.distributed` does)."""
     import torch
 
     gpu = torch.cuda.is_available()
     return {
-        "bf16": bool(gpu and torch.cuda.is_bf16_supported()),
+        "bf16": resolved_precision(precision) == "bf16",
         "dataloader_pin_memory": gpu,
         "use_cpu": not gpu,
     }
+
+
+def resolved_precision(precision: Precision) -> Literal["fp32", "bf16"]:
+    """`auto` is bf16 on a GPU that has it and fp32 on a CPU. A CPU runs bf16 only when asked (to
+    train as a GPU does): even with AMX it trains SmolLM2's stages no faster than fp32
+    (tests/benchmarks/test_train_precision.py), and without bf16 instructions it is emulated."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
 
 
 def resume_checkpoint(stage_dir: Path) -> str | None:

@@ -10,7 +10,7 @@ from conrec.model.backbone import TinyBackboneConfig
 from conrec.model.data.splits import CUTOFF_HELP, TRENDING_ITEMS
 from conrec.model.grpo import GRPOStageConfig
 from conrec.model.sft import SFTStageConfig
-from conrec.model.stages import LoraSettings
+from conrec.model.stages import LoraSettings, Precision
 from conrec.model.swing import SwingConfig
 from conrec.model.tasks import AlignmentConfig
 from conrec.model.yaml_config import load_yaml
@@ -102,6 +102,13 @@ class CurriculumConfig:
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, data and sampling."})
+    precision: Precision = field(
+        default="auto",
+        metadata={
+            "help": "Training precision: auto (bf16 on a GPU that supports it, else fp32), fp32, "
+            "or bf16 (autocast on any device, so that a CPU trains as a GPU does)."
+        },
+    )
     tiny: TinyBackboneConfig = field(default_factory=TinyBackboneConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     prompt: PromptSettings = field(default_factory=PromptSettings)

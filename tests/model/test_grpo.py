@@ -10,9 +10,13 @@ from conrec.model.stages import LoraSettings, is_done
 from tests.model.conftest import changed_parameters, snapshot
 
 
-@pytest.mark.parametrize(("context", "beta"), [("recent", 0.0), ("negatives", 0.04), ("full", 0.1)])
+# The last case trains under bf16 autocast, as SmolLM2's config asks on a CPU.
+@pytest.mark.parametrize(
+    ("context", "beta", "precision"),
+    [("recent", 0.0, "auto"), ("negatives", 0.04, "auto"), ("full", 0.1, "bf16")],
+)
 def test_grpo_stage_trains_lora_with_constrained_rollouts(
-    context, beta, tmp_path, tiny_model, tokenizer, item_sids, codebook, windows, trie
+    context, beta, precision, tmp_path, tiny_model, tokenizer, item_sids, codebook, windows, trie
 ):
     samples = tasks.grpo_samples(windows, item_sids, {}, context)[:8]
     assert len(samples) == 8
@@ -30,8 +34,10 @@ def test_grpo_stage_trains_lora_with_constrained_rollouts(
         [make_reward(codebook, "c"), make_valid_sid_reward(codebook)],
         [1.0, 0.0],
         trie,
+        precision=precision,
     )
     assert metrics["steps"] == 2
+    assert metrics["precision"] == ("fp32" if precision == "auto" else precision)
     changed = changed_parameters(before, merged)
     assert any("proj" in k for k in changed)
     assert "model.embed_tokens.weight" not in changed  # GRPO trains LoRA only

@@ -68,6 +68,22 @@ def test_sft_stage_resumes_from_its_checkpoint(tmp_path, tokenizer, item_sids, m
     assert resume_checkpoint(tmp_path).endswith("checkpoint-4")
 
 
+def test_bf16_precision_trains_under_autocast_on_a_cpu(tmp_path, tokenizer, item_sids, ml100k):
+    samples = list(tasks.translation_samples(ml100k.items.head(20), item_sids))
+    losses = {}
+    for precision in ("auto", "bf16"):
+        merged, metrics = run_sft_stage(
+            make_tiny_model(tokenizer), tokenizer, samples, tmp_path / precision, STEPS,
+            LoraSettings(r=4, alpha=8), precision=precision,
+        )  # fmt: skip
+        losses[metrics["precision"]] = metrics["train_loss"]
+        assert next(merged.parameters()).dtype == torch.float32  # autocast keeps fp32 weights
+    # auto is fp32 on a CPU; bf16 rounds the matmuls, so the same seed's loss moves a little
+    assert set(losses) == {"fp32", "bf16"}
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
 def test_sid_rows_of_an_untied_lm_head_train_too(tmp_path, tokenizer, ml100k, item_sids):
     from conrec.model.backbone import TinyBackboneConfig, build_tiny_model
 
